@@ -1,0 +1,34 @@
+# Two entry points: `make run` (the pipeline on its embedded default) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export AGENT_PIPELINE_HOME ?= $(HOME)/.agent_pipeline
+PORT ?= 3000
+
+.PHONY: install run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	mkdir -p "$(DAGSTER_HOME)" "$(AGENT_PIPELINE_HOME)"
+	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp ops/dagster.dev.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+test: install
+	bash ops/install-system-deps.sh
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

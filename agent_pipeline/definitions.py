@@ -1,0 +1,13 @@
+"""The code location: merges each domain's definitions and binds the shared resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from agent_pipeline.defs import agents
+from agent_pipeline.defs.resources import default_resources
+
+defs = dg.Definitions.merge(
+    agents.build_defs(),
+    dg.Definitions(resources=default_resources()),
+)

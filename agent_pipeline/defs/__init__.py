@@ -1,0 +1,1 @@
+"""Dagster definitions only, one package per domain; the logic they call lives in the domain packages."""

@@ -1,0 +1,46 @@
+"""Jobs that run agents: ``agent_runs`` runs every registered agent once; ``agent__<name>`` runs one agent
+(what a quota-driven scheduler launches, and a per-agent run history in the UI)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+
+from agent_pipeline.agents import LoadedAgent
+from agent_pipeline.defs.agents.ops import build_agent_op
+
+AGENT_RUNS_JOB = "agent_runs"
+
+
+def single_agent_job_name(agent_name: str) -> str:
+    return f"agent__{agent_name}"
+
+
+def build_agent_jobs(registry: Mapping[str, LoadedAgent]) -> list[dg.JobDefinition]:
+    ops = {name: build_agent_op(loaded) for name, loaded in registry.items()}
+
+    @dg.job(
+        name=AGENT_RUNS_JOB,
+        description="Run every registered agent once against the market; each run lands as an agent_events row.",
+        executor_def=dg.in_process_executor,
+        tags={"domain": "agents"},
+    )
+    def agent_runs():
+        for op_def in ops.values():
+            op_def()
+
+    return [agent_runs] + [_single_agent_job(name, op_def) for name, op_def in ops.items()]
+
+
+def _single_agent_job(name: str, op_def: dg.OpDefinition) -> dg.JobDefinition:
+    @dg.job(
+        name=single_agent_job_name(name),
+        description=f"Run agent `{name}` once (what the quota scheduler launches).",
+        executor_def=dg.in_process_executor,
+        tags={"domain": "agents", "agent": name},
+    )
+    def one_agent():
+        op_def()
+
+    return one_agent

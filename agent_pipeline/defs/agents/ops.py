@@ -1,0 +1,58 @@
+"""One Dagster op per registered agent: run it instrumented, store its event, report agent_events."""
+
+
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from agent_pipeline.agents import AgentContext, LoadedAgent, run_instrumented
+from agent_pipeline.agents.instrumentation import error_event
+from agent_pipeline.defs.resources import MarketResource, StoreResource
+from agent_pipeline.reward import RewardConfig
+from agent_pipeline.store import append_event
+
+AGENT_EVENTS = dg.AssetKey("agent_events")
+
+
+def agent_op_name(agent_name: str) -> str:
+    return f"run_{agent_name}"
+
+
+def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
+    """The op for one agent. Its event is written even when the agent fails; then the op fails too."""
+    name = loaded.name
+
+    @dg.op(
+        name=agent_op_name(name),
+        description=f"Run agent `{name}` ({loaded.kind}, strategy `{loaded.strategy}`) once against the market, "
+                    "measure latency, cost and reward, and append the event to agent_events.",
+        tags={"agent": name, "kind": loaded.kind},
+        out=dg.Out(dict, description="The stored event: ids, reward and the agent's output."),
+    )
+    def run_agent(context: dg.OpExecutionContext, store: StoreResource, market: MarketResource):
+        now = datetime.now(UTC)
+        t0 = time.perf_counter()
+        try:
+            ctx = AgentContext(now=now, market=market.make(consumer=name), params=loaded.spec.params,
+                               run_id=context.run_id)
+            event = run_instrumented(loaded, ctx, RewardConfig.load())
+        except Exception as exc:  # market or config could not be built: still one event
+            event = error_event(loaded, context.run_id, exc, now, time.perf_counter() - t0)
+        append_event(store.store(), event, timeout_s=store.lock_timeout_s)
+        metadata = {
+            "agent": name, "event_id": event.event_id, "latency_seconds": event.latency_seconds,
+            "cost_usd": dg.MetadataValue.float(event.cost_usd) if event.cost_usd is not None else "unknown",
+            "reward": dg.MetadataValue.float(event.reward) if event.reward is not None else "n/a (error)",
+            "outputs": len(event.output or []),
+        }
+        if event.error:
+            metadata["error"] = event.error
+        yield dg.AssetMaterialization(asset_key=AGENT_EVENTS, description=f"event of {name}", metadata=metadata)
+        if event.error:
+            raise dg.Failure(description=f"agent {name} failed: {event.error}", metadata=metadata)
+        yield dg.Output({"event_id": event.event_id, "agent": name, "strategy": loaded.strategy,
+                         "kind": loaded.kind, "reward": event.reward, "output": event.output,
+                         "started_at": event.started_at.isoformat()}, metadata=metadata)
+
+    return run_agent

@@ -1,0 +1,88 @@
+"""Reward parameters and per-strategy risk budgets.
+
+The seed scores every signal with one capital and max loss (25,000 / 300 for arbitrage) and suggests mapping
+other signals "to a strategy risk budget": each strategy names the capital it would deploy and the loss it
+accepts, and the same formula then prices any signal that states an expected profit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from agent_pipeline.settings import ConfigError, config_section, strict_fields
+
+
+@dataclass(frozen=True)
+class RiskBudget:
+    capital_usd: float
+    max_loss_usd: float
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"RiskBudget.{f.name} must be a positive finite number, got {value!r}")
+
+
+DEFAULT_BUDGETS: dict[str, RiskBudget] = {
+    "cross_venue_arb": RiskBudget(25_000.0, 300.0),
+    "momentum": RiskBudget(10_000.0, 200.0),
+}
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Parameters of ``capital_weighted_reward`` plus the budgets per strategy; ``default_budget`` for the rest."""
+
+    fill_prob: float = 0.7
+    slippage_bps: float = 5.0
+    fees_bps: float = 2.0
+    default_budget: RiskBudget = RiskBudget(25_000.0, 300.0)
+    budgets: dict[str, RiskBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+
+    def __post_init__(self) -> None:
+        checks = {"fill_prob": (0.0, 1.0), "slippage_bps": (0.0, 10_000.0), "fees_bps": (0.0, 10_000.0)}
+        for name, (low, high) in checks.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low <= value <= high:
+                raise ConfigError(f"RewardConfig.{name} must be a finite number in [{low}, {high}], got {value!r}")
+
+    def budget_for(self, strategy: str | None) -> RiskBudget:
+        return self.budgets.get(strategy or "", self.default_budget)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fill_prob": self.fill_prob, "slippage_bps": self.slippage_bps, "fees_bps": self.fees_bps,
+            "default_budget": vars(self.default_budget),
+            "budgets": {k: vars(v) for k, v in sorted(self.budgets.items())},
+        }
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], where: str = "[reward]") -> RewardConfig:
+        values = dict(strict_fields(cls, values, where))
+
+        def budget(raw: Any, name: str) -> RiskBudget:
+            if isinstance(raw, RiskBudget):
+                return raw
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{where}.{name} must be a table with capital_usd and max_loss_usd")
+            strict_fields(RiskBudget, raw, f"{where}.{name}")
+            try:
+                return RiskBudget(**raw)
+            except TypeError as exc:
+                raise ConfigError(f"{where}.{name}: {exc}") from exc
+
+        if "default_budget" in values:
+            values["default_budget"] = budget(values["default_budget"], "default_budget")
+        if "budgets" in values:
+            merged = dict(DEFAULT_BUDGETS)
+            merged.update({k: budget(v, f"budgets.{k}") for k, v in values["budgets"].items()})
+            values["budgets"] = merged
+        return cls(**values)
+
+    @classmethod
+    def load(cls, home=None) -> RewardConfig:
+        return cls.from_mapping(config_section("reward", home))

@@ -1,0 +1,176 @@
+"""The ``agent_events`` table: one row per agent run, the root of everything downstream.
+
+A run's row is written in one short transaction as soon as the run ends (``append_event``); imports and
+backfills use ``append_frame``, which moves a whole DataFrame in one INSERT ... SELECT.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from agent_pipeline.store.connection import Store
+
+COMPONENT = "events"
+
+MIGRATIONS: list[str] = [
+    # v1: the run record. Nullable columns mean "not known", never a silent zero.
+    """
+    CREATE TABLE agent_events (
+        event_id VARCHAR PRIMARY KEY,
+        run_id VARCHAR NOT NULL,
+        agent VARCHAR NOT NULL,
+        strategy VARCHAR,
+        kind VARCHAR,
+        started_at TIMESTAMPTZ NOT NULL,
+        latency_seconds DOUBLE,
+        cost_usd DOUBLE,
+        reward DOUBLE,
+        error VARCHAR,
+        error_type VARCHAR,
+        output JSON,
+        capital_usd DOUBLE,
+        max_loss_usd DOUBLE,
+        data_age_sec DOUBLE,
+        reward_source VARCHAR NOT NULL DEFAULT 'computed',
+        source VARCHAR NOT NULL DEFAULT 'dagster',
+        ingested_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX agent_events_started_at ON agent_events (started_at);
+    """,
+]
+
+COLUMNS: tuple[str, ...] = (
+    "event_id", "run_id", "agent", "strategy", "kind", "started_at", "latency_seconds", "cost_usd", "reward",
+    "error", "error_type", "output", "capital_usd", "max_loss_usd", "data_age_sec", "reward_source", "source",
+)
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """What one agent run produced, as stored. ``reward`` is None when the run failed."""
+
+    run_id: str
+    agent: str
+    started_at: datetime
+    latency_seconds: float
+    strategy: str | None = None
+    kind: str | None = None
+    cost_usd: float | None = None
+    reward: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    output: Any = None
+    capital_usd: float | None = None
+    max_loss_usd: float | None = None
+    data_age_sec: float | None = None
+    reward_source: str = "computed"
+    source: str = "dagster"
+    event_id: str = field(default_factory=new_event_id)
+
+    def __post_init__(self) -> None:
+        if self.started_at.tzinfo is None:
+            raise ValueError("AgentEvent.started_at must be timezone-aware (UTC)")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def row(self) -> list[Any]:
+        data = asdict(self)
+        data["started_at"] = self.started_at.astimezone(UTC)
+        data["output"] = None if self.output is None else json.dumps(self.output, default=str, allow_nan=False)
+        for key in ("latency_seconds", "cost_usd", "reward", "capital_usd", "max_loss_usd", "data_age_sec"):
+            data[key] = _finite_or_none(data[key])
+        return [data[c] for c in COLUMNS]
+
+
+def ensure_schema(store: Store, conn) -> None:
+    store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+
+
+_INSERT_ONE = f"INSERT INTO agent_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+
+
+def append_event(store: Store, event: AgentEvent, *, timeout_s: float | None = None) -> None:
+    """Write one run's event in its own short transaction."""
+    with store.connect(timeout_s=timeout_s) as conn:
+        ensure_schema(store, conn)
+        conn.execute(_INSERT_ONE, event.row())
+
+
+def events_frame(events: Iterable[AgentEvent]) -> pd.DataFrame:
+    return pd.DataFrame([e.row() for e in events], columns=list(COLUMNS))
+
+
+def append_frame(store: Store, frame: pd.DataFrame, *, conn=None, ignore_duplicates: bool = True) -> int:
+    """Bulk insert a frame with (a subset of) ``COLUMNS``; rows whose event_id exists are skipped.
+
+    Returns the number of rows inserted. Pass ``conn`` to join a caller's open connection/transaction.
+    """
+    cols = [c for c in COLUMNS if c in frame.columns]
+    missing = {"event_id", "run_id", "agent", "started_at"} - set(cols)
+    if missing:
+        raise ValueError(f"append_frame: frame lacks required column(s) {sorted(missing)}")
+    verb = "INSERT OR IGNORE" if ignore_duplicates else "INSERT"
+    sql = f"{verb} INTO agent_events ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _frame"
+
+    def run(c) -> int:
+        ensure_schema(store, c)
+        before = c.execute("SELECT count(*) FROM agent_events").fetchone()[0]
+        c.register("_frame", frame)
+        try:
+            c.execute(sql)
+        finally:
+            c.unregister("_frame")
+        return c.execute("SELECT count(*) FROM agent_events").fetchone()[0] - before
+
+    if conn is not None:
+        return run(conn)
+    with store.transaction() as c:
+        return run(c)
+
+
+def read_events(store: Store, *, since: datetime | None = None, agent: str | None = None,
+                read_only: bool = False, timeout_s: float | None = None) -> pd.DataFrame:
+    """Events as a DataFrame (timestamps in UTC), optionally since a time and for one agent."""
+    where, params = [], []
+    if since is not None:
+        where.append("started_at >= ?")
+        params.append(since)
+    if agent is not None:
+        where.append("agent = ?")
+        params.append(agent)
+    sql = "SELECT * FROM agent_events" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY started_at"
+    if read_only and not store.path.exists():
+        return pd.DataFrame(columns=list(COLUMNS))
+    with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
+        if not read_only:
+            ensure_schema(store, conn)
+        elif not _has_table(conn, "agent_events"):
+            return pd.DataFrame(columns=list(COLUMNS))
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn.execute(sql, params).df()
+
+
+def _has_table(conn, name: str) -> bool:
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])

@@ -1,0 +1,54 @@
+"""``agent-pipeline agents``: list the registry, run one agent once, and show recent events."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+
+from agent_pipeline.agents import AgentContext, load_configured_registry, run_instrumented
+from agent_pipeline.market import MarketConfig, make_market
+from agent_pipeline.reward import RewardConfig
+from agent_pipeline.store import Store, append_event, read_events
+
+
+def _list(args: argparse.Namespace) -> int:
+    for name, loaded in sorted(load_configured_registry().items()):
+        print(f"{name}\t{loaded.kind}\t{loaded.strategy}\t{loaded.spec.ref}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    registry = load_configured_registry()
+    if args.name not in registry:
+        raise ValueError(f"no agent named {args.name!r}; registered: {sorted(registry)}")
+    loaded = registry[args.name]
+    market = make_market(MarketConfig.load(), consumer=loaded.name)
+    event = run_instrumented(loaded, AgentContext(now=datetime.now(UTC), market=market, params=loaded.spec.params,
+                                                  run_id=f"cli:{datetime.now(UTC).isoformat()}"),
+                             RewardConfig.load(), source="cli")
+    append_event(Store.at_home(), event)
+    print(json.dumps({"event_id": event.event_id, "agent": event.agent, "reward": event.reward,
+                      "latency_seconds": event.latency_seconds, "cost_usd": event.cost_usd, "error": event.error},
+                     indent=2))
+    return 1 if event.error else 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    frame = read_events(Store.at_home(), agent=args.agent)
+    cols = ["started_at", "agent", "reward", "latency_seconds", "cost_usd", "error"]
+    print(frame[cols].tail(args.limit).to_string(index=False) if not frame.empty else "no events yet")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    agents = sub.add_parser("agents", help="list registered agents, run one, show recent events")
+    agents_sub = agents.add_subparsers(dest="agents_command", required=True)
+    agents_sub.add_parser("list", help="the registered agents").set_defaults(func=_list)
+    run = agents_sub.add_parser("run", help="run one agent once and store its event")
+    run.add_argument("name")
+    run.set_defaults(func=_run)
+    events = agents_sub.add_parser("events", help="the most recent events")
+    events.add_argument("--agent")
+    events.add_argument("--limit", type=int, default=20)
+    events.set_defaults(func=_events)

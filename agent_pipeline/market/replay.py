@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from agent_pipeline.market.base import MarketDataError, Quote
+from agent_pipeline.store.connection import query_df
 
 REQUIRED = ("ts", "venue", "symbol", "bid", "ask", "bid_size", "ask_size")
 SAMPLE_FILE = Path(__file__).with_name("data") / "sample_quotes.csv"
@@ -27,7 +28,7 @@ def _load(path: Path) -> pd.DataFrame:
     reader = "read_parquet" if path.suffix.lower() in (".parquet", ".pq") else "read_csv_auto"
     try:
         with duckdb.connect() as conn:
-            frame = conn.execute(f"SELECT * FROM {reader}(?)", [str(path)]).df()
+            frame = query_df(conn, f"SELECT * FROM {reader}(?)", [str(path)])
     except duckdb.Error as exc:
         raise MarketDataError(f"replay file {path}: cannot read: {exc}") from exc
     missing = [c for c in REQUIRED if c not in frame.columns]

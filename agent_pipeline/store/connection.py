@@ -99,3 +99,17 @@ class Store:
             return
         migrate(conn, component, migrations)
         self._migrated.add(component)
+
+
+def query_df(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """Run a query and return a pandas DataFrame.
+
+    duckdb's pandas conversion calls a pandas API that pandas 3 deprecates (Pandas4Warning on every fetch);
+    the warning is about duckdb's internals, not ours, so it is silenced here, in one place.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        warnings.filterwarnings("ignore", message=".*TIMESTAMP WITH TIME ZONE.*")
+        return conn.execute(sql, params or []).df()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from agent_pipeline.store.connection import Store
+from agent_pipeline.store.connection import Store, query_df
 
 COMPONENT = "events"
 
@@ -168,7 +168,7 @@ def read_events(store: Store, *, since: datetime | None = None, agent: str | Non
         elif not _has_table(conn, "agent_events"):
             return pd.DataFrame(columns=list(COLUMNS))
         conn.execute("SET TimeZone = 'UTC'")
-        return conn.execute(sql, params).df()
+        return query_df(conn, sql, params)
 
 
 def _has_table(conn, name: str) -> bool:

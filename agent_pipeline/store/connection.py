@@ -92,7 +92,10 @@ class Store:
             conn.execute("COMMIT")
 
     def ensure_schema(self, conn: duckdb.DuckDBPyConnection, component: str, migrations: list[str]) -> None:
-        """Apply a component's forward migrations that this file has not seen yet (idempotent)."""
+        """Apply a component's forward migrations that this file has not seen yet (idempotent).
+
+        Call it outside an open transaction: each pending script runs in a transaction of its own.
+        """
         from agent_pipeline.store.migrations import migrate
 
         if component in self._migrated:

@@ -134,19 +134,25 @@ def append_frame(store: Store, frame: pd.DataFrame, *, conn=None, ignore_duplica
     sql = f"{verb} INTO agent_events ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _frame"
 
     def run(c) -> int:
-        ensure_schema(store, c)
-        before = c.execute("SELECT count(*) FROM agent_events").fetchone()[0]
         c.register("_frame", frame)
         try:
-            c.execute(sql)
+            return int(c.execute(sql).fetchone()[0])  # DuckDB reports the rows actually inserted
         finally:
             c.unregister("_frame")
-        return c.execute("SELECT count(*) FROM agent_events").fetchone()[0] - before
 
     if conn is not None:
+        ensure_schema(store, conn)
         return run(conn)
-    with store.transaction() as c:
-        return run(c)
+    with store.connect() as c:
+        ensure_schema(store, c)  # migrations run their own transactions, so before ours
+        c.execute("BEGIN TRANSACTION")
+        try:
+            inserted = run(c)
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+        return inserted
 
 
 def read_events(store: Store, *, since: datetime | None = None, agent: str | None = None,

@@ -1,0 +1,65 @@
+"""The agent jobs run in process: every agent's event lands in DuckDB and agent_events is materialized;
+a failing agent still writes its event and fails its op."""
+
+import textwrap
+
+import dagster as dg
+
+from agent_pipeline.store import Store, read_events
+
+
+def load_defs():
+    """Definitions built now, so they see this test's AGENT_PIPELINE_HOME and config.toml."""
+    import agent_pipeline.defs.agents as agents_defs
+    from agent_pipeline.defs.resources import default_resources
+
+    return dg.Definitions.merge(agents_defs.build_defs(), dg.Definitions(resources=default_resources()))
+
+
+def test_agent_runs_job_lands_one_event_per_agent(pipeline_home, monkeypatch):
+    (pipeline_home / "config.toml").write_text("[market]\nfault_rate = 0.0\n")
+    defs = load_defs()
+    result = defs.resolve_job_def("agent_runs").execute_in_process(raise_on_error=False)
+    assert result.success
+    events = read_events(Store.at_home())
+    assert sorted(events["agent"]) == ["cross_venue_arb", "momentum", "regime_watcher"]
+    assert set(events["run_id"]) == {result.run_id}
+    assert events["error"].isna().all() and events["reward"].notna().all()
+    materialized = [m for m in result.get_asset_materialization_events()
+                    if m.asset_key == dg.AssetKey("agent_events")]
+    assert len(materialized) == 3
+    meta = materialized[0].materialization.metadata
+    assert {"agent", "event_id", "latency_seconds", "reward"} <= set(meta)
+
+
+def test_a_failing_user_agent_records_its_event_and_fails_its_op(pipeline_home, monkeypatch, tmp_path):
+    (tmp_path / "flaky_agents.py").write_text(textwrap.dedent("""
+        def broken(ctx):
+            raise RuntimeError("model endpoint returned 503")
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (pipeline_home / "config.toml").write_text(textwrap.dedent("""
+        builtin_agents = false
+        [[agents]]
+        name = "flaky"
+        ref = "flaky_agents:broken"
+        strategy = "llm_news"
+    """))
+    defs = load_defs()
+    result = defs.resolve_job_def("agent__flaky").execute_in_process(raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "model endpoint returned 503" in str(failure[0].event_specific_data)
+    events = read_events(Store.at_home())
+    assert len(events) == 1
+    row = events.iloc[0]
+    assert row["agent"] == "flaky" and row["error_type"] == "RuntimeError" and row["run_id"] == result.run_id
+    assert "503" in row["error"]
+
+
+def test_a_market_that_cannot_be_built_is_still_an_event(pipeline_home):
+    (pipeline_home / "config.toml").write_text('[market]\nsource = "replay"\nreplay_path = "/nonexistent.csv"\n')
+    result = load_defs().resolve_job_def("agent__momentum").execute_in_process(raise_on_error=False)
+    assert not result.success
+    row = read_events(Store.at_home()).iloc[0]
+    assert row["error_type"] == "MarketDataError" and "does not exist" in row["error"]

@@ -1,0 +1,169 @@
+"""Guardrail and execution configuration, validated strictly at construction.
+
+``GuardrailConfig`` keeps the seed's fields and defaults and adds the checks a real risk engine has. Limits are
+positive and finite or the config does not build; there is no "0 means disabled". A check beyond the seed's is
+off while its limit is ``None`` and, once set, requires the signal fields it reads (a missing field is a denial).
+
+Configuration file (``$AGENT_PIPELINE_HOME/config.toml``)::
+
+    [guardrails]              # GuardrailConfig; unknown keys fail
+    max_order_notional_usd = 5000
+    min_confidence = 0.3
+    trip_on = ["PRICE_COLLAR", "CHECK_ERROR"]   # denials that also trip the kill switch
+
+    [execution]               # ExecutionConfig: sizing and the paper broker
+    default_capital_usd = 10000
+
+The code default keeps the seed's behaviour (no approvals needed). The pipeline's loader
+(``GuardrailConfig.load``) turns the two-person rule on unless ``[guardrails] require_approval = false``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_pipeline.settings import ConfigError, config_section, strict_fields
+from agent_pipeline.trading.reasons import CODES
+
+APPROVAL_KEY_ENV = "AGENT_PIPELINE_APPROVAL_KEY"
+
+# Validation kinds, stored in each field's metadata.
+_POS = "positive"            # finite > 0
+_FRACTION = "fraction"       # finite in (0, 1]
+_INT = "positive_int"        # int > 0
+_FINITE = "finite"           # any finite number (thresholds such as a reward floor may be negative)
+_BOOL = "bool"
+_CODES = "codes"
+
+
+def _f(default: Any, kind: str, *, optional: bool = False, doc: str = "") -> Any:
+    return field(default=default, metadata={"kind": kind, "optional": optional, "doc": doc})
+
+
+@dataclass(frozen=True)
+class GuardrailConfig:
+    # -- the seed's fields and defaults --------------------------------------------------------------------
+    paper_only: bool = _f(True, _BOOL, doc="deny any signal whose `paper` is not true")
+    max_order_notional_usd: float = _f(10_000, _POS)
+    max_daily_loss_usd: float = _f(500, _POS, doc="realised losses of the UTC trading date; a breach trips")
+    min_expected_edge_bps: float = _f(10.0, _FINITE)
+    max_spread_bps: float = _f(15.0, _POS)
+    max_slippage_bps: float = _f(20.0, _POS)
+    max_staleness_sec: float = _f(30, _POS)
+    max_error_rate_5m: float = _f(0.10, _FRACTION, doc="circuit breaker: share of failed runs")
+    # -- checks beyond the seed: None = not configured ----------------------------------------------------
+    min_confidence: float | None = _f(None, _FRACTION, optional=True, doc="needs `confidence` in [0, 1]")
+    max_quote_fraction: float | None = _f(None, _FRACTION, optional=True,
+                                          doc="liquidity: needs `size` and `quote_size`")
+    max_price_deviation_bps: float | None = _f(None, _POS, optional=True,
+                                               doc="price collar: needs `price` and `reference_price`")
+    max_leverage: float | None = _f(None, _POS, optional=True,
+                                    doc="gross exposure / capital; needs `capital_usd`, `strategy`, `symbol`")
+    max_orders_per_window: int | None = _f(None, _INT, optional=True, doc="global order rate limit")
+    max_orders_per_window_per_strategy: int | None = _f(None, _INT, optional=True, doc="needs `strategy`")
+    rate_window_sec: float = _f(60, _POS)
+    max_rolling_notional_usd: float | None = _f(None, _POS, optional=True,
+                                                doc="sum of accepted notional over the rolling window")
+    rolling_notional_window_sec: float = _f(3_600, _POS)
+    require_order_key: bool = _f(False, _BOOL, doc="deny signals without `order_key` (duplicate protection)")
+    require_approval: bool = _f(False, _BOOL, doc="two-person rule: needs `strategy_hash` and `approvals`")
+    approval_exempt_builtins: bool = _f(True, _BOOL,
+                                        doc="the stock built-in agents (unchanged) need no approval")
+    trip_on: tuple[str, ...] = _f((), _CODES, doc="reason codes whose denial also trips the kill switch")
+    # -- circuit breaker (sensor and gate) ----------------------------------------------------------------
+    breaker_in_gate: bool = _f(True, _BOOL, doc="the gate itself denies while the store shows a breach")
+    error_window_sec: float = _f(300, _POS)
+    min_events_for_error_rate: int = _f(5, _INT)
+    reward_floor: float | None = _f(None, _FINITE, optional=True, doc="rolling mean reward below this trips")
+    max_reward_drop: float | None = _f(None, _POS, optional=True,
+                                       doc="baseline mean minus rolling mean above this trips")
+    reward_window_sec: float = _f(900, _POS)
+    reward_baseline_sec: float = _f(86_400, _POS)
+    min_reward_samples: int = _f(10, _INT)
+    breaker_consecutive_ticks: int = _f(2, _INT, doc="breaching sensor ticks in a row before a trip")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind, optional = f.metadata["kind"], f.metadata["optional"]
+            if value is None and optional:
+                continue
+            where = f"GuardrailConfig.{f.name}"
+            if kind == _BOOL:
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{where} must be true or false, got {value!r}")
+                continue
+            if kind == _CODES:
+                if isinstance(value, str) or not isinstance(value, (tuple, list)):
+                    raise ConfigError(f"{where} must be a list of reason codes, got {value!r}")
+                unknown = sorted(str(c) for c in value if c not in CODES or c == "OK")
+                if unknown:
+                    raise ConfigError(f"{where}: unknown reason code(s) {unknown}; known: {sorted(CODES - {'OK'})}")
+                object.__setattr__(self, f.name, tuple(str(c) for c in value))
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} must be finite, got {value!r}")
+            if kind == _INT and (not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+            if kind == _POS and value <= 0:
+                raise ConfigError(f"{where} must be positive (limits cannot be disabled with 0), got {value!r}")
+            if kind == _FRACTION and not 0 < value <= 1:
+                raise ConfigError(f"{where} must be in (0, 1], got {value!r}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], where: str = "[guardrails]") -> GuardrailConfig:
+        values = dict(strict_fields(cls, dict(values), where))
+        if "trip_on" in values and isinstance(values["trip_on"], list):
+            values["trip_on"] = tuple(values["trip_on"])
+        return cls(**values)
+
+    @classmethod
+    def load(cls, home=None) -> GuardrailConfig:
+        """The pipeline's configuration: ``[guardrails]`` over the code defaults, two-person rule on."""
+        return cls.from_mapping({"require_approval": True, **config_section("guardrails", home)})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How signals become orders and how the paper broker fills them (``[execution]``).
+
+    Orders are sized by the allocator's capital for the agent (latest ``allocator_quotas`` period) and, before the
+    allocator has decided anything, by ``default_capital_usd``: an order's notional is the agent's proposal capped
+    at ``max_order_fraction`` of that capital.
+    """
+
+    default_capital_usd: float = 10_000.0
+    max_order_fraction: float = 0.25
+    default_fee_bps: float = 6.0            # when the market source does not know the venue's fee
+    base_slippage_bps: float = 1.0          # paper fills pay this plus the impact term
+    impact_bps_per_quote: float = 10.0      # extra bps per unit of size / quoted size
+    lock_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"ExecutionConfig.{f.name} must be a finite number, got {value!r}")
+            if f.name in ("base_slippage_bps", "impact_bps_per_quote", "default_fee_bps"):
+                if value < 0:
+                    raise ConfigError(f"ExecutionConfig.{f.name} must be >= 0, got {value!r}")
+            elif value <= 0:
+                raise ConfigError(f"ExecutionConfig.{f.name} must be positive, got {value!r}")
+        if self.max_order_fraction > 1:
+            raise ConfigError(f"ExecutionConfig.max_order_fraction must be in (0, 1], got {self.max_order_fraction}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], where: str = "[execution]") -> ExecutionConfig:
+        return cls(**strict_fields(cls, dict(values), where))
+
+    @classmethod
+    def load(cls, home=None) -> ExecutionConfig:
+        return cls.from_mapping(config_section("execution", home))

@@ -26,6 +26,49 @@ class RiskBudget:
                 raise ConfigError(f"RiskBudget.{f.name} must be a positive finite number, got {value!r}")
 
 
+@dataclass(frozen=True)
+class RewardHistoryConfig:
+    """How reward history is summarised and guarded (``[reward.history]``); not part of the price of a reward.
+
+    ``history_start`` is the first day of the agent_rewards partitions; ``last_n_runs`` sizes the "last N runs"
+    distribution window. Rewards outside ``[min_reward, max_reward]`` fail the plausibility check; no event for
+    ``freshness_hours`` fails the freshness check. An agent's reward has collapsed when, over at least
+    ``collapse_min_runs`` runs, its last-hour mean falls below its last-week mean by more than
+    ``max(collapse_drop_std * std, collapse_min_drop)``.
+    """
+
+    history_start: str = "2024-01-01"
+    last_n_runs: int = 100
+    min_reward: float = -100.0
+    max_reward: float = 100.0
+    freshness_hours: float = 6.0
+    collapse_min_runs: int = 20
+    collapse_drop_std: float = 3.0
+    collapse_min_drop: float = 0.1
+
+    def __post_init__(self) -> None:
+        from datetime import date
+
+        try:
+            date.fromisoformat(self.history_start)
+        except (TypeError, ValueError):
+            raise ConfigError(f"[reward.history].history_start must be a date YYYY-MM-DD, got {self.history_start!r}")
+        for name in ("last_n_runs", "collapse_min_runs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"[reward.history].{name} must be a positive integer, got {value!r}")
+        for name in ("min_reward", "max_reward", "freshness_hours", "collapse_drop_std", "collapse_min_drop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"[reward.history].{name} must be a finite number, got {value!r}")
+        if self.min_reward >= self.max_reward:
+            raise ConfigError(f"[reward.history]: min_reward ({self.min_reward}) must be below max_reward "
+                              f"({self.max_reward})")
+        for name in ("freshness_hours", "collapse_drop_std", "collapse_min_drop"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[reward.history].{name} must be positive, got {getattr(self, name)!r}")
+
+
 DEFAULT_BUDGETS: dict[str, RiskBudget] = {
     "cross_venue_arb": RiskBudget(25_000.0, 300.0),
     "momentum": RiskBudget(10_000.0, 200.0),
@@ -41,6 +84,7 @@ class RewardConfig:
     fees_bps: float = 2.0
     default_budget: RiskBudget = RiskBudget(25_000.0, 300.0)
     budgets: dict[str, RiskBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+    history: RewardHistoryConfig = RewardHistoryConfig()
 
     def __post_init__(self) -> None:
         checks = {"fill_prob": (0.0, 1.0), "slippage_bps": (0.0, 10_000.0), "fees_bps": (0.0, 10_000.0)}
@@ -77,6 +121,13 @@ class RewardConfig:
 
         if "default_budget" in values:
             values["default_budget"] = budget(values["default_budget"], "default_budget")
+        if "history" in values:
+            raw = values["history"]
+            if isinstance(raw, dict):
+                strict_fields(RewardHistoryConfig, raw, f"{where}.history")
+                values["history"] = RewardHistoryConfig(**raw)
+            elif not isinstance(raw, RewardHistoryConfig):
+                raise ConfigError(f"{where}.history must be a table")
         if "budgets" in values:
             merged = dict(DEFAULT_BUDGETS)
             merged.update({k: budget(v, f"budgets.{k}") for k, v in values["budgets"].items()})

@@ -1,0 +1,224 @@
+"""Publishing: PUT the store-computed snapshot to the Pushgateway, or serve it on /metrics for scraping.
+
+The Pushgateway replaces a group on PUT and never adds, so every push sends the complete cumulative state under
+one fixed grouping key (``job=agent_pipeline``). Pushes are serialised by a file lock in $AGENT_PIPELINE_HOME that
+is held from computing the snapshot until the PUT returns: a snapshot computed later is pushed later, so an older
+snapshot never overwrites a newer one. A gateway that is down or slow never raises: the failure is logged and
+counted in a small state file (exported as ``agent_pipeline_metrics_push_failures_total``), and the next push
+catches up because the values come from the store, not from memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import basic_auth_handler, default_handler, generate_latest, push_to_gateway
+
+from agent_pipeline.metrics.collector import DEFAULT_STORE_TIMEOUT_S, SnapshotCollector, StoreCollector, take_snapshot
+from agent_pipeline.metrics.loop import Sample
+from agent_pipeline.metrics.spec import DEFAULT_JOB
+from agent_pipeline.settings import ConfigError, config_section, pipeline_home, strict_fields
+from agent_pipeline.store import Store, StoreBusy
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "metrics_push_state.json"
+LOCK_FILE = "metrics_push.lock"
+GATEWAY_ENV = "AGENT_PIPELINE_PUSHGATEWAY_URL"
+DEFAULT_GATEWAY = "http://127.0.0.1:9091"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The ``[metrics]`` table of config.toml. ``$AGENT_PIPELINE_PUSHGATEWAY_URL`` overrides ``gateway_url``."""
+
+    gateway_url: str = DEFAULT_GATEWAY
+    job: str = DEFAULT_JOB
+    timeout_s: float = 5.0
+    store_timeout_s: float = DEFAULT_STORE_TIMEOUT_S
+    lock_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.gateway_url, str) or not self.gateway_url.startswith(("http://", "https://")):
+            raise ConfigError(f"[metrics] gateway_url must be an http(s) URL, got {self.gateway_url!r}")
+        if not isinstance(self.job, str) or not self.job:
+            raise ConfigError(f"[metrics] job must be a non-empty string, got {self.job!r}")
+        for name in ("timeout_s", "store_timeout_s", "lock_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"[metrics] {name} must be a positive number, got {value!r}")
+
+    @classmethod
+    def load(cls, home=None) -> MetricsConfig:
+        values = strict_fields(cls, dict(config_section("metrics", home)), "config.toml [metrics]")
+        if os.environ.get(GATEWAY_ENV):
+            values["gateway_url"] = os.environ[GATEWAY_ENV]
+        return cls(**values)
+
+
+@dataclass
+class PushState:
+    """What the publishers of this home have done so far (persisted; read and written under the push lock)."""
+
+    pushes: int = 0
+    failures: int = 0
+    skipped_busy: int = 0
+    last_snapshot_at: float = 0.0
+    last_pushed_at: float = 0.0
+    last_error: str = ""
+    last_error_at: float = 0.0
+
+    @classmethod
+    def read(cls, path: Path) -> PushState:
+        try:
+            raw = json.loads(path.read_text())
+            return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("metrics: unreadable push state %s (%s); starting from zero", path, exc)
+            return cls()
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self), sort_keys=True))
+        os.replace(tmp, path)
+
+    def samples(self) -> list[Sample]:
+        return [Sample("agent_pipeline_metrics_pushes_total", (), float(self.pushes)),
+                Sample("agent_pipeline_metrics_push_failures_total", (), float(self.failures))]
+
+
+@dataclass
+class PushResult:
+    """Outcome of one publish. ``status``: pushed | failed | store_busy | lock_busy | stale."""
+
+    status: str
+    gateway: str
+    snapshot_at: float = 0.0
+    events: int = 0
+    payload_bytes: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    state: PushState = field(default_factory=PushState)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "pushed"
+
+    def summary(self) -> str:
+        base = f"{self.status}: {self.events} events, {self.payload_bytes} bytes to {self.gateway} in {self.seconds:.3f} s"
+        return base + (f" ({self.error})" if self.error else "")
+
+
+@contextmanager
+def _exclusive(path: Path, timeout_s: float) -> Iterator[bool]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.01)
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _handler(username: str | None, password: str | None):
+    if not username:
+        return default_handler
+
+    def handler(url, method, timeout, headers, data):
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    return handler
+
+
+def read_state(home=None) -> PushState:
+    return PushState.read(pipeline_home(home) / STATE_FILE)
+
+
+def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s: float | None = None,
+            username: str | None = None, password: str | None = None, home=None, store: Store | None = None,
+            store_timeout_s: float | None = None, lock_timeout_s: float | None = None) -> PushResult:
+    """Compute a snapshot from the store and PUT it to the gateway. Never raises for gateway or store trouble."""
+    cfg = MetricsConfig.load(home)
+    gateway_url = gateway_url or cfg.gateway_url
+    job = job or cfg.job
+    home_path = pipeline_home(home)
+    store = store or Store.at_home(home_path)
+    t0 = time.perf_counter()
+    state_path = home_path / STATE_FILE
+    with _exclusive(home_path / LOCK_FILE, lock_timeout_s or cfg.lock_timeout_s) as locked:
+        if not locked:
+            log.warning("metrics: another publisher held the push lock too long; this push is skipped")
+            return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
+        state = PushState.read(state_path)
+        try:
+            snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s or cfg.store_timeout_s)
+        except (StoreBusy, OSError) as exc:
+            state.skipped_busy += 1
+            state.write(state_path)
+            log.warning("metrics: store unreadable (%s); push skipped, the next one catches up", exc)
+            return PushResult("store_busy", gateway_url, error=str(exc), seconds=time.perf_counter() - t0, state=state)
+        if snap.taken_at < state.last_snapshot_at:  # only if the wall clock stepped back
+            log.warning("metrics: snapshot older than the one already pushed; not pushing it")
+            return PushResult("stale", gateway_url, snapshot_at=snap.taken_at, events=snap.events,
+                              seconds=time.perf_counter() - t0, state=state)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SnapshotCollector(snap, state.samples()))
+        payload = len(generate_latest(registry))
+        result = PushResult("pushed", gateway_url, snapshot_at=snap.taken_at, events=snap.events, payload_bytes=payload)
+        try:
+            push_to_gateway(gateway_url, job=job, registry=registry, timeout=timeout_s or cfg.timeout_s,
+                            handler=_handler(username, password))
+        except Exception as exc:  # down, slow, refused, 4xx/5xx: logged and counted, never raised
+            state.failures += 1
+            state.last_error, state.last_error_at = f"{type(exc).__name__}: {exc}", time.time()
+            result.status, result.error = "failed", state.last_error
+            log.warning("metrics: push to %s failed (%s); failure #%d, the next push catches up",
+                        gateway_url, state.last_error, state.failures)
+        else:
+            state.pushes += 1
+            state.last_snapshot_at, state.last_pushed_at = snap.taken_at, time.time()
+        state.write(state_path)
+        result.state, result.seconds = state, time.perf_counter() - t0
+        return result
+
+
+def exposition(home=None, store: Store | None = None) -> bytes:
+    """The text exposition of the current snapshot (what /metrics serves)."""
+    registry = CollectorRegistry(auto_describe=False)
+    home_path = pipeline_home(home)
+    registry.register(StoreCollector(store or Store.at_home(home_path), extra=lambda: read_state(home_path).samples()))
+    return generate_latest(registry)
+
+
+def serve(port: int = 9464, host: str = "127.0.0.1", home=None, store_timeout_s: float | None = None):
+    """Serve the collector on http://host:port/metrics in a background thread; returns (server, thread)."""
+    from prometheus_client import start_http_server
+
+    home_path = pipeline_home(home)
+    cfg = MetricsConfig.load(home_path)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(Store.at_home(home_path), timeout_s=store_timeout_s or cfg.store_timeout_s,
+                                     extra=lambda: read_state(home_path).samples()))
+    return start_http_server(port, addr=host, registry=registry)

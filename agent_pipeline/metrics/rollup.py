@@ -1,0 +1,222 @@
+"""Cumulative per-agent aggregates of ``agent_events``, maintained incrementally in the metrics domain's own table.
+
+Counters and histogram buckets are totals over every event ever stored, so they never go backwards no matter
+which process publishes. Re-scanning ten million events per publish would cost ~a second, so the totals are
+kept in ``metrics_event_rollup`` and each publish folds in only the events ingested since its watermark
+(``ingested_at`` is assigned by the writer's transaction under the store lock, so it only grows). If the table
+ever holds more rows than the rollup has seen (a row arrived with an older ``ingested_at``), the rollup is rebuilt
+from scratch; counts then only grow. Deleted events are never subtracted: counters must not go backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from agent_pipeline.metrics.spec import HISTOGRAMS, HistogramSpec
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "metrics"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE metrics_event_rollup (
+        agent VARCHAR PRIMARY KEY,
+        runs BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        latency_count BIGINT NOT NULL, latency_sum DOUBLE NOT NULL, latency_buckets BIGINT[] NOT NULL,
+        cost_count BIGINT NOT NULL, cost_sum DOUBLE NOT NULL, cost_buckets BIGINT[] NOT NULL,
+        reward_count BIGINT NOT NULL, reward_sum DOUBLE NOT NULL, reward_buckets BIGINT[] NOT NULL,
+        last_run_us BIGINT,
+        last_latency DOUBLE, last_latency_us BIGINT,
+        last_cost DOUBLE, last_cost_us BIGINT,
+        last_reward DOUBLE, last_reward_us BIGINT
+    );
+    CREATE TABLE metrics_rollup_state (
+        id INTEGER PRIMARY KEY,
+        ingested_through TIMESTAMPTZ,
+        events BIGINT NOT NULL,
+        rebuilt_at TIMESTAMPTZ,
+        updated_at TIMESTAMPTZ NOT NULL
+    );
+    """,
+]
+
+_PREFIX = {"latency_seconds": "latency", "cost_usd": "cost", "reward": "reward"}
+
+
+@dataclass
+class Hist:
+    count: int = 0
+    sum: float = 0.0
+    buckets: list[int] = field(default_factory=list)  # cumulative, one per bound (the +Inf bucket is count)
+
+    def merged(self, other: Hist) -> Hist:
+        if not self.buckets:
+            return other
+        if not other.buckets:
+            return self
+        return Hist(self.count + other.count, self.sum + other.sum,
+                    [a + b for a, b in zip(self.buckets, other.buckets, strict=True)])
+
+
+@dataclass
+class Last:
+    value: float | None = None
+    at_us: int | None = None
+
+    def newer(self, other: Last) -> Last:
+        if other.at_us is None:
+            return self
+        if self.at_us is None or other.at_us >= self.at_us:
+            return other
+        return self
+
+
+@dataclass
+class AgentTotals:
+    agent: str
+    runs: int = 0
+    errors: int = 0
+    hists: dict[str, Hist] = field(default_factory=dict)  # keyed by histogram metric name
+    last_run_us: int | None = None
+    last: dict[str, Last] = field(default_factory=dict)  # keyed by events column
+
+    def merged(self, other: AgentTotals) -> AgentTotals:
+        runs = [x for x in (self.last_run_us, other.last_run_us) if x is not None]
+        return AgentTotals(
+            agent=self.agent, runs=self.runs + other.runs, errors=self.errors + other.errors,
+            hists={h.name: self.hists.get(h.name, _empty(h)).merged(other.hists.get(h.name, _empty(h)))
+                   for h in HISTOGRAMS},
+            last_run_us=max(runs) if runs else None,
+            last={h.column: self.last.get(h.column, Last()).newer(other.last.get(h.column, Last()))
+                  for h in HISTOGRAMS},
+        )
+
+
+def _empty(h: HistogramSpec) -> Hist:
+    return Hist(0, 0.0, [0] * len(h.buckets))
+
+
+def _finite(col: str) -> str:
+    return f"(CASE WHEN isfinite({col}) THEN {col} END)"
+
+
+def _delta_sql(where: str) -> str:
+    parts = ["agent", "count(*)", "count(error)", "epoch_us(max(started_at))"]
+    for h in HISTOGRAMS:
+        v = _finite(h.column)
+        parts += [f"count({v})", f"coalesce(sum({v}), 0)"]
+        parts += [f"count(*) FILTER (WHERE {v} <= {float(b)!r})" for b in h.buckets]
+        parts += [f"arg_max({v}, started_at) FILTER (WHERE {v} IS NOT NULL)",
+                  f"epoch_us(max(started_at) FILTER (WHERE {v} IS NOT NULL))"]
+    return f"SELECT {', '.join(parts)} FROM agent_events {where} GROUP BY agent"
+
+
+def _parse_delta(row: tuple) -> AgentTotals:
+    agent, runs, errors, last_run = row[:4]
+    i = 4
+    totals = AgentTotals(agent=str(agent), runs=int(runs), errors=int(errors),
+                         last_run_us=None if last_run is None else int(last_run))
+    for h in HISTOGRAMS:
+        n = len(h.buckets)
+        count, total = row[i], row[i + 1]
+        buckets = [int(x) for x in row[i + 2:i + 2 + n]]
+        last_value, last_us = row[i + 2 + n], row[i + 3 + n]
+        i += 4 + n
+        totals.hists[h.name] = Hist(int(count), float(total), buckets)
+        totals.last[h.column] = Last(None if last_value is None else float(last_value),
+                                     None if last_us is None else int(last_us))
+    return totals
+
+
+def has_table(conn, name: str) -> bool:
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+
+
+def aggregate_events(conn, *, after_watermark: bool = False) -> dict[str, AgentTotals]:
+    """Per-agent totals of all events, or of those ingested after the rollup's watermark."""
+    where = ""
+    if after_watermark:
+        where = ("WHERE ingested_at > coalesce((SELECT ingested_through FROM metrics_rollup_state WHERE id = 1), "
+                 "TIMESTAMPTZ '1970-01-01 00:00:00+00')")
+    return {t.agent: t for t in map(_parse_delta, conn.execute(_delta_sql(where)).fetchall())}
+
+
+def _rollup_columns() -> list[str]:
+    cols = ["agent", "runs", "errors", "last_run_us"]
+    for h in HISTOGRAMS:
+        p = _PREFIX[h.column]
+        cols += [f"{p}_count", f"{p}_sum", f"{p}_buckets", f"last_{p}", f"last_{p}_us"]
+    return cols
+
+
+def _read_rollup(conn) -> dict[str, AgentTotals]:
+    cols = _rollup_columns()
+    out: dict[str, AgentTotals] = {}
+    for row in conn.execute(f"SELECT {', '.join(cols)} FROM metrics_event_rollup").fetchall():
+        t = AgentTotals(agent=row[0], runs=int(row[1]), errors=int(row[2]), last_run_us=row[3])
+        for k, h in enumerate(HISTOGRAMS):
+            count, total, buckets, last_value, last_us = row[4 + 5 * k: 9 + 5 * k]
+            t.hists[h.name] = Hist(int(count), float(total), [int(b) for b in buckets])
+            t.last[h.column] = Last(last_value, last_us)
+        out[t.agent] = t
+    return out
+
+
+def _write_rollup(conn, totals: dict[str, AgentTotals]) -> None:
+    conn.execute("DELETE FROM metrics_event_rollup")
+    rows = []
+    for t in totals.values():
+        row: list = [t.agent, t.runs, t.errors, t.last_run_us]
+        for h in HISTOGRAMS:
+            hist, last = t.hists[h.name], t.last[h.column]
+            row += [hist.count, hist.sum, hist.buckets, last.value, last.at_us]
+        rows.append(row)
+    if rows:
+        cols = _rollup_columns()
+        conn.executemany(f"INSERT INTO metrics_event_rollup ({', '.join(cols)}) "
+                         f"VALUES ({', '.join('?' for _ in cols)})", rows)
+
+
+def update_rollup(store, conn) -> dict[str, AgentTotals]:
+    """Fold newly ingested events into the rollup and return the cumulative per-agent totals.
+
+    ``conn`` must be a read-write connection under the store lock and not inside a transaction.
+    """
+    store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+    if not has_table(conn, "agent_events"):
+        return {}
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        state = conn.execute("SELECT events FROM metrics_rollup_state WHERE id = 1").fetchone()
+        seen = int(state[0]) if state else 0
+        delta = aggregate_events(conn, after_watermark=True)
+        stored = conn.execute("SELECT count(*) FROM agent_events").fetchone()[0]
+        new = sum(t.runs for t in delta.values())
+        rebuilt = False
+        if seen + new < stored:
+            log.info("metrics rollup: %d events arrived behind the watermark; rebuilding", stored - seen - new)
+            totals, rebuilt = aggregate_events(conn), True
+        else:
+            if seen + new > stored:
+                log.warning("metrics rollup: agent_events holds fewer rows (%d) than counted (%d); counters keep "
+                            "their totals", stored, seen + new)
+            totals = _read_rollup(conn)
+            for agent, d in delta.items():
+                totals[agent] = totals[agent].merged(d) if agent in totals else d
+        if delta or rebuilt or not state:
+            _write_rollup(conn, totals)
+            conn.execute(
+                """INSERT OR REPLACE INTO metrics_rollup_state (id, ingested_through, events, rebuilt_at, updated_at)
+                   SELECT 1, (SELECT max(ingested_at) FROM agent_events), ?,
+                          CASE WHEN ? THEN now() ELSE (SELECT rebuilt_at FROM metrics_rollup_state WHERE id = 1) END,
+                          now()""",
+                [sum(t.runs for t in totals.values()), rebuilt])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return totals

@@ -1,0 +1,90 @@
+"""The metrics wire contract: names, types, labels and buckets that Grafana and the alert rules read.
+
+The seed's metrics keep their names and buckets; latency is in seconds (the seed's ms buckets divided by 1000),
+as Prometheus naming asks. ``SEED_NAME_MAP`` is the mapping the README shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+COST_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+REWARD_BUCKETS: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.2, 0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+DEFAULT_JOB = "agent_pipeline"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    help: str
+    buckets: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    """A histogram computed from one column of agent_events."""
+
+    name: str
+    column: str
+    buckets: tuple[float, ...]
+    help: str
+
+
+HISTOGRAMS: tuple[HistogramSpec, ...] = (
+    HistogramSpec("agent_latency_seconds", "latency_seconds", LATENCY_BUCKETS, "Agent run latency (seconds)."),
+    HistogramSpec("agent_cost_usd", "cost_usd", COST_BUCKETS, "Agent run cost (USD); runs of unknown cost are not observed."),
+    HistogramSpec("agent_reward", "reward", REWARD_BUCKETS, "Agent run reward; failed runs have no reward and are not observed."),
+)
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("agent_runs_total", "counter", ("agent",), "Agent runs recorded in agent_events."),
+    MetricSpec("agent_errors_total", "counter", ("agent",), "Agent runs that ended in an error."),
+    *(MetricSpec(h.name, "histogram", ("agent",), h.help, h.buckets) for h in HISTOGRAMS),
+    MetricSpec("agent_last_reward", "gauge", ("agent",), "Reward of the agent's most recent scored run."),
+    MetricSpec("agent_last_cost_usd", "gauge", ("agent",), "Cost (USD) of the agent's most recent priced run."),
+    MetricSpec("agent_last_latency_seconds", "gauge", ("agent",), "Latency (seconds) of the agent's most recent run."),
+    MetricSpec("agent_last_run_timestamp_seconds", "gauge", ("agent",), "Start time (Unix seconds) of the agent's most recent run."),
+    MetricSpec("agent_reward_rolling_mean", "gauge", ("agent", "window"), "Rolling mean reward per agent (reward_distributions)."),
+    MetricSpec("agent_reward_win_rate", "gauge", ("agent", "window"), "Rolling share of runs with positive reward (reward_distributions)."),
+    MetricSpec("allocator_quota_runs", "gauge", ("agent",), "Runs allotted to the agent in the allocation period in force."),
+    MetricSpec("allocator_capital_usd", "gauge", ("agent",), "Capital (USD) allotted to the agent in the allocation period in force."),
+    MetricSpec("trading_kill_switch_engaged", "gauge", (), "1 while the persisted kill switch is engaged, else 0."),
+    MetricSpec("trading_kill_switch_state", "gauge", ("state",), "1 for the kill switch's current state (ACTIVE | REDUCING | HALTED), 0 for the others."),
+    MetricSpec("trading_gate_decisions_total", "counter", ("agent", "outcome"), "Execution-gate decisions (approved | denied)."),
+    MetricSpec("trading_guardrail_denials_total", "counter", ("agent", "reason_code"), "Execution-gate denials by stable reason code."),
+    MetricSpec("trading_orders_total", "counter", ("agent",), "Orders placed with the paper broker."),
+    MetricSpec("trading_fills_total", "counter", ("agent",), "Fills received from the paper broker."),
+    MetricSpec("trading_realized_pnl_usd", "gauge", ("period",), "Realized PnL (USD): period=\"today\" (latest UTC trading date) and \"cumulative\"."),
+    MetricSpec("agent_pipeline_metrics_snapshot_timestamp_seconds", "gauge", (), "When this snapshot was computed from the store (Unix seconds)."),
+    MetricSpec("agent_pipeline_metrics_pushes_total", "counter", (), "Snapshots pushed to the Pushgateway before this one."),
+    MetricSpec("agent_pipeline_metrics_push_failures_total", "counter", (), "Pushes that failed (gateway down or slow) before this one."),
+)
+
+BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+
+# What a seed user's queries used -> what we export.
+SEED_NAME_MAP: dict[str, str] = {
+    "agent_runs_total": "agent_runs_total",
+    "agent_errors_total": "agent_errors_total",
+    "agent_latency_ms": "agent_latency_seconds (buckets /1000)",
+    "agent_cost_usd": "agent_cost_usd",
+    "agent_reward": "agent_reward",
+    "agent_last_reward": "agent_last_reward",
+    "agent_last_cost_usd": "agent_last_cost_usd",
+    "agent_last_latency_ms": "agent_last_latency_seconds",
+}
+
+
+def exported_series_names() -> set[str]:
+    """Every sample name that can appear in our exposition (histograms expand to _bucket/_sum/_count)."""
+    names: set[str] = set()
+    for m in METRICS:
+        if m.kind == "histogram":
+            names |= {f"{m.name}_bucket", f"{m.name}_sum", f"{m.name}_count"}
+        else:
+            names.add(m.name)
+    return names

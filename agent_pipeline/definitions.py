@@ -5,9 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from agent_pipeline.defs import agents
+from agent_pipeline.defs import metrics as metrics_defs
 from agent_pipeline.defs.resources import default_resources
 
 defs = dg.Definitions.merge(
     agents.build_defs(),
+    metrics_defs.build_defs(),
     dg.Definitions(resources=default_resources()),
 )

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 # Modules that define ``register(subparsers)``; each adds its commands with ``set_defaults(func=...)``.
 COMMAND_MODULES = (
     "agent_pipeline.cli.agents",
+    "agent_pipeline.cli.metrics",
 )
 
 

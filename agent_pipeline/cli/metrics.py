@@ -1,0 +1,43 @@
+"""``agent-pipeline metrics``: serve the store-computed metrics for scraping, or push them once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from agent_pipeline.metrics.publish import MetricsConfig, publish, serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    server, thread = serve(args.port, args.host)
+    print(f"serving metrics on http://{args.host}:{server.server_port}/metrics (Ctrl-C to stop)", flush=True)
+    try:
+        thread.join()
+    finally:
+        server.shutdown()
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    cfg = MetricsConfig.load()
+    result = publish(args.gateway or cfg.gateway_url, job=args.job or cfg.job, timeout_s=args.timeout,
+                     username=os.environ.get("AGENT_PIPELINE_PUSHGATEWAY_USERNAME") or None,
+                     password=os.environ.get("AGENT_PIPELINE_PUSHGATEWAY_PASSWORD") or None)
+    print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    metrics = sub.add_parser("metrics", help="expose or push the metrics computed from the store")
+    metrics_sub = metrics.add_subparsers(dest="metrics_command", required=True)
+    srv = metrics_sub.add_parser("serve", help="serve /metrics for Prometheus to scrape (127.0.0.1 by default)")
+    srv.add_argument("--port", type=int, default=9464, help="port to listen on (default 9464; 0 picks a free one)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    srv.set_defaults(func=_serve)
+    push = metrics_sub.add_parser("push", help="push one snapshot to the Pushgateway (PUT, job=agent_pipeline)")
+    push.add_argument("--gateway", help="Pushgateway URL (default: [metrics] gateway_url or "
+                                        "$AGENT_PIPELINE_PUSHGATEWAY_URL or http://127.0.0.1:9091)")
+    push.add_argument("--job", help="job label of the group (default agent_pipeline)")
+    push.add_argument("--timeout", type=float, default=None, help="HTTP timeout in seconds")
+    push.set_defaults(func=_push)

@@ -1,0 +1,55 @@
+"""What one allocation decided: unpacks as ``quotas, scores = ...`` (the seed's shape) and carries the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One period's decision.
+
+    ``quotas``: runs per agent; ``scores``: the policy's point score per agent (UCB index, posterior mean...);
+    ``shortfall``: runs of the budget the caps left unallocated; ``samples``: per agent, the draws a randomised
+    policy made per slot (empty for deterministic ones); ``capital``: USD per agent when capital was allocated.
+    """
+
+    quotas: dict[str, int]
+    scores: dict[str, float]
+    shortfall: int = 0
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    capital: dict[str, float] = field(default_factory=dict)
+    capital_method: dict[str, str] = field(default_factory=dict)
+    undeployed_capital_usd: float = 0.0
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    policy: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    def __iter__(self) -> Iterator[dict]:
+        yield self.quotas
+        yield self.scores
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> dict:
+        return (self.quotas, self.scores)[index]
+
+    def strategy_capital(self, strategies: dict[str, str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for agent, usd in self.capital.items():
+            s = strategies.get(agent, agent)
+            out[s] = out.get(s, 0.0) + usd
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready record of the decision: enough to explain it and, with the rewards, to replay it."""
+        return {
+            "policy": self.policy, "parameters": self.params, "seed": self.seed,
+            "scores": self.scores, "samples": self.samples, "quotas": self.quotas, "shortfall": self.shortfall,
+            "capital": self.capital, "capital_method": self.capital_method,
+            "undeployed_capital_usd": self.undeployed_capital_usd, "stats": self.stats,
+        }

@@ -1,0 +1,215 @@
+"""The execution layer: the one code path from an agent's output to the paper broker.
+
+For each output item that proposes a trade (it carries ``side`` or any of the seed's signal keys):
+
+1. build the signal the gate sees: the agent's item, minus the keys only this layer may set (``order_key``,
+   ``strategy``, ``strategy_hash``, ``approvals``, ``capital_usd``, ``agent``), plus those keys;
+2. size it: the notional is the agent's proposal capped at ``max_order_fraction`` of the agent's capital (the
+   latest ``allocator_quotas`` period, else ``[execution] default_capital_usd``); no capital, no order;
+3. check it (``TradeGuardrails`` over the DuckDB-backed state) and record the decision in ``gate_decisions``;
+4. if approved, send it to the paper broker and record the order, its fills, the position and the realised PnL
+   (which feeds the daily loss budget).
+
+The order key is a hash of (event id, item index, symbol, side, venues): an op retry or a run re-executed from
+failure sees the same agent event and so the same keys, and ``orders.order_key`` is unique, so nothing is placed
+twice. One batch is one DuckDB transaction inside the kill switch's ``guard()``: a trip waits for the batch to
+commit, and every order checked after the trip sees HALTED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent_pipeline.market.base import MarketSource
+from agent_pipeline.store import Store
+from agent_pipeline.trading import ledger
+from agent_pipeline.trading.broker import OrderIntent, PaperBroker
+from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
+from agent_pipeline.trading.guardrails import SEED_KEYS, SIDES, Decision, TradeGuardrails
+from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.trading.reasons import Reason
+
+RESERVED_KEYS = ("order_key", "strategy", "strategy_hash", "approvals", "capital_usd", "agent",
+                 "proposed_notional_usd")
+
+
+def is_trade_proposal(item: Any) -> bool:
+    return isinstance(item, Mapping) and ("side" in item or any(k in item for k in SEED_KEYS))
+
+
+def order_key(event_id: str, index: int, item: Mapping[str, Any]) -> str:
+    parts = [str(event_id), str(index)] + [str(item.get(k, "")) for k in ("symbol", "side", "venue", "sell_venue")]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _finite_positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+@dataclass
+class ExecutionReport:
+    agent: str
+    run_id: str
+    event_id: str | None
+    proposals: int = 0
+    approved: int = 0
+    denied: int = 0
+    filled: int = 0
+    rejected: int = 0
+    realized_pnl_usd: float = 0.0
+    capital_usd: float | None = None
+    capital_source: str = ""
+    kill_switch_state: str = ""
+    by_reason: Counter = field(default_factory=Counter)
+    denials: list[tuple[str, str, str]] = field(default_factory=list)  # (order_key, code, reason)
+    order_keys: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"agent": self.agent, "run_id": self.run_id, "event_id": self.event_id, "proposals": self.proposals,
+                "approved": self.approved, "denied": self.denied, "filled": self.filled, "rejected": self.rejected,
+                "realized_pnl_usd": self.realized_pnl_usd, "capital_usd": self.capital_usd,
+                "capital_source": self.capital_source, "kill_switch_state": self.kill_switch_state,
+                "by_reason": dict(self.by_reason)}
+
+
+class ExecutionLayer:
+    """Gate + paper broker + ledger. ``from_home`` builds it from config.toml and $AGENT_PIPELINE_HOME."""
+
+    def __init__(self, store: Store, market: MarketSource, *, guardrails: GuardrailConfig | None = None,
+                 execution: ExecutionConfig | None = None, kill_switch: KillSwitch | None = None,
+                 clock: Callable[[], datetime] | None = None, environ: Mapping[str, str] | None = None):
+        self.store = store
+        self.cfg = dataclasses.replace(guardrails or GuardrailConfig(), require_order_key=True)
+        self.exec_cfg = execution or ExecutionConfig()
+        self.kill = kill_switch if kill_switch is not None else KillSwitch(default_path())
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.state = ledger.StoreGateState(store, self.cfg, timeout_s=self.exec_cfg.lock_timeout_s)
+        self.guardrails = TradeGuardrails(self.cfg, self.kill, state=self.state, clock=self._clock, environ=environ)
+        self._broker = PaperBroker(market, self.exec_cfg, self._clock)
+
+    @classmethod
+    def from_home(cls, store: Store, market: MarketSource, **kwargs: Any) -> ExecutionLayer:
+        return cls(store, market, guardrails=GuardrailConfig.load(), execution=ExecutionConfig.load(), **kwargs)
+
+    def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None) -> ExecutionReport:
+        """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate."""
+        agent = str(result.get("agent") or "")
+        strategy = str(result.get("strategy") or agent)
+        event_id = result.get("event_id")
+        if not agent or not event_id:
+            raise ValueError("execute needs the agent run's 'agent' and 'event_id' (the order keys derive from them)")
+        output = result.get("output")
+        items = output if isinstance(output, list) else []
+        proposals = [(i, item) for i, item in enumerate(items) if is_trade_proposal(item)]
+        report = ExecutionReport(agent, run_id, str(event_id), proposals=len(proposals))
+        if not proposals:
+            report.kill_switch_state = self.kill.state.value
+            return report
+        with self.kill.guard() as status:
+            report.kill_switch_state = status.state.value
+            with ledger.transaction(self.store, self.exec_cfg.lock_timeout_s) as conn:
+                with self.state.bind(conn):
+                    capital, decided = ledger.allocator_capital(conn, agent)
+                    report.capital_source = "allocator_quotas" if decided else "[execution] default_capital_usd"
+                    if not decided:
+                        capital = self.exec_cfg.default_capital_usd
+                    report.capital_usd = capital
+                    tokens = ledger.approval_tokens(conn, agent, strategy_hash)
+                    for index, item in proposals:
+                        self._one(conn, report, index, item, agent, strategy, str(event_id), run_id, capital,
+                                  strategy_hash, tokens)
+        report.kill_switch_state = self.kill.state.value
+        return report
+
+    # -- one proposal ----------------------------------------------------------------------------------------
+    def _signal(self, item: Mapping[str, Any], key: str, agent: str, strategy: str, capital: float | None,
+                strategy_hash: str | None, tokens: list[str]) -> dict[str, Any]:
+        signal = {k: v for k, v in item.items() if k not in RESERVED_KEYS}
+        signal.update(order_key=key, agent=agent, strategy=strategy, approvals=list(tokens))
+        if strategy_hash:
+            signal["strategy_hash"] = strategy_hash
+        if _finite_positive(capital):
+            signal["capital_usd"] = float(capital)
+            proposed = item.get("notional_usd")
+            if _finite_positive(proposed):
+                sized = min(float(proposed), float(capital) * self.exec_cfg.max_order_fraction)
+                signal["proposed_notional_usd"] = float(proposed)
+                signal["notional_usd"] = sized
+                if _finite_positive(item.get("price")) and sized < proposed:
+                    signal["size"] = sized / float(item["price"])
+        return signal
+
+    def _one(self, conn, report: ExecutionReport, index: int, item: Mapping[str, Any], agent: str, strategy: str,
+             event_id: str, run_id: str, capital: float | None, strategy_hash: str | None,
+             tokens: list[str]) -> None:
+        key = order_key(event_id, index, item)
+        signal = self._signal(item, key, agent, strategy, capital, strategy_hash, tokens)
+        if not _finite_positive(capital):
+            status = self.kill.status()
+            decision = Decision(False, Reason.NO_CAPITAL, f"agent {agent} has no capital ({capital!r}) from the "
+                                f"allocator", self._clock(), status.state.value, "capital_usd", signal)
+        else:
+            decision = self.guardrails.check(signal)
+        decision_id = ledger.record_decision(conn, decision, run_id=run_id, event_id=event_id, agent=agent,
+                                             strategy=strategy)
+        report.by_reason[decision.code.value] += 1
+        if not decision.ok:
+            report.denied += 1
+            report.denials.append((key, decision.code.value, decision.reason))
+            return
+        report.approved += 1
+        report.order_keys.append(key)
+        self.guardrails.record_order(signal, decision)
+        intent, problem = _intent(signal, key, agent, strategy)
+        if intent is not None:
+            result = self._broker.submit(intent, decision)
+            status, fills, problem = result.status, result.fills, result.reject_reason
+        else:
+            status, fills = "rejected", ()
+        now = self._clock()
+        order_id = ledger.new_id()
+        conn.execute(
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [order_id, key, now, run_id, event_id, agent, strategy, signal.get("symbol") if intent else None,
+             intent.side if intent else None, intent.venue if intent else None,
+             intent.sell_venue if intent else None, intent.size if intent else None,
+             intent.price if intent else None, float(signal["notional_usd"]), signal.get("capital_usd"), status,
+             problem, bool(signal.get("paper")), decision_id])
+        if status != "filled":
+            report.rejected += 1
+            return
+        report.filled += 1
+        pnl = 0.0
+        for fill in fills:
+            fill_pnl = ledger.apply_fill(conn, strategy=strategy, symbol=fill.symbol, side=fill.side,
+                                         size=fill.size, price=fill.price, fee_usd=fill.fee_usd, at=now)
+            pnl += fill_pnl
+            conn.execute("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         [ledger.new_id(), order_id, fill.leg, now, strategy, fill.symbol, fill.venue, fill.side,
+                          fill.size, fill.price, fill.fee_usd, fill.slippage_bps, fill_pnl])
+        report.realized_pnl_usd += pnl
+        self.guardrails.record_pnl(pnl)
+
+
+def _intent(signal: Mapping[str, Any], key: str, agent: str, strategy: str) -> tuple[OrderIntent | None, str | None]:
+    """The broker order, or why the approved signal cannot be routed (it lacks symbol, side, venue, price, size)."""
+    missing = [k for k in ("symbol", "venue") if not isinstance(signal.get(k), str) or not signal.get(k)]
+    if signal.get("side") not in SIDES:
+        missing.append("side")
+    missing += [k for k in ("price", "size") if not _finite_positive(signal.get(k))]
+    sell_venue = signal.get("sell_venue")
+    if sell_venue is not None and (not isinstance(sell_venue, str) or not sell_venue):
+        missing.append("sell_venue")
+    if missing:
+        return None, f"cannot route: missing or invalid {missing}"
+    return OrderIntent(order_key=key, agent=agent, strategy=strategy, symbol=signal["symbol"], side=signal["side"],
+                       venue=signal["venue"], size=float(signal["size"]), price=float(signal["price"]),
+                       notional_usd=float(signal["notional_usd"]), sell_venue=sell_venue,
+                       capital_usd=signal.get("capital_usd"), paper=bool(signal.get("paper"))), None

@@ -1,5 +1,8 @@
 """Jobs that run agents: ``agent_runs`` runs every registered agent once; ``agent__<name>`` runs one agent
-(what a quota-driven scheduler launches, and a per-agent run history in the UI)."""
+(what a quota-driven scheduler launches, and a per-agent run history in the UI).
+
+Downstream of every agent op ``run_<name>`` sits ``execute_<name>``: the agent's trade proposals go through the
+one execution layer (gate -> paper broker, ``agent_pipeline.trading.execution``) and nowhere else."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import dagster as dg
 
 from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.defs.agents.ops import build_agent_op
+from agent_pipeline.defs.trading.ops import build_execution_op
 
 AGENT_RUNS_JOB = "agent_runs"
 
@@ -19,28 +23,31 @@ def single_agent_job_name(agent_name: str) -> str:
 
 def build_agent_jobs(registry: Mapping[str, LoadedAgent]) -> list[dg.JobDefinition]:
     ops = {name: build_agent_op(loaded) for name, loaded in registry.items()}
+    executions = {name: build_execution_op(loaded) for name, loaded in registry.items()}
 
     @dg.job(
         name=AGENT_RUNS_JOB,
-        description="Run every registered agent once against the market; each run lands as an agent_events row.",
+        description="Run every registered agent once against the market; each run lands as an agent_events row and "
+                    "its trade proposals go through the execution gate to the paper broker.",
         executor_def=dg.in_process_executor,
         tags={"domain": "agents"},
     )
     def agent_runs():
-        for op_def in ops.values():
-            op_def()
+        for name, op_def in ops.items():
+            executions[name](op_def())
 
-    return [agent_runs] + [_single_agent_job(name, op_def) for name, op_def in ops.items()]
+    return [agent_runs] + [_single_agent_job(name, op_def, executions[name]) for name, op_def in ops.items()]
 
 
-def _single_agent_job(name: str, op_def: dg.OpDefinition) -> dg.JobDefinition:
+def _single_agent_job(name: str, op_def: dg.OpDefinition, execution_op: dg.OpDefinition) -> dg.JobDefinition:
     @dg.job(
         name=single_agent_job_name(name),
-        description=f"Run agent `{name}` once (what the quota scheduler launches).",
+        description=f"Run agent `{name}` once (what the quota scheduler launches) and execute its trade proposals "
+                    "through the gate.",
         executor_def=dg.in_process_executor,
         tags={"domain": "agents", "agent": name},
     )
     def one_agent():
-        op_def()
+        execution_op(op_def())
 
     return one_agent

@@ -1,0 +1,61 @@
+"""The execution op that follows each agent op: its output goes through the one execution layer."""
+
+import dagster as dg
+
+from agent_pipeline.agents import LoadedAgent
+from agent_pipeline.defs.resources import MarketResource, StoreResource
+from agent_pipeline.defs.trading.assets import GATE_DECISIONS, ORDERS
+from agent_pipeline.trading.execution import ExecutionLayer
+
+BROKER_CONSUMER = "paper_broker"
+
+
+def execution_op_name(agent_name: str) -> str:
+    return f"execute_{agent_name}"
+
+
+def build_execution_op(loaded: LoadedAgent) -> dg.OpDefinition:
+    """``execute_<agent>``: gate -> paper broker for the trade proposals in the agent run's output."""
+    name = loaded.name
+    strategy_hash = loaded.spec.fingerprint()
+
+    @dg.op(
+        name=execution_op_name(name),
+        description=f"Send the trade proposals of agent `{name}` through the execution gate (kill switch, "
+                    "pre-trade checks, approvals) to the paper broker; every decision lands in gate_decisions, "
+                    "accepted orders in orders/fills/positions/daily_pnl. Retries cannot double-place: order "
+                    "keys derive from the agent event.",
+        tags={"agent": name, "domain": "trading"},
+        ins={"agent_run": dg.In(dict, description="The agent op's output: event_id, agent, strategy, output.")},
+        out=dg.Out(dict, description="Execution summary: proposals, approvals, denials by reason, fills, PnL."),
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=1.0),
+    )
+    def execute_agent(context: dg.OpExecutionContext, agent_run: dict, store: StoreResource,
+                      market: MarketResource):
+        layer = ExecutionLayer.from_home(store.store(), market.make(consumer=BROKER_CONSUMER))
+        report = layer.execute(agent_run, run_id=context.run_id, strategy_hash=strategy_hash)
+        summary = report.summary()
+        metadata = {
+            "agent": name, "proposals": report.proposals, "approved": report.approved, "denied": report.denied,
+            "filled": report.filled, "rejected_by_broker": report.rejected,
+            "realized_pnl_usd": dg.MetadataValue.float(report.realized_pnl_usd),
+            "kill_switch_state": report.kill_switch_state,
+            "capital_usd": dg.MetadataValue.float(report.capital_usd) if report.capital_usd is not None else "n/a",
+            "capital_source": report.capital_source or "n/a",
+            "by_reason": dg.MetadataValue.json(dict(report.by_reason)),
+        }
+        if report.denials:
+            metadata["denials"] = dg.MetadataValue.md(
+                "| order key | code | reason |\n|---|---|---|\n" + "\n".join(
+                    f"| {k[:12]} | {c} | {r.replace('|', '/')[:160]} |" for k, c, r in report.denials[:20]))
+        for code, n in report.by_reason.items():
+            if code != "OK":
+                context.log.warning(f"{n} order(s) of {name} denied: {code}")
+        if report.proposals:
+            yield dg.AssetMaterialization(asset_key=GATE_DECISIONS, description=f"decisions for {name}",
+                                          metadata=metadata)
+        if report.approved:
+            yield dg.AssetMaterialization(asset_key=ORDERS, description=f"orders of {name}", metadata=metadata)
+        yield dg.Output(summary, metadata=metadata)
+
+    return execute_agent

@@ -1,0 +1,186 @@
+"""Rolling reward distributions per agent, computed in one DuckDB query over the whole of ``agent_rewards``.
+
+Windows: the last hour, day and week before ``as_of``, and each agent's last N runs (however old). For each agent
+and window: ``runs`` (all runs, failed ones included), ``errors`` and ``error_rate``; over the finite rewards
+(failed runs and non-finite values never count): ``n``, ``mean``, ``std`` (sample, ddof=1), the quantiles
+p05/p25/p50/p75/p95 (linear interpolation, as numpy's default), ``cvar05`` (the mean of the rewards at or below
+p05: the expected reward in the worst 5 %), ``win_rate`` (share of rewards > 0); ``mean_cost_usd`` over the
+runs that report a cost, and ``p95_latency_seconds``. Every known agent gets a row for every window, with n = 0
+and empty statistics when it did not run in that window.
+
+The snapshot replaces the table ``reward_distributions`` as a whole; readers take the rows of the window they
+need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from agent_pipeline.reward.history import ensure_schema
+from agent_pipeline.store import Store
+
+TIME_WINDOWS: tuple[tuple[str, timedelta], ...] = (
+    ("1h", timedelta(hours=1)),
+    ("1d", timedelta(days=1)),
+    ("7d", timedelta(days=7)),
+)
+
+LOOKBACK_SECONDS = 7 * 24 * 3600
+
+COLUMNS = ("agent", "window", "n", "mean", "std", "p05", "p25", "p50", "p75", "p95", "cvar05", "win_rate",
+           "error_rate", "mean_cost_usd", "p95_latency_seconds", "window_start", "window_end", "computed_at",
+           "runs", "errors")
+
+
+def last_runs_window(n: int) -> str:
+    return f"last_{n}"
+
+
+def window_names(last_n_runs: int) -> list[str]:
+    return [name for name, _ in TIME_WINDOWS] + [last_runs_window(last_n_runs)]
+
+
+def distributions_sql(last_n_runs: int) -> str:
+    """The query; parameters: as_of (TIMESTAMPTZ), repeated where marked ``$as_of``."""
+    if isinstance(last_n_runs, bool) or not isinstance(last_n_runs, int) or last_n_runs < 1:
+        raise ValueError(f"last_n_runs must be a positive integer, got {last_n_runs!r}")
+    cols = "agent, started_at, CASE WHEN isfinite(reward) THEN reward END AS r, failed, cost_usd, latency_seconds"
+    time_parts = "\n    UNION ALL\n".join(
+        f"""    SELECT '{name}' AS win, $as_of - INTERVAL {int(span.total_seconds())} SECOND AS w_start, $as_of AS w_end,
+           {cols}
+    FROM hist WHERE started_at > $as_of - INTERVAL {int(span.total_seconds())} SECOND"""
+        for name, span in TIME_WINDOWS)
+    last = last_runs_window(last_n_runs)
+    return f"""
+WITH hist AS (
+    SELECT * FROM agent_rewards WHERE started_at <= $as_of
+),
+busy AS (  -- agents whose last N runs all fall in the last week: only that week is searched for them
+    SELECT agent FROM hist WHERE started_at > $as_of - INTERVAL {LOOKBACK_SECONDS} SECOND
+    GROUP BY agent HAVING count(*) >= {last_n_runs}
+),
+candidates AS (
+    SELECT * FROM hist WHERE started_at > $as_of - INTERVAL {LOOKBACK_SECONDS} SECOND
+                         AND agent IN (SELECT agent FROM busy)
+    UNION ALL
+    SELECT * FROM hist WHERE agent NOT IN (SELECT agent FROM busy)
+),
+recent AS (  -- each agent's last N runs: a top-N aggregate per agent, no sort of the history
+    SELECT agent, unnest(max_by({{'started_at': started_at, 'reward': reward, 'failed': failed,
+                                  'cost_usd': cost_usd, 'latency_seconds': latency_seconds}},
+                                started_at, {last_n_runs})) AS e
+    FROM candidates GROUP BY agent
+),
+w AS (
+{time_parts}
+    UNION ALL
+    SELECT '{last}', NULL, NULL, agent, e.started_at, CASE WHEN isfinite(e.reward) THEN e.reward END, e.failed,
+           e.cost_usd, e.latency_seconds
+    FROM recent
+),
+stats AS (
+    SELECT win, agent,
+           count(*) AS runs,
+           count(*) FILTER (WHERE failed) AS errors,
+           count(r) AS n,
+           avg(r) AS mean,
+           stddev_samp(r) AS std,
+           quantile_cont(r, [0.05, 0.25, 0.5, 0.75, 0.95]) AS q,
+           avg(CASE WHEN r > 0 THEN 1.0 WHEN r IS NOT NULL THEN 0.0 END) AS win_rate,
+           avg(cost_usd) FILTER (WHERE isfinite(cost_usd)) AS mean_cost_usd,
+           quantile_cont(latency_seconds, 0.95) FILTER (WHERE isfinite(latency_seconds)) AS p95_latency_seconds,
+           coalesce(any_value(w_start), min(started_at)) AS window_start,
+           coalesce(any_value(w_end), max(started_at)) AS window_end
+    FROM w GROUP BY win, agent
+),
+tail AS (
+    SELECT w.win, w.agent, avg(w.r) AS cvar05
+    FROM w JOIN stats s ON s.win = w.win AND s.agent = w.agent
+    WHERE w.r <= s.q[1]
+    GROUP BY w.win, w.agent
+),
+agents AS (SELECT DISTINCT agent FROM hist),
+windows AS (
+    SELECT * FROM (VALUES {", ".join(f"('{name}', {i})" for i, name in enumerate(window_names(last_n_runs)))})
+        AS v(win, ord)
+)
+SELECT a.agent, ws.win AS "window", coalesce(s.n, 0) AS n, s.mean, s.std,
+       s.q[1] AS p05, s.q[2] AS p25, s.q[3] AS p50, s.q[4] AS p75, s.q[5] AS p95, t.cvar05, s.win_rate,
+       CASE WHEN s.runs > 0 THEN s.errors / s.runs END AS error_rate,
+       s.mean_cost_usd, s.p95_latency_seconds,
+       coalesce(s.window_start, CASE ws.win {" ".join(f"WHEN '{n}' THEN $as_of - INTERVAL {int(d.total_seconds())} SECOND"
+                                                      for n, d in TIME_WINDOWS)} END) AS window_start,
+       coalesce(s.window_end, CASE WHEN ws.win IN ({", ".join(f"'{n}'" for n, _ in TIME_WINDOWS)}) THEN $as_of END)
+           AS window_end,
+       $computed_at AS computed_at,
+       coalesce(s.runs, 0) AS runs, coalesce(s.errors, 0) AS errors
+FROM agents a CROSS JOIN windows ws
+LEFT JOIN stats s ON s.agent = a.agent AND s.win = ws.win
+LEFT JOIN tail t ON t.agent = a.agent AND t.win = ws.win
+ORDER BY a.agent, ws.ord
+"""
+
+
+@dataclass(frozen=True)
+class DistributionSnapshot:
+    frame: pd.DataFrame
+    as_of: datetime
+    events: int
+    first_event: datetime | None
+    last_event: datetime | None
+    seconds: float
+
+
+def compute_distributions(conn, *, as_of: datetime, last_n_runs: int, computed_at: datetime | None = None
+                          ) -> pd.DataFrame:
+    """Run the query on an open connection and return the snapshot (not written anywhere)."""
+    conn.execute("SET TimeZone = 'UTC'")
+    params = {"as_of": as_of, "computed_at": computed_at or datetime.now(UTC)}
+    return conn.execute(distributions_sql(last_n_runs), params).df()
+
+
+def refresh_distributions(store: Store, *, as_of: datetime | None = None, last_n_runs: int = 100,
+                          timeout_s: float | None = None) -> DistributionSnapshot:
+    """Compute the distributions as of a time (default now) and replace the table with them."""
+    import time
+
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    t0 = time.perf_counter()
+    with store.connect(timeout_s=timeout_s) as conn:
+        ensure_schema(store, conn)
+        frame = compute_distributions(conn, as_of=as_of, last_n_runs=last_n_runs)
+        events, first, last = conn.execute(
+            "SELECT count(*), min(started_at), max(started_at) FROM agent_rewards WHERE started_at <= ?",
+            [as_of]).fetchone()
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute("DELETE FROM reward_distributions")
+            conn.register("_dist_frame", frame)
+            try:
+                conn.execute(f"""INSERT INTO reward_distributions ({", ".join(f'"{c}"' for c in COLUMNS)})
+                                 SELECT {", ".join(f'"{c}"' for c in COLUMNS)} FROM _dist_frame""")
+            finally:
+                conn.unregister("_dist_frame")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return DistributionSnapshot(frame=frame, as_of=as_of, events=int(events), first_event=first, last_event=last,
+                                seconds=time.perf_counter() - t0)
+
+
+def read_distributions(store: Store, *, read_only: bool = False, timeout_s: float | None = None) -> pd.DataFrame:
+    """The current snapshot (empty frame when none was computed yet)."""
+    if read_only and not store.path.exists():
+        return pd.DataFrame(columns=list(COLUMNS))
+    with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
+        if not read_only:
+            ensure_schema(store, conn)
+        elif not conn.execute("SELECT count(*) FROM information_schema.tables "
+                              "WHERE table_name = 'reward_distributions'").fetchone()[0]:
+            return pd.DataFrame(columns=list(COLUMNS))
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn.execute("SELECT * FROM reward_distributions ORDER BY agent, \"window\"").df()

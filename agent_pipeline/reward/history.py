@@ -1,0 +1,216 @@
+"""Reward history: reprice stored events with the current reward configuration, one time window at a time.
+
+``agent_rewards`` holds one row per event with the reward it earns under the configuration in force when the
+window was last recomputed. Recomputing a window deletes its rows and inserts them again in one transaction, so
+a backfill over any range is idempotent and a changed parameter reprices exactly what it touches.
+
+How each event's reward is decided (``reward_source``):
+- ``recomputed``: the raw output is priced again with ``score_output`` (the one place a reward is decided);
+- ``recorded``: an imported event with a reward but no raw output keeps the reward it was recorded with;
+- ``failed``: the run failed, so it has no reward (NULL), but it still counts towards the error rate;
+- ``invalid``: a recorded reward that is NaN or infinite is dropped (NULL) so it never reaches a distribution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from agent_pipeline.reward.config import RewardConfig
+from agent_pipeline.reward.scoring import score_output
+from agent_pipeline.store import Store
+from agent_pipeline.store.events import ensure_schema as ensure_events_schema
+
+COMPONENT = "rewards"
+
+MIGRATIONS: list[str] = [
+    # v1: the repriced history and the latest distribution snapshot. No unique index on agent_rewards.event_id:
+    # a window is always deleted and re-inserted whole, which keeps the rewrite idempotent without one.
+    """
+    CREATE TABLE agent_rewards (
+        event_id VARCHAR NOT NULL,
+        agent VARCHAR NOT NULL,
+        strategy VARCHAR,
+        kind VARCHAR,
+        started_at TIMESTAMPTZ NOT NULL,
+        reward DOUBLE,
+        reward_source VARCHAR NOT NULL,
+        params_hash VARCHAR,
+        computed_at TIMESTAMPTZ NOT NULL,
+        failed BOOLEAN NOT NULL,
+        cost_usd DOUBLE,
+        latency_seconds DOUBLE
+    );
+    CREATE TABLE reward_distributions (
+        agent VARCHAR NOT NULL,
+        "window" VARCHAR NOT NULL,
+        n BIGINT NOT NULL,
+        mean DOUBLE,
+        std DOUBLE,
+        p05 DOUBLE,
+        p25 DOUBLE,
+        p50 DOUBLE,
+        p75 DOUBLE,
+        p95 DOUBLE,
+        cvar05 DOUBLE,
+        win_rate DOUBLE,
+        error_rate DOUBLE,
+        mean_cost_usd DOUBLE,
+        p95_latency_seconds DOUBLE,
+        window_start TIMESTAMPTZ,
+        window_end TIMESTAMPTZ,
+        computed_at TIMESTAMPTZ NOT NULL,
+        runs BIGINT NOT NULL,
+        errors BIGINT NOT NULL
+    );
+    """,
+]
+
+REWARD_SOURCES = ("recomputed", "recorded", "failed", "invalid")
+
+
+def ensure_schema(store: Store, conn) -> None:
+    ensure_events_schema(store, conn)
+    store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+
+
+def params_hash(config: RewardConfig) -> str:
+    """A short, stable fingerprint of the pricing parameters (not of the check thresholds)."""
+    body = json.dumps(config.as_dict(), sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RecomputeResult:
+    """What one window rewrite did."""
+
+    start: datetime
+    end: datetime
+    deleted: int
+    inserted: int
+    by_source: dict[str, int]
+    changed: int
+    params_hash: str
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_source.items()))
+        return (f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC: {self.inserted} rewards "
+                f"({parts}); {self.changed} changed; {self.deleted} replaced")
+
+
+def _load_events(conn, start: datetime, end: datetime) -> pd.DataFrame:
+    conn.execute("SET TimeZone = 'UTC'")
+    return conn.execute(
+        """SELECT event_id, agent, strategy, kind, started_at, reward, reward_source, error, CAST(output AS VARCHAR)
+                  AS output, cost_usd, latency_seconds
+           FROM agent_events WHERE started_at >= ? AND started_at < ?""", [start, end]).df()
+
+
+def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float | None], list[str]]:
+    """Reward and reward_source for each event row (see the module docstring for the rules)."""
+    rewards: list[float | None] = []
+    sources: list[str] = []
+    cache: dict[tuple[str | None, str], float] = {}
+    for agent, strategy, recorded, origin, error, output in zip(
+            events["agent"], events["strategy"], events["reward"], events["reward_source"], events["error"],
+            events["output"]):
+        strategy = None if pd.isna(strategy) else strategy
+        if not pd.isna(error):
+            rewards.append(None)
+            sources.append("failed")
+        elif pd.isna(output) and origin == "imported":
+            value = None if pd.isna(recorded) else float(recorded)
+            if value is not None and math.isfinite(value):
+                rewards.append(value)
+                sources.append("recorded")
+            else:
+                rewards.append(None)
+                sources.append("invalid")
+        else:
+            key = (strategy, "" if pd.isna(output) else output)
+            if key not in cache:
+                parsed = None if pd.isna(output) else json.loads(output)
+                cache[key] = score_output(agent, strategy, parsed, config)[0]
+            rewards.append(cache[key])
+            sources.append("recomputed")
+    return rewards, sources
+
+
+def recompute_window(store: Store, start: datetime, end: datetime, config: RewardConfig,
+                     *, timeout_s: float | None = None) -> RecomputeResult:
+    """Rewrite ``agent_rewards`` for events with ``start <= started_at < end`` (delete the window, insert)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("recompute_window needs timezone-aware start and end")
+    if end <= start:
+        raise ValueError(f"empty window: end {end} is not after start {start}")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    digest = params_hash(config)
+    computed_at = datetime.now(UTC)
+
+    with store.connect(timeout_s=timeout_s) as conn:
+        ensure_schema(store, conn)
+        events = _load_events(conn, start, end)
+    rewards, sources = price_events(events, config)  # outside the lock: pricing can take a while
+    frame = pd.DataFrame({
+        "event_id": events["event_id"].astype(object), "agent": events["agent"].astype(object),
+        "strategy": events["strategy"].astype(object), "kind": events["kind"].astype(object),
+        "started_at": events["started_at"], "reward": pd.array(rewards, dtype="Float64"),
+        "reward_source": pd.array(sources, dtype=object), "failed": [s == "failed" for s in sources],
+        "cost_usd": events["cost_usd"], "latency_seconds": events["latency_seconds"],
+    })
+
+    with store.transaction(timeout_s=timeout_s) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        before = dict(conn.execute(
+            "SELECT event_id, reward FROM agent_rewards WHERE started_at >= ? AND started_at < ?",
+            [start, end]).fetchall())
+        deleted = conn.execute("DELETE FROM agent_rewards WHERE started_at >= ? AND started_at < ?",
+                               [start, end]).fetchone()[0]
+        conn.register("_rewards_frame", frame)
+        try:
+            conn.execute(
+                """INSERT INTO agent_rewards (event_id, agent, strategy, kind, started_at, reward, reward_source,
+                                              params_hash, computed_at, failed, cost_usd, latency_seconds)
+                   SELECT event_id, agent, strategy, kind, started_at, reward, reward_source, ?, ?, failed,
+                          cost_usd, latency_seconds
+                   FROM _rewards_frame""", [digest, computed_at])
+        finally:
+            conn.unregister("_rewards_frame")
+
+    changed = sum(1 for eid, value in zip(frame["event_id"], rewards)
+                  if eid not in before or not _same(before[eid], value))
+    by_source: dict[str, int] = {}
+    for s in sources:
+        by_source[s] = by_source.get(s, 0) + 1
+    return RecomputeResult(start=start, end=end, deleted=int(deleted), inserted=len(frame), by_source=by_source,
+                           changed=changed, params_hash=digest)
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a == b
+
+
+def read_rewards(store: Store, *, start: datetime | None = None, end: datetime | None = None,
+                 read_only: bool = False, timeout_s: float | None = None) -> pd.DataFrame:
+    """Rows of agent_rewards (optionally within a window), ordered by time."""
+    where, params = [], []
+    if start is not None:
+        where.append("started_at >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("started_at < ?")
+        params.append(end)
+    sql = "SELECT * FROM agent_rewards" + (f" WHERE {' AND '.join(where)}" if where else "") + \
+        " ORDER BY started_at, event_id"
+    with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
+        if not read_only:
+            ensure_schema(store, conn)
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn.execute(sql, params).df()

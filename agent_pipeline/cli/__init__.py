@@ -11,6 +11,8 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "agent_pipeline.cli.agents",
     "agent_pipeline.cli.metrics",
+    "agent_pipeline.cli.kill_switch",
+    "agent_pipeline.cli.approvals",
 )
 
 

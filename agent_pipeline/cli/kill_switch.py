@@ -1,0 +1,60 @@
+"""``agent-pipeline kill-switch status|trip|reduce|clear``: operate the persisted kill switch.
+
+The switch is a file under $AGENT_PIPELINE_HOME, so these commands work while the pipeline is writing DuckDB.
+Trip, reduce and clear require ``--reason``; every one of them is an audit row with who, when and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from agent_pipeline.trading.kill_switch import KillSwitch, _default_actor, default_path
+
+
+def _status(args: argparse.Namespace) -> int:
+    kill = KillSwitch(default_path())
+    status = kill.status()
+    if args.json:
+        print(json.dumps({**status.as_dict(), "path": str(kill.path), "audit": kill.audit(args.audit)}, indent=2))
+        return 0
+    print(f"kill switch: {status.state.value}")
+    if status.reason:
+        print(f"reason:      {status.reason}")
+    if status.by:
+        print(f"by:          {status.by} at {status.at}")
+    print(f"file:        {kill.path}")
+    rows = kill.audit(args.audit)
+    if rows:
+        print("audit (latest last):")
+        for row in rows:
+            print(f"  {row.get('at', '?')}  {row.get('action', '?'):6} {row.get('from_state', '?')} -> "
+                  f"{row.get('to_state', '?')}  by {row.get('by', '?')}: {row.get('reason', row.get('raw', ''))}")
+    return 0
+
+
+def _change(action: str):
+    def run(args: argparse.Namespace) -> int:
+        reason = (args.reason or "").strip()
+        if not reason:
+            raise ValueError(f"kill-switch {action} needs --reason")
+        status = getattr(KillSwitch(default_path()), action)(reason, by=args.by or _default_actor())
+        print(f"kill switch: {status.state.value} ({status.reason})")
+        return 0
+    return run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ks = sub.add_parser("kill-switch", help="show, trip, reduce or clear the persisted kill switch")
+    ks_sub = ks.add_subparsers(dest="kill_switch_command", required=True)
+    status = ks_sub.add_parser("status", help="state, reason and the latest audit rows")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--audit", type=int, default=5, help="how many audit rows to show")
+    status.set_defaults(func=_status)
+    for action, text in (("trip", "halt all orders (latched until cleared)"),
+                         ("reduce", "allow only orders that reduce a position"),
+                         ("clear", "resume trading")):
+        cmd = ks_sub.add_parser(action, help=text)
+        cmd.add_argument("--reason", required=True, help="why (recorded in the audit)")
+        cmd.add_argument("--by", help="who (default: the current user)")
+        cmd.set_defaults(func=_change(action))

@@ -1,0 +1,126 @@
+"""Data guards on reward history, as plain functions returning an outcome (the Dagster checks call these).
+
+- ``finite_rewards``: no NaN or infinite reward in agent_rewards (NULL means "no reward": a failed run).
+- ``plausible_range``: every reward within the configured [min_reward, max_reward].
+- ``freshness``: the newest event in agent_events is at most ``freshness_hours`` old.
+- ``reward_collapse``: no agent's last-hour mean reward fell far below its last-week mean (the allocator must
+  not build on a collapsed distribution).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agent_pipeline.reward.config import RewardHistoryConfig
+
+RECENT_WINDOW = "1h"
+BASELINE_WINDOW = "7d"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _window_sql(start: datetime | None, end: datetime | None) -> tuple[str, list[Any]]:
+    where, params = [], []
+    if start is not None:
+        where.append("started_at >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("started_at < ?")
+        params.append(end)
+    return (" AND " + " AND ".join(where)) if where else "", params
+
+
+def finite_rewards(conn, start: datetime | None = None, end: datetime | None = None) -> CheckOutcome:
+    clause, params = _window_sql(start, end)
+    rows = conn.execute(
+        f"""SELECT agent, count(*) FROM agent_rewards
+            WHERE reward IS NOT NULL AND NOT isfinite(reward){clause} GROUP BY agent ORDER BY agent""",
+        params).fetchall()
+    bad = sum(int(n) for _, n in rows)
+    if bad:
+        return CheckOutcome(False, f"{bad} non-finite reward(s) in agent_rewards",
+                            {"non_finite": bad, "by_agent": {a: int(n) for a, n in rows}})
+    return CheckOutcome(True, "every reward is finite (or NULL for a failed run)", {"non_finite": 0})
+
+
+def plausible_range(conn, config: RewardHistoryConfig, start: datetime | None = None,
+                    end: datetime | None = None) -> CheckOutcome:
+    clause, params = _window_sql(start, end)
+    low, high = config.min_reward, config.max_reward
+    rows = conn.execute(
+        f"""SELECT event_id, agent, started_at, reward FROM agent_rewards
+            WHERE isfinite(reward) AND (reward < ? OR reward > ?){clause}
+            ORDER BY abs(reward) DESC""", [low, high, *params]).fetchall()
+    meta: dict[str, Any] = {"min_reward": low, "max_reward": high, "outside": len(rows)}
+    if rows:
+        meta["worst"] = [{"event_id": e, "agent": a, "started_at": str(t), "reward": r} for e, a, t, r in rows[:5]]
+        return CheckOutcome(False, f"{len(rows)} reward(s) outside [{low}, {high}]", meta)
+    return CheckOutcome(True, f"every reward within [{low}, {high}]", meta)
+
+
+def freshness(conn, config: RewardHistoryConfig, now: datetime) -> CheckOutcome:
+    newest = conn.execute("SELECT max(started_at) FROM agent_events").fetchone()[0]
+    limit = timedelta(hours=config.freshness_hours)
+    if newest is None:
+        return CheckOutcome(False, "no events at all", {"freshness_hours": config.freshness_hours})
+    age = now - newest
+    meta = {"newest_event": str(newest), "age_hours": round(age.total_seconds() / 3600, 3),
+            "freshness_hours": config.freshness_hours}
+    if age > limit:
+        return CheckOutcome(False, f"newest event is {age} old (limit {limit})", meta)
+    return CheckOutcome(True, f"newest event is {age} old (limit {limit})", meta)
+
+
+def collapsed_agents(distributions: pd.DataFrame, config: RewardHistoryConfig) -> list[dict[str, Any]]:
+    """Agents whose recent mean reward dropped below their baseline by more than the allowed margin."""
+    out = []
+    if distributions.empty:
+        return out
+    by = {(r.agent, r.window): r for r in distributions.itertuples(index=False)}
+    for agent in sorted(set(distributions["agent"])):
+        recent, base = by.get((agent, RECENT_WINDOW)), by.get((agent, BASELINE_WINDOW))
+        if recent is None or base is None:
+            continue
+        if recent.n < config.collapse_min_runs or base.n < config.collapse_min_runs:
+            continue
+        if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in (recent.mean, base.mean)):
+            continue
+        std = base.std if base.std is not None and math.isfinite(base.std) else 0.0
+        margin = max(config.collapse_drop_std * std, config.collapse_min_drop)
+        if recent.mean < base.mean - margin:
+            out.append({"agent": agent, "recent_mean": float(recent.mean), "baseline_mean": float(base.mean),
+                        "baseline_std": float(std), "margin": margin, "recent_runs": int(recent.n)})
+    return out
+
+
+def reward_collapse(distributions: pd.DataFrame, config: RewardHistoryConfig) -> CheckOutcome:
+    collapsed = collapsed_agents(distributions, config)
+    meta: dict[str, Any] = {"recent_window": RECENT_WINDOW, "baseline_window": BASELINE_WINDOW,
+                            "min_runs": config.collapse_min_runs, "drop_std": config.collapse_drop_std,
+                            "min_drop": config.collapse_min_drop, "collapsed": [c["agent"] for c in collapsed]}
+    if collapsed:
+        meta["details"] = collapsed
+        names = ", ".join(c["agent"] for c in collapsed)
+        return CheckOutcome(False, f"reward collapsed for {names}: allocation must not build on these "
+                                   "distributions", meta)
+    return CheckOutcome(True, "no agent's recent reward collapsed below its baseline", meta)
+
+
+def finite_distributions(distributions: pd.DataFrame) -> CheckOutcome:
+    """No infinite statistic (empty statistics of a window without runs come back as NaN/NULL and are fine)."""
+    numeric = distributions.select_dtypes("number").to_numpy(dtype=float, na_value=np.nan)
+    bad = int(np.isinf(numeric).sum())
+    if bad:
+        return CheckOutcome(False, f"{bad} infinite statistic(s) in reward_distributions", {"non_finite": bad})
+    return CheckOutcome(True, "every statistic is finite (or empty for a window without runs)", {"non_finite": 0})

@@ -1,0 +1,68 @@
+"""Shared helpers for the metrics tests: write events, parse expositions, count the truth in DuckDB."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent_pipeline.metrics.spec import HISTOGRAMS
+from agent_pipeline.store import AgentEvent, Store, append_event
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def event(agent: str, i: int = 0, *, latency=0.2, cost=0.001, reward=0.3, error=None) -> AgentEvent:
+    return AgentEvent(run_id=f"run-{agent}-{i}", agent=agent, started_at=T0 + timedelta(seconds=i),
+                      latency_seconds=latency, cost_usd=cost, reward=None if error else reward, error=error)
+
+
+def write(store: Store, *events: AgentEvent) -> None:
+    for e in events:
+        append_event(store, e)
+
+
+def samples(text: str | bytes) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} of a text exposition."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(parsed: dict, name: str, **labels) -> float | None:
+    return parsed.get((name, tuple(sorted(labels.items()))))
+
+
+def truth(store: Store) -> dict[str, dict]:
+    """Per-agent counts straight from agent_events, computed in Python (independent of the rollup's SQL)."""
+    with store.connect(read_only=True, timeout_s=10) as conn:
+        rows = conn.execute("SELECT agent, error, latency_seconds, cost_usd, reward FROM agent_events").fetchall()
+    out: dict[str, dict] = {}
+    for agent, error, latency, cost, reward in rows:
+        t = out.setdefault(agent, {"runs": 0, "errors": 0, **{h.name: [] for h in HISTOGRAMS}})
+        t["runs"] += 1
+        t["errors"] += error is not None
+        for h, v in zip(HISTOGRAMS, (latency, cost, reward), strict=True):
+            if v is not None and math.isfinite(v):
+                t[h.name].append(v)
+    return out
+
+
+def assert_matches_store(parsed: dict, store: Store) -> None:
+    """Every counter, histogram bucket, _count and _sum equals what the store holds."""
+    for agent, t in truth(store).items():
+        assert value(parsed, "agent_runs_total", agent=agent) == t["runs"], agent
+        assert value(parsed, "agent_errors_total", agent=agent) == t["errors"], agent
+        for h in HISTOGRAMS:
+            obs = t[h.name]
+            assert value(parsed, f"{h.name}_count", agent=agent) == len(obs), (agent, h.name)
+            assert math.isclose(value(parsed, f"{h.name}_sum", agent=agent), sum(obs), abs_tol=1e-9), (agent, h.name)
+            for b in h.buckets:
+                assert value(parsed, f"{h.name}_bucket", agent=agent, le=str(float(b))) == \
+                    sum(1 for v in obs if v <= b), (agent, h.name, b)
+            assert value(parsed, f"{h.name}_bucket", agent=agent, le="+Inf") == len(obs)

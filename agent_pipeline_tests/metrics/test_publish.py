@@ -1,0 +1,163 @@
+"""Publishing: PUT to one fixed group with optional basic auth, never raising when the gateway is down or slow,
+counting failures, and serialised so that pushes arrive in snapshot order even from concurrent processes."""
+
+import base64
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from agent_pipeline.metrics.publish import LOCK_FILE, MetricsConfig, publish, read_state
+from agent_pipeline.metrics.publish import exposition
+from agent_pipeline.settings import ConfigError
+from agent_pipeline_tests.conftest import free_port
+from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, samples, value, write
+
+
+class Gateway:
+    """A real HTTP server that records what a Pushgateway would receive (method, path, auth, body)."""
+
+    def __init__(self, delay_s: float = 0.0):
+        self.requests: list[dict] = []
+        self.delay_s = delay_s
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(outer.delay_s)
+                outer.requests.append({"method": "PUT", "path": self.path, "auth": self.headers.get("Authorization"),
+                                       "body": body})
+                self.send_response(200)
+                self.end_headers()
+
+            def do_POST(self):
+                outer.requests.append({"method": "POST", "path": self.path})
+                self.send_response(405)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_push_puts_the_whole_state_to_one_fixed_group_with_basic_auth(store):
+    write(store, event("a", 1, reward=-0.3), event("b", 2, error="x"))
+    with Gateway() as gw:
+        result = publish(gw.url, username="ops", password="s3cret")
+    assert result.ok and result.events == 2 and result.payload_bytes > 0
+    (req,) = gw.requests
+    assert req["method"] == "PUT" and req["path"] == "/metrics/job/agent_pipeline"
+    assert req["auth"] == "Basic " + base64.b64encode(b"ops:s3cret").decode()
+    assert_matches_store(samples(req["body"]), store)
+
+
+def test_gateway_down_is_logged_and_counted_never_raised_and_the_next_push_catches_up(store, caplog):
+    write(store, event("a", 1))
+    down = f"http://127.0.0.1:{free_port()}"
+    first = publish(down)
+    write(store, event("a", 2))
+    second = publish(down)
+    assert (first.status, second.status) == ("failed", "failed")
+    assert read_state().failures == 2 and "push to" in caplog.text
+    with Gateway() as gw:
+        assert publish(gw.url).ok
+    body = samples(gw.requests[-1]["body"])
+    assert value(body, "agent_runs_total", agent="a") == 2  # caught up: the values come from the store
+    assert value(body, "agent_pipeline_metrics_push_failures_total") == 2
+    assert read_state().pushes == 1
+
+
+def test_a_slow_gateway_times_out_without_failing(store):
+    write(store, event("a", 1))
+    with Gateway(delay_s=2.0) as gw:
+        t0 = time.monotonic()
+        result = publish(gw.url, timeout_s=0.3)
+        took = time.monotonic() - t0
+    assert result.status == "failed" and took < 1.5
+    assert read_state().failures == 1
+
+
+def test_a_held_push_lock_skips_instead_of_waiting_forever(store, pipeline_home):
+    write(store, event("a", 1))
+    fd = os.open(pipeline_home / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with Gateway() as gw:
+            result = publish(gw.url, lock_timeout_s=0.2)
+        assert result.status == "lock_busy" and not gw.requests
+    finally:
+        os.close(fd)
+
+
+def test_a_busy_store_skips_the_push_and_keeps_the_previous_values(store):
+    write(store, event("a", 1))
+    with Gateway() as gw, store.connect():  # another process's long write holds the store lock
+        result = publish(gw.url, store_timeout_s=0.2)
+    assert result.status == "store_busy" and not gw.requests
+    assert read_state().skipped_busy == 1
+
+
+_PUBLISHER = """
+import sys
+from agent_pipeline.metrics.publish import publish
+from agent_pipeline.store import AgentEvent, Store, append_event
+from datetime import UTC, datetime
+store = Store.at_home()
+for i in range(3):
+    append_event(store, AgentEvent(run_id=sys.argv[2], agent=sys.argv[2], started_at=datetime.now(UTC),
+                                   latency_seconds=0.1, reward=0.1))
+    r = publish(sys.argv[1])
+    assert r.ok, r.summary()
+"""
+
+
+def test_concurrent_publishers_never_push_an_older_snapshot_after_a_newer_one(store):
+    write(store, event("seed", 0))
+    with Gateway(delay_s=0.05) as gw:
+        procs = [subprocess.Popen([sys.executable, "-c", _PUBLISHER, gw.url, f"p{i}"]) for i in range(4)]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    totals = [sum(v for (name, _), v in samples(r["body"]).items() if name == "agent_runs_total") for r in gw.requests]
+    stamps = [value(samples(r["body"]), "agent_pipeline_metrics_snapshot_timestamp_seconds") for r in gw.requests]
+    assert len(gw.requests) == 12
+    assert totals == sorted(totals) and stamps == sorted(stamps)  # arrival order == snapshot order
+    assert totals[-1] == 13
+    assert_matches_store(samples(gw.requests[-1]["body"]), store)
+
+
+def test_config_is_strict_and_the_environment_names_the_gateway(pipeline_home, monkeypatch):
+    (pipeline_home / "config.toml").write_text('[metrics]\ngateway_url = "http://gw:9091"\ntimeout_s = 2\n')
+    assert MetricsConfig.load().gateway_url == "http://gw:9091"
+    monkeypatch.setenv("AGENT_PIPELINE_PUSHGATEWAY_URL", "http://other:9091")
+    assert MetricsConfig.load().gateway_url == "http://other:9091"
+    (pipeline_home / "config.toml").write_text('[metrics]\ngatway_url = "http://gw:9091"\n')
+    with pytest.raises(ConfigError, match="gatway_url"):
+        MetricsConfig.load()
+    with pytest.raises(ConfigError, match="timeout_s"):
+        MetricsConfig(timeout_s=0)
+    with pytest.raises(ConfigError, match="gateway_url"):
+        MetricsConfig(gateway_url="gw:9091")
+
+
+def test_exposition_carries_push_counters(store):
+    write(store, event("a", 1))
+    publish(f"http://127.0.0.1:{free_port()}")
+    parsed = samples(exposition())
+    assert value(parsed, "agent_pipeline_metrics_push_failures_total") == 1
+    assert value(parsed, "agent_pipeline_metrics_pushes_total") == 0

@@ -10,8 +10,11 @@ configured, or when present):
     notional_usd > 0, expected_edge_bps (any finite), spread_bps >= 0 (negative = crossed quote),
     slippage_bps >= 0, data_age_sec >= 0 (negative = future-dated), paper (a bool)
     confidence in [0, 1]; size > 0 and quote_size >= 0; price > 0 and reference_price > 0; capital_usd > 0;
-    strategy, symbol (strings); side ("buy" | "sell"); bid <= ask when both given; order_key (a string);
+    strategy, symbol, venue (strings); side ("buy" | "sell"); bid <= ask when both given; order_key (a string);
     strategy_hash and approvals (list of tokens) for the two-person rule.
+
+A field from this list that is present is validated even when no configured limit reads it, so an approved
+order never carries a non-finite or out-of-range number the broker might use.
 
 The daily loss is the sum of realised losses (negative PnL; gains do not offset it, as in the seed) of the
 current UTC trading date; more than ``max_daily_loss_usd`` denies and trips the kill switch.
@@ -35,6 +38,14 @@ from agent_pipeline.trading.state import GateState, MemoryGateState, trading_dat
 
 SEED_KEYS = ("notional_usd", "expected_edge_bps", "spread_bps", "slippage_bps", "data_age_sec", "paper")
 SIDES = ("buy", "sell")
+OPTIONAL_NUMBERS: dict[str, dict[str, Any]] = {
+    "confidence": {"minimum": 0.0, "maximum": 1.0},
+    "size": {"minimum": 0.0, "strict_min": True},
+    "quote_size": {"minimum": 0.0},
+    "price": {"minimum": 0.0, "strict_min": True},
+    "reference_price": {"minimum": 0.0, "strict_min": True},
+    "capital_usd": {"minimum": 0.0, "strict_min": True},
+}
 
 
 @dataclass(frozen=True)
@@ -207,6 +218,12 @@ class TradeGuardrails:
             if bid > ask:
                 raise _Deny(Reason.CROSSED_QUOTE, f"crossed quote: bid {bid:g} > ask {ask:g}", "bid")
         side = _text(signal, "side", SIDES) if "side" in signal else None
+        for key, bounds in OPTIONAL_NUMBERS.items():  # present means checked, even if no limit reads it
+            if key in signal:
+                _num(signal, key, **bounds)
+        for key in ("strategy", "symbol", "venue"):
+            if key in signal:
+                _text(signal, key)
 
         # -- duplicates, paper, daily loss, circuit breaker ----------------------------------------------------
         if cfg.require_order_key or "order_key" in signal:

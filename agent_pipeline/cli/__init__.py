@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "agent_pipeline.cli.metrics",
     "agent_pipeline.cli.kill_switch",
     "agent_pipeline.cli.approvals",
+    "agent_pipeline.cli.events",
 )
 
 

@@ -1,0 +1,56 @@
+"""``agent-pipeline import-events PATH``: bring an existing events.jsonl history into the store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from agent_pipeline.store import Store
+from agent_pipeline.store.importer import ImportFileError, import_events
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr (redrawn at most every 0.1 s)."""
+
+    def __init__(self, stream=None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        share = done / total if total else 1.0
+        filled = int(round(share * self.width))
+        self.stream.write(f"\rimporting [{'#' * filled}{'.' * (self.width - filled)}] {share:6.1%} "
+                          f"{done:,}/{total:,} lines")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _import(args: argparse.Namespace) -> int:
+    progress = None if args.quiet else ProgressBar()
+    try:
+        report = import_events(Store.at_home(), args.path, progress=progress)
+    except ImportFileError as exc:
+        print(f"agent-pipeline import-events: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    if report.quarantined_total:
+        print("  see: SELECT * FROM import_quarantine WHERE file = '" + report.path.replace("'", "''") + "'")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    cmd = sub.add_parser(
+        "import-events", help="import an events.jsonl history into agent_events (idempotent)",
+        description="Import a JSON-lines history (one object per line with at least agent and reward). Bad lines "
+                    "go to the import_quarantine table with file, line number and reason; importing the same file "
+                    "again adds nothing. Afterwards backfill agent_rewards over the days it covers.")
+    cmd.add_argument("path", help="the events.jsonl file")
+    cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+    cmd.set_defaults(func=_import)

@@ -1,0 +1,55 @@
+"""Dagster wiring for reward history: the assets, their jobs and schedules, and the reward_config resource."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from agent_pipeline.defs.rewards.assets import AGENT_REWARDS, REWARD_DISTRIBUTIONS, build_assets, daily_partitions
+from agent_pipeline.defs.rewards.resources import RewardConfigResource
+
+REWARDS_DAILY_JOB = "agent_rewards_daily"
+REWARD_HISTORY_HOURLY_JOB = "reward_history_hourly"
+
+
+def build_defs() -> dg.Definitions:
+    partitions = daily_partitions()
+    assets = build_assets(partitions)
+    rewards_job = dg.define_asset_job(
+        REWARDS_DAILY_JOB, selection=dg.AssetSelection.assets(AGENT_REWARDS), partitions_def=partitions,
+        description="Recompute agent_rewards for one day (or, as a backfill, any range of days in one run).",
+        tags={"domain": "rewards"},
+    )
+    hourly_job = dg.define_asset_job(
+        REWARD_HISTORY_HOURLY_JOB,
+        selection=dg.AssetSelection.assets(AGENT_REWARDS, REWARD_DISTRIBUTIONS),
+        partitions_def=partitions,
+        description="Refresh today's agent_rewards partition, then the rolling reward_distributions (with the "
+                    "blocking reward_collapse check).",
+        tags={"domain": "rewards"},
+    )
+
+    @dg.schedule(
+        name="agent_rewards_daily_schedule", job=rewards_job, cron_schedule="15 0 * * *",
+        execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every day at 00:15 UTC, finalize yesterday's agent_rewards partition.",
+    )
+    def agent_rewards_daily_schedule(context: dg.ScheduleEvaluationContext):
+        day = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
+        return dg.RunRequest(run_key=f"agent_rewards:{day}", partition_key=day)
+
+    @dg.schedule(
+        name="reward_distributions_hourly_schedule", job=hourly_job, cron_schedule="5 * * * *",
+        execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every hour at :05, reprice today's events and materialize reward_distributions.",
+    )
+    def reward_distributions_hourly_schedule(context: dg.ScheduleEvaluationContext):
+        when = context.scheduled_execution_time
+        day = when.strftime("%Y-%m-%d")
+        return dg.RunRequest(run_key=f"reward_history:{when:%Y-%m-%dT%H:%M}", partition_key=day)
+
+    return dg.Definitions(
+        assets=assets,
+        jobs=[rewards_job, hourly_job],
+        schedules=[agent_rewards_daily_schedule, reward_distributions_hourly_schedule],
+        resources={"reward_config": RewardConfigResource()},
+    )

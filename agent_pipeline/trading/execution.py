@@ -5,7 +5,8 @@ For each output item that proposes a trade (it carries ``side`` or any of the se
 1. build the signal the gate sees: the agent's item, minus the keys only this layer may set (``order_key``,
    ``strategy``, ``strategy_hash``, ``approvals``, ``capital_usd``, ``agent``), plus those keys;
 2. size it: the notional is the agent's proposal capped at ``max_order_fraction`` of the agent's capital (the
-   latest ``allocator_quotas`` period, else ``[execution] default_capital_usd``); no capital, no order;
+   latest ``allocator_quotas`` period, else ``[execution] default_capital_usd``), and the size is that notional
+   over the price (an agent's own ``size`` is replaced); no capital, no order;
 3. check it (``TradeGuardrails`` over the DuckDB-backed state) and record the decision in ``gate_decisions``;
 4. if approved, send it to the paper broker and record the order, its fills, the position and the realised PnL
    (which feeds the daily loss budget).
@@ -50,7 +51,12 @@ def order_key(event_id: str, index: int, item: Mapping[str, Any]) -> str:
 
 
 def _finite_positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:
+        return False
 
 
 @dataclass
@@ -142,7 +148,8 @@ class ExecutionLayer:
                 sized = min(float(proposed), float(capital) * self.exec_cfg.max_order_fraction)
                 signal["proposed_notional_usd"] = float(proposed)
                 signal["notional_usd"] = sized
-                if _finite_positive(item.get("price")) and sized < proposed:
+                if _finite_positive(item.get("price")):
+                    # the size the broker fills follows the checked notional, never the agent's own size
                     signal["size"] = sized / float(item["price"])
         return signal
 
@@ -150,8 +157,17 @@ class ExecutionLayer:
              event_id: str, run_id: str, capital: float | None, strategy_hash: str | None,
              tokens: list[str]) -> None:
         key = order_key(event_id, index, item)
-        signal = self._signal(item, key, agent, strategy, capital, strategy_hash, tokens)
-        if not _finite_positive(capital):
+        try:
+            signal = self._signal(item, key, agent, strategy, capital, strategy_hash, tokens)
+        except Exception as exc:  # building the signal failed: recorded as a denial, never a pass
+            signal = {"order_key": key, "agent": agent, "strategy": strategy, "item": repr(item)[:500]}
+            decision = Decision(False, Reason.CHECK_ERROR, f"could not build the signal: {type(exc).__name__}: "
+                                f"{exc}", self._clock(), self.kill.status().state.value, None, signal)
+        else:
+            decision = None
+        if decision is not None:
+            pass
+        elif not _finite_positive(capital):
             status = self.kill.status()
             decision = Decision(False, Reason.NO_CAPITAL, f"agent {agent} has no capital ({capital!r}) from the "
                                 f"allocator", self._clock(), status.state.value, "capital_usd", signal)

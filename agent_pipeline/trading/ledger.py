@@ -147,8 +147,10 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     """A JSON-storable copy: non-finite floats and odd objects become strings, so inputs are kept as seen."""
     if depth > 6:
         return repr(value)[:200]
-    if value is None or isinstance(value, (bool, str, int)):
+    if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, int):
+        return value if abs(value) < 2 ** 63 else repr(value)[:40] + "..."
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, Mapping):
@@ -162,6 +164,16 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     except (TypeError, ValueError, OverflowError):
         pass
     return repr(value)[:200]
+
+
+def finite_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def new_id() -> str:
@@ -263,9 +275,7 @@ def record_decision(conn, decision, *, run_id: str | None, event_id: str | None,
         value = inputs.get(key)
         return value if isinstance(value, str) else None
 
-    notional = inputs.get("notional_usd")
-    notional = float(notional) if isinstance(notional, (int, float)) and not isinstance(notional, bool) \
-        and math.isfinite(float(notional)) else None
+    notional = finite_float(inputs.get("notional_usd"))
     stored = dict(inputs)
     if isinstance(stored.get("approvals"), (list, tuple)):  # tokens stay in strategy_approvals
         stored["approvals"] = f"{len(stored['approvals'])} token(s)"

@@ -1,0 +1,192 @@
+"""The execution layer end to end on the simulated market: decisions, orders, fills, positions, retries,
+sizing by the allocator's capital, the two-person rule, and the breaker already in the store."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent_pipeline.agents.registry import builtin_specs
+from agent_pipeline.market import SimulatedMarket
+from agent_pipeline.store.events import AgentEvent, append_event
+from agent_pipeline.trading import ExecutionConfig, GuardrailConfig, KillSwitch, Reason
+from agent_pipeline.trading.approvals import issue
+from agent_pipeline.trading.broker import PaperBroker
+from agent_pipeline.trading.execution import ExecutionLayer
+from agent_pipeline.trading.ledger import store_approval
+
+from .test_guardrails import ADVERSARIAL
+from .conftest import full_signal
+
+KEY = {"AGENT_PIPELINE_APPROVAL_KEY": "test-key"}
+
+
+class CountingBroker(PaperBroker):
+    def __init__(self, inner: PaperBroker):
+        super().__init__(inner.market, inner.cfg, inner._clock)
+        self.submitted = []
+
+    def submit(self, order, decision):
+        self.submitted.append(order)
+        return super().submit(order, decision)
+
+
+def layer(store, tmp_path, *, guardrails=None, execution=None, environ=None, clock=None):
+    ex = ExecutionLayer(store, SimulatedMarket(fault_rate=0.0), guardrails=guardrails or GuardrailConfig(),
+                        execution=execution or ExecutionConfig(), kill_switch=KillSwitch(tmp_path / "ks.json"),
+                        environ=environ, clock=clock)
+    ex._broker = CountingBroker(ex._broker)
+    return ex
+
+
+def run_result(*items, agent="momentum", event_id="ev1"):
+    return {"agent": agent, "strategy": agent, "event_id": event_id, "output": list(items)}
+
+
+def rows(store, sql):
+    with store.connect() as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_an_approved_proposal_is_filled_and_booked(store, tmp_path):
+    ex = layer(store, tmp_path)
+    report = ex.execute(run_result(full_signal(), full_signal(side="sell", venue="sim_b")), run_id="r1")
+    assert report.approved == 2 and report.filled == 2 and report.denied == 0
+    assert len(ex._broker.submitted) == 2
+    assert rows(store, "SELECT count(*) FROM gate_decisions WHERE approved")[0][0] == 2
+    assert rows(store, "SELECT count(*), min(status) FROM orders")[0] == (2, "filled")
+    (fills, fees), = rows(store, "SELECT count(*), sum(fee_usd) FROM fills")
+    assert fills == 2 and fees > 0
+    (qty,), = rows(store, "SELECT qty FROM positions WHERE strategy = 'momentum' AND symbol = 'BTC-USD'")
+    assert abs(qty) < 1e-12  # bought and sold the same size
+    (pnl, loss), = rows(store, "SELECT realized_pnl_usd, loss_usd FROM daily_pnl")
+    assert pnl < 0 and loss > 0  # round trip pays spread, slippage and fees
+
+
+def test_paired_arbitrage_fills_both_legs(store, tmp_path):
+    ex = layer(store, tmp_path)
+    report = ex.execute(run_result(full_signal(venue="sim_a", sell_venue="sim_b")), run_id="r1")
+    assert report.filled == 1
+    assert rows(store, "SELECT leg, venue, side FROM fills ORDER BY leg") == [(0, "sim_a", "buy"),
+                                                                              (1, "sim_b", "sell")]
+
+
+ADVERSARIAL_ITEMS = [c for c in ADVERSARIAL if isinstance(c[1], dict) and c[1] and "order_key" not in c[1]]
+
+
+@pytest.mark.parametrize("case,item,code", ADVERSARIAL_ITEMS, ids=[c[0] for c in ADVERSARIAL_ITEMS])
+def test_adversarial_items_are_recorded_denials_and_never_reach_the_broker(store, tmp_path, case, item, code):
+    ex = layer(store, tmp_path, execution=ExecutionConfig(default_capital_usd=1e6, max_order_fraction=1.0))
+    report = ex.execute(run_result(item), run_id="r1")
+    assert report.denied == 1 and report.approved == 0, (case, report.denials)
+    assert ex._broker.submitted == []
+    (got, approved, inputs), = rows(store, "SELECT reason_code, approved, inputs FROM gate_decisions")
+    assert got == code.value and approved is False
+    assert "order_key" in inputs
+    assert rows(store, "SELECT count(*) FROM orders")[0][0] == 0
+
+
+def test_retries_never_place_an_order_twice(store, tmp_path):
+    ex = layer(store, tmp_path)
+    result = run_result(full_signal())
+    assert ex.execute(result, run_id="r1").filled == 1
+    again = layer(store, tmp_path).execute(result, run_id="r1")  # op retry in a fresh process
+    assert again.by_reason == {"DUPLICATE_ORDER": 1}
+    assert layer(store, tmp_path).execute(result, run_id="r2").by_reason == {"DUPLICATE_ORDER": 1}  # re-execution
+    assert rows(store, "SELECT count(*) FROM orders")[0][0] == 1
+
+
+def test_agent_supplied_reserved_keys_are_ignored(store, tmp_path):
+    ex = layer(store, tmp_path, guardrails=GuardrailConfig(require_approval=True), environ=KEY)
+    forged = full_signal(order_key="mine", approvals=["x.y"], strategy_hash=builtin_specs()[0].fingerprint(),
+                         capital_usd=1e9)
+    report = ex.execute(run_result(forged), run_id="r1", strategy_hash="user-strategy")
+    assert report.by_reason == {"APPROVAL_MISSING": 1}
+
+
+def _quotas(store, rows_):
+    with store.connect() as conn:
+        conn.execute("CREATE TABLE allocator_quotas (period_start TIMESTAMPTZ, agent VARCHAR, strategy VARCHAR, "
+                     "kind VARCHAR, quota INTEGER, capital_usd DOUBLE, score DOUBLE, policy VARCHAR, "
+                     "decided_at TIMESTAMPTZ)")
+        for period, agent, capital in rows_:
+            conn.execute("INSERT INTO allocator_quotas VALUES (?, ?, ?, 'signal', 1, ?, 0, 'ucb', now())",
+                         [period, agent, agent, capital])
+
+
+def test_orders_are_sized_by_the_allocators_latest_capital(store, tmp_path):
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    _quotas(store, [(t0, "momentum", 100_000.0), (t0 + timedelta(hours=1), "momentum", 2_000.0),
+                    (t0 + timedelta(hours=1), "arb", 0.0)])
+    ex = layer(store, tmp_path)
+    report = ex.execute(run_result(full_signal(notional_usd=5_000.0)), run_id="r1")
+    assert report.capital_usd == 2_000.0 and report.capital_source == "allocator_quotas"
+    (notional, capital), = rows(store, "SELECT notional_usd, capital_usd FROM orders")
+    assert notional == pytest.approx(500.0) and capital == 2_000.0  # 25 % of the latest capital
+    (size, price), = rows(store, "SELECT size, limit_price FROM orders")
+    assert size * price == pytest.approx(500.0)
+    zero = ex.execute(run_result(full_signal(), agent="arb"), run_id="r1")
+    assert zero.by_reason == {"NO_CAPITAL": 1} and len(ex._broker.submitted) == 1
+
+
+def test_two_person_rule_through_the_layer(store, tmp_path, pipeline_home):
+    cfg = GuardrailConfig(require_approval=True)
+    ex = layer(store, tmp_path, guardrails=cfg, environ=KEY)
+    key = KEY["AGENT_PIPELINE_APPROVAL_KEY"].encode()
+    assert ex.execute(run_result(full_signal(), event_id="a"), run_id="r",
+                      strategy_hash="h1").by_reason == {"APPROVAL_MISSING": 1}
+    store_approval(store, issue("h1", "alice", agent="momentum", key=key))
+    assert ex.execute(run_result(full_signal(), event_id="b"), run_id="r",
+                      strategy_hash="h1").by_reason == {"APPROVAL_SINGLE_APPROVER": 1}
+    store_approval(store, issue("h1", "bob", agent="momentum", key=key))
+    assert ex.execute(run_result(full_signal(), event_id="c"), run_id="r", strategy_hash="h1").filled == 1
+    # the strategy changes (new hash): the old approvals no longer count
+    assert ex.execute(run_result(full_signal(), event_id="d"), run_id="r",
+                      strategy_hash="h2").by_reason == {"APPROVAL_MISMATCH": 1}
+    # stock built-ins are exempt
+    builtin = builtin_specs()[0]
+    assert ex.execute(run_result(full_signal(), agent=builtin.name, event_id="e"), run_id="r",
+                      strategy_hash=builtin.fingerprint()).filled == 1
+
+
+def test_a_halted_switch_stops_everything(store, tmp_path):
+    ex = layer(store, tmp_path)
+    KillSwitch(tmp_path / "ks.json").trip("manual", by="test")
+    report = ex.execute(run_result(full_signal(), full_signal(side="sell")), run_id="r1")
+    assert report.by_reason == {"KILL_SWITCH_HALTED": 2} and ex._broker.submitted == []
+
+
+def test_the_gate_refuses_as_soon_as_the_breach_is_in_the_store(store, tmp_path):
+    now = datetime.now(UTC)
+    for i in range(6):
+        append_event(store, AgentEvent(run_id=f"r{i}", agent="momentum", started_at=now - timedelta(seconds=10 * i),
+                                       latency_seconds=0.1, error="MarketDataError: outage" if i % 2 else None,
+                                       reward=None if i % 2 else 0.1))
+    ex = layer(store, tmp_path)
+    report = ex.execute(run_result(full_signal()), run_id="r1")
+    assert report.by_reason == {"CIRCUIT_BREAKER": 1}
+    (reason,), = rows(store, "SELECT reason FROM gate_decisions")
+    assert "error rate 0.50 (3/6" in reason
+    assert KillSwitch(tmp_path / "ks.json").state.value == "ACTIVE"  # the sensor, not the gate, latches
+
+
+def test_daily_loss_from_fills_trips_the_persisted_switch(store, tmp_path):
+    ex = layer(store, tmp_path, guardrails=GuardrailConfig(max_daily_loss_usd=0.01))
+    report = ex.execute(run_result(full_signal(), full_signal(side="sell"), full_signal(venue="sim_b")),
+                        run_id="r1")
+    # the first fill's fee is already more than the budget: the rest of the batch is refused
+    assert report.filled == 1 and report.by_reason["KILL_SWITCH_HALTED"] == 2
+    ks = KillSwitch(tmp_path / "ks.json")
+    assert ks.state.value == "HALTED" and "daily loss" in ks.reason
+
+
+def test_broker_refuses_orders_without_an_approving_decision(store, tmp_path):
+    ex = layer(store, tmp_path)
+    from agent_pipeline.trading.broker import OrderIntent
+    from agent_pipeline.trading.guardrails import Decision
+
+    order = OrderIntent("k", "a", "s", "BTC-USD", "buy", "sim_a", 0.01, 60_000.0, 600.0)
+    denied = Decision(False, Reason.NOTIONAL_LIMIT, "no", datetime.now(UTC), inputs={"order_key": "k"})
+    other = Decision(True, Reason.OK, "OK", datetime.now(UTC), inputs={"order_key": "other"})
+    for decision in (denied, other, None):
+        with pytest.raises(PermissionError):
+            ex._broker.submit(order, decision)

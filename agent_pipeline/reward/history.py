@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -74,6 +75,14 @@ MIGRATIONS: list[str] = [
 REWARD_SOURCES = ("recomputed", "recorded", "failed", "invalid")
 
 
+def fetch_df(conn, sql: str, params=None) -> pd.DataFrame:
+    """``execute(...).df()`` without the Pandas4Warning duckdb's TIMESTAMPTZ conversion emits under pandas 3
+    (its internal use of ``drop(inplace=True)``; the result is correct: tz-aware UTC columns)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        return conn.execute(sql, params or []).df()
+
+
 def ensure_schema(store: Store, conn) -> None:
     ensure_events_schema(store, conn)
     store.ensure_schema(conn, COMPONENT, MIGRATIONS)
@@ -105,10 +114,10 @@ class RecomputeResult:
 
 def _load_events(conn, start: datetime, end: datetime) -> pd.DataFrame:
     conn.execute("SET TimeZone = 'UTC'")
-    return conn.execute(
+    return fetch_df(conn,
         """SELECT event_id, agent, strategy, kind, started_at, reward, reward_source, error, CAST(output AS VARCHAR)
                   AS output, cost_usd, latency_seconds
-           FROM agent_events WHERE started_at >= ? AND started_at < ?""", [start, end]).df()
+           FROM agent_events WHERE started_at >= ? AND started_at < ?""", [start, end])
 
 
 def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float | None], list[str]]:
@@ -213,4 +222,4 @@ def read_rewards(store: Store, *, start: datetime | None = None, end: datetime |
         if not read_only:
             ensure_schema(store, conn)
         conn.execute("SET TimeZone = 'UTC'")
-        return conn.execute(sql, params).df()
+        return fetch_df(conn, sql, params)

@@ -1,0 +1,84 @@
+"""Recomputing a window of reward history: which reward each event gets, and idempotent rewrites."""
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent_pipeline.reward import RewardConfig, RiskBudget, score_output
+from agent_pipeline.reward.history import params_hash, read_rewards, recompute_window
+from agent_pipeline_tests.reward.helpers import ev, write_events
+
+DAY = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def test_each_event_gets_the_reward_its_source_allows(store):
+    arb_out = [{"symbol": "BTC/USDT", "profit_pct": 0.5}]
+    write_events(store, [
+        ev("arb", DAY + timedelta(hours=1), strategy="cross_venue_arb", output=arb_out, reward=99.0),
+        ev("watch", DAY + timedelta(hours=2), strategy="regime", output=[{"regime": "calm"}], reward=0.0),
+        ev("arb", DAY + timedelta(hours=3), strategy="cross_venue_arb", error="boom"),
+        ev("old", DAY + timedelta(hours=4), reward=0.7, imported=True),
+        ev("old", DAY + timedelta(hours=5), reward=None, imported=True, error="x"),
+        ev("old", DAY + timedelta(hours=6), output=arb_out, reward=5.0, imported=True),
+        ev("arb", DAY + timedelta(days=1), strategy="cross_venue_arb", output=arb_out),  # outside the window
+    ])
+    result = recompute_window(store, DAY, DAY + timedelta(days=1), RewardConfig())
+    assert result.inserted == 6 and result.deleted == 0
+    assert result.by_source == {"recomputed": 3, "failed": 2, "recorded": 1}
+    rows = read_rewards(store)
+    assert len(rows) == 6
+    got = {(r.agent, r.started_at.hour): (r.reward, r.reward_source, r.failed) for r in rows.itertuples()}
+    assert got[("arb", 1)][0] == pytest.approx(75.25 / 300) and got[("arb", 1)][1] == "recomputed"
+    assert got[("watch", 2)][:2] == (0.0, "recomputed")
+    assert math.isnan(got[("arb", 3)][0]) and got[("arb", 3)][1:] == ("failed", True)
+    assert got[("old", 4)] == (0.7, "recorded", False)
+    assert got[("old", 5)][1] == "failed"
+    # imported with raw output: repriced with the default budget, its recorded 5.0 is not kept
+    assert got[("old", 6)][0] == pytest.approx(75.25 / 300) and got[("old", 6)][1] == "recomputed"
+    assert set(rows["params_hash"]) == {params_hash(RewardConfig())}
+
+
+def test_rewriting_a_window_is_idempotent_and_reprices_only_what_changed(store):
+    events = [ev("m", DAY + timedelta(minutes=10 * i), strategy="momentum", output=[{"profit_pct": 0.1 * i}])
+              for i in range(12)]
+    events += [ev("a", DAY + timedelta(minutes=7 * i), strategy="cross_venue_arb", output=[{"profit_pct": 0.2}])
+               for i in range(5)]
+    write_events(store, events)
+    window = (DAY, DAY + timedelta(days=1))
+    first = recompute_window(store, *window, RewardConfig())
+    again = recompute_window(store, *window, RewardConfig())
+    assert (again.inserted, again.deleted, again.changed) == (17, 17, 0)
+    assert len(read_rewards(store)) == 17
+
+    budgets = dict(RewardConfig().budgets, momentum=RiskBudget(20_000.0, 200.0))
+    changed = recompute_window(store, *window, RewardConfig(budgets=budgets))
+    assert changed.changed == 12  # every momentum reward scales with its capital; arbitrage is untouched
+    assert changed.params_hash != first.params_hash
+    rows = read_rewards(store)
+    arb = rows[rows["agent"] == "a"]["reward"]
+    assert (arb == score_output("a", "cross_venue_arb", [{"profit_pct": 0.2}], RewardConfig())[0]).all()
+
+
+def test_non_finite_recorded_reward_never_reaches_the_table(store):
+    write_events(store, [ev("old", DAY, reward=1.0, imported=True)])
+    with store.connect() as conn:
+        conn.execute("UPDATE agent_events SET reward = 'NaN'::DOUBLE")
+    result = recompute_window(store, DAY, DAY + timedelta(days=1), RewardConfig())
+    assert result.by_source == {"invalid": 1}
+    assert read_rewards(store)["reward"].isna().all()
+
+
+def test_window_must_be_aware_and_non_empty(store):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        recompute_window(store, datetime(2024, 1, 1), datetime(2024, 1, 2), RewardConfig())
+    with pytest.raises(ValueError, match="empty window"):
+        recompute_window(store, DAY, DAY, RewardConfig())
+
+
+def test_recomputed_reward_is_score_output(store):
+    out = [{"profit_pct": 0.37}]
+    write_events(store, [ev("m", DAY, strategy="momentum", output=out)])
+    config = RewardConfig(fill_prob=0.55, fees_bps=3.0)
+    recompute_window(store, DAY, DAY + timedelta(hours=1), config)
+    assert read_rewards(store)["reward"].iloc[0] == score_output("m", "momentum", out, config)[0]

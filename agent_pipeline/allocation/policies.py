@@ -160,20 +160,24 @@ class UCBAllocator(BaseAllocator):
         s = self.summary(agent)
         return self._index(s, total_pulls, 0, self.scale or 1.0)
 
-    def _index(self, s: Summary, total: int, extra: int, scale: float) -> float:
-        if s.n == 0:
+    def _index(self, s: Summary, total: float, extra: int, scale: float, prior_mean: float = 0.0) -> float:
+        if s.n == 0 and extra == 0:
             return math.inf
         n = s.n_eff + extra  # the window's (discounted) count, consistent with the mean it goes with
-        return s.mean + self.exploration * scale * math.sqrt(math.log(max(total, 2)) / max(n, 1e-9))
+        mean = s.mean if s.n else prior_mean  # an unseen agent, once given a slot, counts at the pooled mean
+        return mean + self.exploration * scale * math.sqrt(math.log(max(total, 2)) / max(n, 1e-9))
 
     def _plan(self, bounds, stats, scale):
         scale = self.scale or scale
         total = sum(s.n_eff for s in stats.values()) + 1
-        scores = {a: self._index(stats[a], total, 0, scale) for a in bounds.agents}
+        seen = [s.mean for s in stats.values() if s.n]
+        prior = float(np.mean(seen)) if seen else 0.0
+        scores = {a: self._index(stats[a], total, 0, scale, prior) for a in bounds.agents}
         order = {a: i for i, a in enumerate(bounds.agents)}
 
         def pick(slot, open_agents, quotas):
-            return max(open_agents, key=lambda a: (self._index(stats[a], total + slot, quotas[a], scale), -order[a]))
+            return max(open_agents,
+                       key=lambda a: (self._index(stats[a], total + slot, quotas[a], scale, prior), -order[a]))
 
         return scores, pick, {}
 
@@ -185,13 +189,15 @@ class ThompsonAllocator(BaseAllocator):
     randomised = True
 
     def __init__(self, discount: float = 0.998, window: int = 2000, prior_strength: float = 1.0,
-                 tail: float = 0.025, seed: int | None = None):
+                 tail: float = 0.025, posterior_scale: float = 1.0, seed: int | None = None):
         super().__init__(window=window, tail=tail, seed=seed)
         self.gamma = _number("discount", discount, 0.0, 1.0, lo_open=True)
         self.prior_strength = _number("prior_strength", prior_strength, 0.0, 1e6, lo_open=True)
+        self.posterior_scale = _number("posterior_scale", posterior_scale, 0.0, 100.0, lo_open=True)
 
     def params(self):
-        return {**super().params(), "discount": self.gamma, "prior_strength": self.prior_strength}
+        return {**super().params(), "discount": self.gamma, "prior_strength": self.prior_strength,
+                "posterior_scale": self.posterior_scale}
 
     def discount(self) -> float:
         return self.gamma
@@ -206,7 +212,7 @@ class ThompsonAllocator(BaseAllocator):
             n = s.n_eff
             mean = (n * s.mean + k * prior_mean) / (n + k)
             var = (n * s.std ** 2 + k * scale ** 2) / (n + k) if n > 0 else scale ** 2
-            out[a] = (mean, math.sqrt(max(var, 1e-18) / (n + k)))
+            out[a] = (mean, self.posterior_scale * math.sqrt(max(var, 1e-18) / (n + k)))
         return out
 
     def _plan(self, bounds, stats, scale):
@@ -276,8 +282,10 @@ class GLRThompsonAllocator(_ChangeDetection, ThompsonAllocator):
     name = "glr_thompson"
 
     def __init__(self, discount: float = 0.998, window: int = 2000, prior_strength: float = 1.0,
-                 tail: float = 0.025, delta: float = 0.01, min_segment: int = 8, seed: int | None = None):
-        super().__init__(discount=discount, window=window, prior_strength=prior_strength, tail=tail, seed=seed)
+                 tail: float = 0.025, posterior_scale: float = 1.0, delta: float = 0.01, min_segment: int = 8,
+                 seed: int | None = None):
+        super().__init__(discount=discount, window=window, prior_strength=prior_strength, tail=tail,
+                         posterior_scale=posterior_scale, seed=seed)
         self._init_detector(delta, min_segment)
 
     def params(self):

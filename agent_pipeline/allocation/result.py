@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,8 @@ class Allocation:
         """A JSON-ready record of the decision: enough to explain it and, with the rewards, to replay it."""
         return {
             "policy": self.policy, "parameters": self.params, "seed": self.seed,
-            "scores": self.scores, "samples": self.samples, "quotas": self.quotas, "shortfall": self.shortfall,
+            "scores": {a: (v if math.isfinite(v) else None) for a, v in self.scores.items()},  # inf: unexplored
+            "samples": self.samples, "quotas": self.quotas, "shortfall": self.shortfall,
             "capital": self.capital, "capital_method": self.capital_method,
             "undeployed_capital_usd": self.undeployed_capital_usd, "stats": self.stats,
         }

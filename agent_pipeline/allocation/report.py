@@ -1,0 +1,58 @@
+"""Readable views of a decision: a markdown table and an SVG bar chart of quotas and capital."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from html import escape
+
+from agent_pipeline.allocation.result import Allocation
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "unexplored"
+    return f"{value:.4g}"
+
+
+def markdown_table(allocation: Allocation, agents: Mapping[str, tuple[str, str]]) -> str:
+    lines = ["| agent | kind | strategy | quota | capital USD | capital by | score | rewards seen |",
+             "|---|---|---|---:|---:|---|---:|---:|"]
+    for agent in sorted(allocation.quotas, key=lambda a: (-allocation.quotas[a], a)):
+        kind, strategy = agents[agent]
+        seen = int(allocation.stats.get(agent, {}).get("n", 0))
+        lines.append(f"| {agent} | {kind} | {strategy} | {allocation.quotas[agent]} | "
+                     f"{allocation.capital.get(agent, 0.0):,.2f} | {allocation.capital_method.get(agent, '')} | "
+                     f"{_fmt(allocation.scores.get(agent))} | {seen} |")
+    return "\n".join(lines)
+
+
+def svg_chart(allocation: Allocation) -> str:
+    """Two horizontal bar panels (runs, capital) per agent; plain SVG, no plotting library."""
+    agents = sorted(allocation.quotas)
+    row, label_w, bar_w = 22, 150, 220
+    height = row * len(agents) + 40
+    max_q = max([allocation.quotas[a] for a in agents] + [1])
+    max_c = max([allocation.capital.get(a, 0.0) for a in agents] + [1.0])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + 2 * bar_w + 80}" height="{height}" '
+             'font-family="sans-serif" font-size="12">',
+             f'<text x="{label_w}" y="14" font-weight="bold">runs this period</text>',
+             f'<text x="{label_w + bar_w + 40}" y="14" font-weight="bold">capital USD</text>']
+    for i, agent in enumerate(agents):
+        y = 24 + i * row
+        q, c = allocation.quotas[agent], allocation.capital.get(agent, 0.0)
+        wq, wc = bar_w * q / max_q, bar_w * c / max_c
+        parts += [f'<text x="0" y="{y + 13}">{escape(agent)}</text>',
+                  f'<rect x="{label_w}" y="{y}" width="{wq:.1f}" height="16" fill="#4e79a7"/>',
+                  f'<text x="{label_w + wq + 3:.1f}" y="{y + 13}">{q}</text>',
+                  f'<rect x="{label_w + bar_w + 40}" y="{y}" width="{wc:.1f}" height="16" fill="#59a14f"/>',
+                  f'<text x="{label_w + bar_w + 43 + wc:.1f}" y="{y + 13}">{c:,.0f}</text>']
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def chart_markdown(allocation: Allocation) -> str:
+    import base64
+
+    data = base64.b64encode(svg_chart(allocation).encode()).decode()
+    return f"![quotas and capital](data:image/svg+xml;base64,{data})"

@@ -1,0 +1,124 @@
+"""The allocation domain's tables and the reads it needs, through ``agent_pipeline.store.Store``.
+
+``allocator_quotas`` holds one row per agent per period; the latest period is the one in force (the scheduler
+launches runs from it, the execution gate sizes orders with its ``capital_usd``). ``allocator_decisions`` holds
+one JSON decision record per period. A re-decision of a period replaces that period's rows (idempotent).
+
+Rewards are read incrementally: only each agent's last ``window`` finite rewards up to the decision time, from
+``agent_rewards`` (the rewards domain) or, before that table exists, from ``agent_events``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from agent_pipeline.allocation.result import Allocation
+
+COMPONENT = "allocation"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE allocator_quotas (
+        period_start TIMESTAMPTZ NOT NULL,
+        agent VARCHAR NOT NULL,
+        strategy VARCHAR,
+        kind VARCHAR,
+        quota INTEGER NOT NULL,
+        capital_usd DOUBLE NOT NULL,
+        score DOUBLE,
+        policy VARCHAR NOT NULL,
+        decided_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (period_start, agent)
+    );
+    CREATE TABLE allocator_decisions (
+        period_start TIMESTAMPTZ PRIMARY KEY,
+        policy VARCHAR NOT NULL,
+        seed BIGINT,
+        shortfall INTEGER NOT NULL,
+        decided_at TIMESTAMPTZ NOT NULL,
+        record JSON NOT NULL
+    );
+    """,
+]
+
+
+def has_table(conn, name: str) -> bool:
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+
+
+def reward_source(conn) -> str | None:
+    """``agent_rewards`` when the rewards domain has created it, else ``agent_events``, else None."""
+    for table in ("agent_rewards", "agent_events"):
+        if has_table(conn, table):
+            return table
+    return None
+
+
+def read_recent_rewards(conn, agents: Sequence[str], window: int, until: datetime) -> tuple[list[tuple[str, float]],
+                                                                                            str | None]:
+    """Each agent's last ``window`` finite rewards started at or before ``until``, oldest first.
+
+    Failed runs (NULL reward, or an error in agent_events) are not rewards and are left out.
+    """
+    source = reward_source(conn)
+    if source is None or not agents:
+        return [], source
+    failed = " AND error IS NULL" if source == "agent_events" else ""
+    placeholders = ", ".join("?" for _ in agents)
+    rows = conn.execute(
+        f"""
+        SELECT agent, reward FROM {source}
+        WHERE reward IS NOT NULL AND isfinite(reward){failed}
+          AND agent IN ({placeholders}) AND started_at <= ?
+        QUALIFY row_number() OVER (PARTITION BY agent ORDER BY started_at DESC, event_id DESC) <= ?
+        ORDER BY started_at, event_id
+        """,
+        [*agents, until, window],
+    ).fetchall()
+    return [(str(a), float(r)) for a, r in rows], source
+
+
+def write_decision(conn, period_start: datetime, decided_at: datetime, allocation: Allocation,
+                   agents: Mapping[str, tuple[str, str]], record: Mapping[str, Any]) -> None:
+    """Replace the period's quota rows and decision record, in one transaction of its own."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        _write(conn, period_start, decided_at, allocation, agents, record)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _write(conn, period_start, decided_at, allocation, agents, record) -> None:
+    conn.execute("DELETE FROM allocator_quotas WHERE period_start = ?", [period_start])
+    conn.execute("DELETE FROM allocator_decisions WHERE period_start = ?", [period_start])
+    rows = []
+    for agent, quota in allocation.quotas.items():
+        kind, strategy = agents[agent]
+        score = allocation.scores.get(agent)
+        rows.append([period_start, agent, strategy, kind, int(quota), float(allocation.capital.get(agent, 0.0)),
+                     score if score is not None and math.isfinite(score) else None, allocation.policy, decided_at])
+    if rows:
+        conn.executemany("INSERT INTO allocator_quotas VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute("INSERT INTO allocator_decisions VALUES (?, ?, ?, ?, ?, ?)",
+                 [period_start, allocation.policy, record.get("seed"), int(allocation.shortfall), decided_at,
+                  json.dumps(record, sort_keys=True, allow_nan=False, default=str)])
+
+
+def read_quotas_in_force(conn) -> tuple[datetime | None, dict[str, int]]:
+    """The latest period's start and its quota per agent (``(None, {})`` before any decision)."""
+    if not has_table(conn, "allocator_quotas"):
+        return None, {}
+    row = conn.execute("SELECT max(period_start) FROM allocator_quotas").fetchone()
+    if row is None or row[0] is None:
+        return None, {}
+    latest = row[0]
+    quotas = conn.execute("SELECT agent, quota FROM allocator_quotas WHERE period_start = ? ORDER BY agent",
+                          [latest]).fetchall()
+    return latest, {str(a): int(q) for a, q in quotas}

@@ -1,0 +1,119 @@
+"""The ``allocator_quotas`` asset and its hourly schedule: decide each period's quotas and capital."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from agent_pipeline.agents import load_configured_registry
+from agent_pipeline.allocation import AllocationConfig
+from agent_pipeline.allocation.decision import AgentInfo, decide, period_start_for
+from agent_pipeline.allocation.report import chart_markdown, markdown_table
+from agent_pipeline.allocation.tables import COMPONENT, MIGRATIONS, read_recent_rewards, write_decision
+from agent_pipeline.defs.resources import StoreResource
+
+ALLOCATOR_QUOTAS = dg.AssetKey("allocator_quotas")
+REWARD_DISTRIBUTIONS = dg.AssetKey("reward_distributions")
+REWARD_COLLAPSE = dg.AssetCheckKey(REWARD_DISTRIBUTIONS, "reward_collapse")
+
+
+class AllocatorRunConfig(dg.Config):
+    """Per-run overrides of config.toml's [allocation] table (unset fields keep the file's value)."""
+
+    policy: str | None = Field(default=None, description="ucb | thompson | glr_thompson | glr_ucb | uniform")
+    total_budget_runs: int | None = Field(default=None, ge=0, description="Runs per period across agents.")
+    seed: int | None = Field(default=None, ge=0, description="Base seed of randomised policies.")
+    total_capital_usd: float | None = Field(default=None, ge=0, description="Capital to split across agents.")
+
+
+def reward_collapse_failed(instance: dg.DagsterInstance) -> bool:
+    """True when the latest completed ``reward_collapse`` check on reward_distributions failed."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        REWARD_COLLAPSE, limit=1, status={Status.SUCCEEDED, Status.FAILED})
+    return bool(history) and history[0].status == Status.FAILED
+
+
+@dg.asset(
+    key=ALLOCATOR_QUOTAS,
+    deps=[REWARD_DISTRIBUTIONS],
+    group_name="allocation",
+    kinds={"duckdb"},
+    description="Run quotas and capital per agent for the current period, decided by a constrained bandit over "
+                "each agent's recent rewards (policy from config.toml [allocation]). Writes tables "
+                "allocator_quotas (latest period in force) and allocator_decisions (one replayable JSON record per "
+                "period). Refuses to decide while reward_distributions' blocking check reward_collapse fails.",
+)
+def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConfig,
+                     store: StoreResource) -> dg.MaterializeResult:
+    if reward_collapse_failed(context.instance):
+        raise dg.Failure(description="reward_distributions' blocking check reward_collapse failed on its latest "
+                                     "run: the previous quotas stay in force until rewards recover.")
+    cfg = AllocationConfig.load(overrides=config.model_dump())
+    registry = load_configured_registry()
+    agents = [AgentInfo(name, loaded.kind, loaded.strategy) for name, loaded in sorted(registry.items())]
+    meta = {a.name: (a.kind, a.strategy) for a in agents}
+    decided_at = datetime.now(UTC)
+    period_start = period_start_for(decided_at, cfg.period_minutes)
+    st = store.store()
+    with st.connect(read_only=True, timeout_s=store.lock_timeout_s) if st.path.exists() else _no_store() as conn:
+        if conn is not None:
+            conn.execute("SET TimeZone = 'UTC'")
+        pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window, decided_at) \
+            if conn is not None else ([], None)
+    allocation, record = decide(cfg, agents, pairs, period_start)
+    record["inputs"]["source"] = source
+    record["inputs"]["until"] = decided_at.isoformat()
+    record["decided_at"] = decided_at.isoformat()
+    with st.connect(timeout_s=store.lock_timeout_s) as conn:
+        st.ensure_schema(conn, COMPONENT, MIGRATIONS)
+        write_decision(conn, period_start, decided_at, allocation, meta, record)
+    context.log.info(f"period {period_start:%Y-%m-%d %H:%M}Z: quotas {allocation.quotas}, "
+                     f"shortfall {allocation.shortfall}, capital {allocation.capital}")
+    return dg.MaterializeResult(metadata={
+        "period_start": period_start.isoformat(),
+        "policy": cfg.policy,
+        "seed": dg.MetadataValue.int(int(record["seed"])) if record.get("seed") is not None else "deterministic",
+        "reward_source": source or "none yet",
+        "rewards_observed": dg.MetadataValue.int(len(pairs)),
+        "total_runs": dg.MetadataValue.int(sum(allocation.quotas.values())),
+        "shortfall_runs": dg.MetadataValue.int(allocation.shortfall),
+        "capital_usd": dg.MetadataValue.float(float(sum(allocation.capital.values()))),
+        "undeployed_capital_usd": dg.MetadataValue.float(float(allocation.undeployed_capital_usd)),
+        "quotas": dg.MetadataValue.md(markdown_table(allocation, meta)),
+        "chart": dg.MetadataValue.md(chart_markdown(allocation)),
+    })
+
+
+class _no_store:
+    """Stands in for a connection when the store file does not exist yet (no rewards to read)."""
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+allocator_quotas_job = dg.define_asset_job(
+    "allocator_quotas_job", selection=[ALLOCATOR_QUOTAS],
+    description="Decide the period's run quotas and capital (materializes allocator_quotas).")
+
+def period_cron(period_minutes: int) -> str:
+    """A cron firing at the start of every period (hourly for the default 60-minute period)."""
+    if period_minutes < 60:
+        return f"*/{period_minutes} * * * *" if 60 % period_minutes == 0 else f"{period_minutes} * * * *"
+    return "0 * * * *" if period_minutes == 60 else f"0 */{period_minutes // 60} * * *"
+
+
+def build_schedule(period_minutes: int = 60) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="allocator_quotas_schedule",
+        job=allocator_quotas_job,
+        cron_schedule=period_cron(period_minutes),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Materializes allocator_quotas at the start of every allocation period (hourly by default), "
+                    "so each period's quotas and capital are decided from the latest rewards before the agent "
+                    "schedulers launch the period's runs.",
+    )

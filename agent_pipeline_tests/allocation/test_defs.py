@@ -1,0 +1,166 @@
+"""Dagster level: the allocator_quotas asset, the blocking check it respects, and the agent scheduler sensors."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from agent_pipeline.allocation import Allocation
+from agent_pipeline.allocation.decision import period_start_for
+from agent_pipeline.allocation.schedule import due_slots
+from agent_pipeline.allocation.tables import COMPONENT, MIGRATIONS, write_decision
+from agent_pipeline.defs.allocation import build_defs, scheduler
+from agent_pipeline.defs.allocation.assets import allocator_quotas, period_cron
+from agent_pipeline.defs.resources import StoreResource
+from agent_pipeline.store import AgentEvent, append_event
+
+
+def _events(store, per_agent: dict[str, list[float | None]]):
+    start = datetime.now(UTC) - timedelta(hours=5)
+    for agent, rewards in per_agent.items():
+        for i, r in enumerate(rewards):
+            append_event(store, AgentEvent(run_id=f"r{i}", agent=agent, started_at=start + timedelta(seconds=i),
+                                           latency_seconds=0.1, reward=r, error=None if r is not None else "boom"))
+
+
+def _rows(store, sql):
+    with store.connect(read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn.execute(sql).fetchall()
+
+
+def test_definitions_build_with_the_agents_domain():
+    from agent_pipeline.defs import agents
+    from agent_pipeline.defs.resources import default_resources
+
+    defs = dg.Definitions.merge(agents.build_defs(), build_defs(), dg.Definitions(resources=default_resources()))
+    repo = defs.get_repository_def()
+    assert "allocator_quotas_job" in repo.job_names
+    sensor = repo.get_sensor_def("agent_scheduler__momentum")
+    assert sensor.job_name == "agent__momentum" and sensor.minimum_interval_seconds
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    schedule = repo.get_schedule_def("allocator_quotas_schedule")
+    assert schedule.cron_schedule == "0 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert period_cron(15) == "*/15 * * * *" and period_cron(120) == "0 */2 * * *"
+
+
+def test_asset_decides_from_agent_events_and_writes_both_tables(store):
+    _events(store, {"cross_venue_arb": [0.3] * 30, "momentum": [0.0, None] * 15, "regime_watcher": [0.0] * 10})
+    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()})
+    assert result.success
+    meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
+    assert meta["reward_source"].value == "agent_events"
+    assert meta["rewards_observed"].value == 30 + 15 + 10  # failed runs are not rewards
+    assert "| cross_venue_arb |" in meta["quotas"].value and "data:image/svg+xml;base64," in meta["chart"].value
+    rows = _rows(store, "SELECT agent, kind, quota, capital_usd, policy FROM allocator_quotas ORDER BY agent")
+    quotas = {r[0]: r[2] for r in rows}
+    assert sum(quotas.values()) == 60 and quotas["regime_watcher"] >= 4 and quotas["cross_venue_arb"] <= 20
+    assert {r[0]: r[3] for r in rows}["regime_watcher"] == 0  # watchers size no orders
+    (record,) = _rows(store, "SELECT record FROM allocator_decisions")
+    record = json.loads(record[0])
+    assert record["inputs"]["rewards"] == 55 and record["quotas"] == quotas and "samples" in record
+    # a second decision in the same period replaces it (idempotent)
+    assert dg.materialize([allocator_quotas], resources={"store": StoreResource()}).success
+    assert _rows(store, "SELECT count(*) FROM allocator_decisions")[0][0] == 1
+
+
+def test_asset_reads_only_the_last_window_from_agent_rewards(store, pipeline_home):
+    (pipeline_home / "config.toml").write_text("[allocation]\nhistory_window = 7\n")
+    with store.connect() as conn:
+        conn.execute("CREATE TABLE agent_rewards (event_id VARCHAR, agent VARCHAR, strategy VARCHAR, kind VARCHAR, "
+                     "started_at TIMESTAMPTZ, reward DOUBLE)")
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        conn.executemany("INSERT INTO agent_rewards VALUES (?, ?, NULL, NULL, ?, ?)",
+                         [(f"e{i}", "momentum", t0 + timedelta(seconds=i), None if i == 19 else float(i))
+                          for i in range(20)])
+    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()},
+                            run_config={"ops": {"allocator_quotas": {"config": {"policy": "ucb"}}}})
+    meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
+    assert meta["reward_source"].value == "agent_rewards" and meta["rewards_observed"].value == 7
+    assert meta["policy"].value == "ucb"
+
+
+def test_asset_refuses_while_reward_collapse_fails(store):
+    @dg.asset(key="reward_distributions", description="stand-in upstream")
+    def reward_distributions():
+        return None
+
+    @dg.asset_check(asset="reward_distributions", name="reward_collapse", blocking=True, description="stand-in")
+    def reward_collapse():
+        return dg.AssetCheckResult(passed=False)
+
+    instance = dg.DagsterInstance.ephemeral()
+    dg.materialize([reward_distributions, reward_collapse], instance=instance, raise_on_error=False)
+    result = dg.materialize([allocator_quotas], instance=instance, resources={"store": StoreResource()},
+                            raise_on_error=False)
+    assert not result.success
+    assert "reward_collapse failed" in str(result.all_events)
+
+
+def _decide(store, quotas: dict[str, int], period: datetime):
+    with store.connect() as conn:
+        store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+        alloc = Allocation(quotas=quotas, scores={a: 0.0 for a in quotas}, policy="test")
+        write_decision(conn, period, period, alloc, {a: ("signal", a) for a in quotas}, {"seed": None})
+
+
+def _tick(sensor, cursor=None):
+    ctx = dg.build_sensor_context(cursor=cursor, resources={"store": StoreResource()})
+    return sensor(ctx)
+
+
+def test_scheduler_launches_each_agents_quota_spread_over_the_period(store, monkeypatch):
+    period = period_start_for(datetime.now(UTC), 60)
+    _decide(store, {"momentum": 12, "idle": 0}, period)
+    sensor = scheduler.build_scheduler_sensor("momentum", "agent__momentum")
+
+    monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=1))
+    first = _tick(sensor)
+    assert [r.run_key for r in first.run_requests] == [f"allocation:momentum:{period:%Y%m%dT%H%MZ}:0"]
+    assert json.loads(first.cursor)["launched"] == 1
+    again = _tick(sensor, first.cursor)  # same minute: nothing new, a reason says when the next is due
+    assert isinstance(again, dg.SkipReason) and "next due at" in again.skip_message
+
+    monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=30))
+    second = _tick(sensor, first.cursor)  # slots 1..6 are due by minute 30; at most 5 per tick
+    assert [r.tags["allocation/slot"] for r in second.run_requests] == ["1", "2", "3", "4", "5"]
+    third = _tick(sensor, second.cursor)
+    assert [r.tags["allocation/slot"] for r in third.run_requests] == ["6"]
+    assert due_slots(period, 60, 12, period + timedelta(minutes=30)) == 7
+
+    monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=59, seconds=59))
+    launched, cursor = 7, third.cursor
+    while not isinstance(result := _tick(sensor, cursor), dg.SkipReason):
+        launched += len(result.run_requests)
+        cursor = result.cursor
+    assert launched == 12 and "all 12 runs" in result.skip_message
+
+    # the next period starts over under its own run keys, with the quota still in force
+    monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=60))
+    nxt = _tick(sensor, cursor)
+    assert nxt.run_requests[0].run_key.endswith(f"{period + timedelta(hours=1):%Y%m%dT%H%MZ}:0")
+
+    idle = _tick(scheduler.build_scheduler_sensor("idle", "agent__idle"))
+    assert isinstance(idle, dg.SkipReason) and "quota 0" in idle.skip_message
+
+
+def test_scheduler_skips_without_quotas_or_when_the_store_is_busy(store):
+    sensor = scheduler.build_scheduler_sensor("momentum", "agent__momentum")
+    assert "no store yet" in _tick(sensor).skip_message
+    with store.connect():
+        pass  # the file now exists, without allocator tables
+    assert "no allocator_quotas yet" in _tick(sensor).skip_message
+    _decide(store, {"other": 3}, period_start_for(datetime.now(UTC), 60))
+    assert "has no quota" in _tick(sensor).skip_message
+    with store.connect():  # another process would hold this lock while writing
+        busy = _tick(sensor)
+    assert isinstance(busy, dg.SkipReason) and "store busy" in busy.skip_message
+
+
+@pytest.mark.parametrize("quota", [1, 4, 60])
+def test_due_slots_cover_the_quota_exactly_once(quota):
+    start = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    counts = [due_slots(start, 60, quota, start + timedelta(seconds=s)) for s in range(0, 3600, 7)]
+    assert counts[0] == 1 and counts[-1] == quota and counts == sorted(counts)
+    assert due_slots(start, 60, quota, start - timedelta(seconds=1)) == 0

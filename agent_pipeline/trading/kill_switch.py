@@ -103,6 +103,7 @@ class KillSwitch:
         if self.path is not None:
             self.audit_path = self.path.with_name(self.path.name + ".audit.jsonl")
             self.lock_path = self.path.with_name(self.path.name + ".lock")
+            self.turnstile_path = self.path.with_name(self.path.name + ".turnstile")
 
     # -- reading ---------------------------------------------------------------------------------------------
     def status(self) -> KillSwitchStatus:
@@ -288,25 +289,46 @@ class KillSwitch:
 
     @contextmanager
     def _lock(self, mode: int) -> Iterator[None]:
+        """Shared (orders) or exclusive (trip/clear) hold on the state, with writer preference.
+
+        ``flock`` lets new shared holders in while a writer waits, so a steady flow of orders could starve a
+        trip. Everyone therefore passes a turnstile (``<state>.turnstile``, held exclusively for an instant by
+        readers, and for the whole write by a writer): once a trip is waiting, no new order batch starts.
+        """
         assert self.path is not None
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.lock_timeout_s
+        turnstile = self._flock(self.turnstile_path, fcntl.LOCK_EX, deadline)
         try:
-            deadline = time.monotonic() + self.lock_timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise KillSwitchBusy(f"{self.lock_path}: locked for more than {self.lock_timeout_s} s") \
-                            from None
-                    time.sleep(_POLL_S)
+            main = self._flock(self.lock_path, mode, deadline)
+        except BaseException:
+            os.close(turnstile)
+            raise
+        if mode == fcntl.LOCK_SH:
+            os.close(turnstile)  # readers only pass through
+            turnstile = -1
+        try:
             yield
         finally:
-            os.close(fd)
+            os.close(main)
+            if turnstile >= 0:
+                os.close(turnstile)
+
+    @staticmethod
+    def _flock(path: Path, mode: int, deadline: float) -> int:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                return fd
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise KillSwitchBusy(f"{path}: locked for too long") from None
+                time.sleep(_POLL_S)
 
 
 def _rank(state: KillSwitchState) -> int:

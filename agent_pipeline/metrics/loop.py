@@ -92,7 +92,17 @@ def orders(conn) -> Iterable[Sample]:
 
 @_safe
 def fills(conn) -> Iterable[Sample]:
-    return _count_by_agent(conn, "fills", "trading_fills_total")
+    """Fills carry no agent; their order does (fills.order_id -> orders.agent). Legs of one order each count."""
+    cols = _needs(conn, "fills")
+    if cols is None:
+        return
+    if "agent" not in cols and "order_id" in cols and {"order_id", "agent"} <= _columns(conn, "orders"):
+        rows = conn.execute("SELECT o.agent, count(*) FROM fills f LEFT JOIN orders o USING (order_id) "
+                            "GROUP BY o.agent ORDER BY o.agent").fetchall()
+        for agent, n in rows:
+            yield Sample("trading_fills_total", (("agent", _agent(agent)),), float(n))
+        return
+    yield from _count_by_agent(conn, "fills", "trading_fills_total")
 
 
 @_safe

@@ -1,0 +1,142 @@
+"""The circuit-breaker sensor on crafted event histories: trips, does not trip, skips when busy."""
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from agent_pipeline.defs.resources import StoreResource
+from agent_pipeline.defs.trading import sensors
+from agent_pipeline.defs.trading.sensors import circuit_breaker
+from agent_pipeline.store.events import AgentEvent, append_frame, events_frame
+from agent_pipeline.trading import KillSwitch, KillSwitchState
+from agent_pipeline.trading.kill_switch import default_path
+
+
+def history(store, *, runs=20, error_every=0, reward=0.2, reward_fn=None, span_s=240, now=None):
+    now = now or datetime.now(UTC)
+    events = []
+    for i in range(runs):
+        failed = bool(error_every) and i % error_every == 0
+        r = None if failed else (reward_fn(i) if reward_fn else reward)
+        events.append(AgentEvent(run_id=f"r{i}", agent="momentum", latency_seconds=0.1,
+                                 started_at=now - timedelta(seconds=span_s * i / max(runs, 1)),
+                                 error="MarketDataError: injected fault" if failed else None, reward=r))
+    append_frame(store, events_frame(events))
+
+
+def tick(cursor=None):
+    context = dg.build_sensor_context(cursor=cursor, resources={"store": StoreResource()})
+    return circuit_breaker(context)
+
+
+def _cursor(result):
+    return result.cursor if isinstance(result, dg.SensorResult) else None
+
+
+def _skip_text(result):
+    if isinstance(result, dg.SkipReason):
+        return result.skip_message
+    skip = result.skip_reason
+    return skip.skip_message if isinstance(skip, dg.SkipReason) else str(skip)
+
+
+def test_sensor_is_on_by_default_with_an_explicit_interval():
+    assert circuit_breaker.default_status == dg.DefaultSensorStatus.RUNNING
+    assert circuit_breaker.minimum_interval_seconds == sensors.INTERVAL_SECONDS
+    assert circuit_breaker.description
+
+
+def test_no_store_yet_is_a_skip():
+    result = tick()
+    assert isinstance(result, dg.SkipReason) and "no store" in result.skip_message
+
+
+def test_healthy_history_does_not_trip(store):
+    history(store, error_every=10)  # 2 of 20 failed = 0.10, not above the limit
+    result = tick()
+    assert isinstance(result, dg.SkipReason) and "no breach" in result.skip_message
+    assert KillSwitch(default_path()).state is KillSwitchState.ACTIVE
+
+
+def test_error_storm_trips_after_consecutive_breaches_with_the_numbers(store):
+    history(store, error_every=2)  # half the runs fail
+    first = tick()
+    assert "breach 1/2" in _skip_text(first)
+    assert KillSwitch(default_path()).state is KillSwitchState.ACTIVE
+    second = tick(_cursor(first))
+    kill = KillSwitch(default_path())
+    assert kill.state is KillSwitchState.HALTED
+    assert "error rate 0.50 (10/20 runs" in kill.reason and kill.status().by == "circuit_breaker"
+    assert "TRIPPED" in _skip_text(second)
+    (event,) = second.asset_events
+    assert event.asset_key == dg.AssetKey("trading_safety")
+    assert event.metadata["kill_switch_state"].value == "HALTED"
+    third = tick(_cursor(second))  # never auto-clears, never trips twice
+    assert "already HALTED" in _skip_text(third)
+    assert len(kill.audit()) == 1
+
+
+def test_one_bad_read_does_not_halt(store):
+    history(store, error_every=2)
+    first = tick()
+    cursor = json.loads(_cursor(first))
+    assert cursor["consecutive"] == 1
+    with store.connect() as conn:  # the storm passes
+        conn.execute("DELETE FROM agent_events WHERE error IS NOT NULL")
+    calm = tick(_cursor(first))
+    assert json.loads(_cursor(calm))["consecutive"] == 0
+    with store.connect() as conn:
+        conn.execute("DELETE FROM agent_events")
+    history(store, error_every=2)
+    again = tick(_cursor(calm))
+    assert "breach 1/2" in _skip_text(again)
+    assert KillSwitch(default_path()).state is KillSwitchState.ACTIVE
+
+
+def test_reward_collapse_trips_when_configured(store, pipeline_home):
+    (pipeline_home / "config.toml").write_text("[guardrails]\nmax_reward_drop = 0.5\nbreaker_consecutive_ticks = 1\n")
+    now = datetime.now(UTC)
+    # a good baseline an hour ago, a collapse in the last 15 minutes
+    history(store, runs=30, reward=1.0, span_s=1800, now=now - timedelta(minutes=30))
+    history(store, runs=12, reward=-0.2, span_s=600, now=now)
+    result = tick()
+    kill = KillSwitch(default_path())
+    assert kill.state is KillSwitchState.HALTED and "mean reward fell" in kill.reason, _skip_text(result)
+
+
+def test_skips_when_the_store_is_busy(store, monkeypatch):
+    history(store, error_every=2)
+    monkeypatch.setattr(sensors, "READ_TIMEOUT_S", 0.2)
+    held, release = threading.Event(), threading.Event()
+
+    def writer():
+        with store.connect():
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert held.wait(5)
+        result = tick(json.dumps({"consecutive": 1}))
+    finally:
+        release.set()
+        t.join()
+    assert isinstance(result, dg.SkipReason) and "store busy" in result.skip_message
+    assert KillSwitch(default_path()).state is KillSwitchState.ACTIVE
+
+
+def test_invalid_configuration_halts(pipeline_home):
+    (pipeline_home / "config.toml").write_text("[guardrails]\nmax_error_rate_5m = 0\n")
+    result = tick()
+    assert "invalid [guardrails]" in result.skip_message
+    assert KillSwitch(default_path()).state is KillSwitchState.HALTED
+
+
+@pytest.mark.parametrize("cursor", ["not json", "[1, 2]", None])
+def test_bad_cursor_starts_over(store, cursor):
+    history(store, error_every=2)
+    assert "breach 1/2" in _skip_text(tick(cursor))

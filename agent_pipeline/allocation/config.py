@@ -63,8 +63,10 @@ class AllocationConfig:
         for name in ("period_minutes", "history_window", "min_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"[allocation].{name} must be at least 1, got {getattr(self, name)!r}")
-        if 60 * 24 % self.period_minutes:
-            raise ConfigError(f"[allocation].period_minutes must divide a day, got {self.period_minutes}")
+        p = self.period_minutes
+        if not (60 % p == 0 or (p % 60 == 0 and 24 % (p // 60) == 0)):
+            raise ConfigError(f"[allocation].period_minutes must divide an hour or be whole hours dividing a day "
+                              f"(e.g. 15, 30, 60, 120), got {p}")
         for name in _FLOATS:
             value = getattr(self, name)
             if value is None and name in ("max_capital_per_agent", "default_max_capital_per_strategy"):

@@ -41,8 +41,8 @@ def test_definitions_build_with_the_agents_domain():
     assert sensor.job_name == "agent__momentum" and sensor.minimum_interval_seconds
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     schedule = repo.get_schedule_def("allocator_quotas_schedule")
-    assert schedule.cron_schedule == "0 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert period_cron(15) == "*/15 * * * *" and period_cron(120) == "0 */2 * * *"
+    assert schedule.cron_schedule == "10 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert period_cron(15) == "*/15 * * * *" and period_cron(120) == "10 */2 * * *"
 
 
 def test_asset_decides_from_agent_events_and_writes_both_tables(store):

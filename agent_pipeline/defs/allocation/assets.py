@@ -100,11 +100,18 @@ allocator_quotas_job = dg.define_asset_job(
     "allocator_quotas_job", selection=[ALLOCATOR_QUOTAS],
     description="Decide the period's run quotas and capital (materializes allocator_quotas).")
 
+HOURLY_MINUTE = 10  # after the rewards domain's hourly reward_distributions (minute 5) and its checks
+
+
 def period_cron(period_minutes: int) -> str:
-    """A cron firing at the start of every period (hourly for the default 60-minute period)."""
+    """A cron firing once per period: hourly periods at minute 10, shorter ones at their starts.
+
+    Until a period's decision lands, the previous decision stays in force for it.
+    """
     if period_minutes < 60:
-        return f"*/{period_minutes} * * * *" if 60 % period_minutes == 0 else f"{period_minutes} * * * *"
-    return "0 * * * *" if period_minutes == 60 else f"0 */{period_minutes // 60} * * *"
+        return f"*/{period_minutes} * * * *"
+    hours = period_minutes // 60
+    return f"{HOURLY_MINUTE} * * * *" if hours == 1 else f"{HOURLY_MINUTE} */{hours} * * *"
 
 
 def build_schedule(period_minutes: int = 60) -> dg.ScheduleDefinition:
@@ -113,7 +120,7 @@ def build_schedule(period_minutes: int = 60) -> dg.ScheduleDefinition:
         job=allocator_quotas_job,
         cron_schedule=period_cron(period_minutes),
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Materializes allocator_quotas at the start of every allocation period (hourly by default), "
-                    "so each period's quotas and capital are decided from the latest rewards before the agent "
-                    "schedulers launch the period's runs.",
+        description="Materializes allocator_quotas once per allocation period (hourly by default, at minute 10, "
+                    "after reward_distributions and its blocking checks), so each period's quotas and capital are "
+                    "decided from the latest rewards; the agent schedulers launch runs from the decision in force.",
     )

@@ -15,14 +15,13 @@ def build_defs() -> dg.Definitions:
     partitions = daily_partitions()
     assets = build_assets(partitions)
     rewards_job = dg.define_asset_job(
-        REWARDS_DAILY_JOB, selection=dg.AssetSelection.assets(AGENT_REWARDS), partitions_def=partitions,
+        REWARDS_DAILY_JOB, selection=dg.AssetSelection.assets(AGENT_REWARDS),
         description="Recompute agent_rewards for one day (or, as a backfill, any range of days in one run).",
         tags={"domain": "rewards"},
     )
     hourly_job = dg.define_asset_job(
         REWARD_HISTORY_HOURLY_JOB,
         selection=dg.AssetSelection.assets(AGENT_REWARDS, REWARD_DISTRIBUTIONS),
-        partitions_def=partitions,
         description="Refresh today's agent_rewards partition, then the rolling reward_distributions (with the "
                     "blocking reward_collapse check).",
         tags={"domain": "rewards"},

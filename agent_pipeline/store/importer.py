@@ -141,8 +141,8 @@ def _first(*exprs: str) -> str:
 # Stage 1: one row per line, blank lines dropped. CR of CRLF files is stripped.
 _LINES_SQL = """
 CREATE TEMP TABLE _imp_lines AS
-SELECT lineno, rtrim(line, chr(13)) AS line
-FROM (SELECT generate_subscripts(s, 1) AS lineno, unnest(s) AS line
+SELECT lineno, line, CASE WHEN trim(line) <> '' THEN md5(line) END AS line_md5
+FROM (SELECT generate_subscripts(s, 1) AS lineno, rtrim(unnest(s), chr(13)) AS line
       FROM (SELECT string_split(content, chr(10)) AS s FROM read_text(?)))
 """
 
@@ -150,8 +150,8 @@ FROM (SELECT generate_subscripts(s, 1) AS lineno, unnest(s) AS line
 _DUPS_SQL = """
 CREATE TEMP TABLE _imp_dups AS
 SELECT lineno, row_number() OVER (PARTITION BY line_md5 ORDER BY lineno) AS occurrence
-FROM (SELECT lineno, md5(line) AS line_md5 FROM _imp_lines WHERE trim(line) <> '')
-WHERE line_md5 IN (SELECT md5(line) FROM _imp_lines WHERE trim(line) <> '' GROUP BY 1 HAVING count(*) > 1)
+FROM _imp_lines
+WHERE line_md5 IN (SELECT line_md5 FROM _imp_lines WHERE line_md5 IS NOT NULL GROUP BY 1 HAVING count(*) > 1)
 """
 
 # Stage 2: parse each line once into a struct of JSON values (one per key or alias), then read those.
@@ -163,10 +163,10 @@ _TS = "coalesce(k.started_at, k.timestamp, k.ts, k.time)"
 _PARSED_SQL = f"""
 CREATE TEMP TABLE _imp_parsed AS
 WITH p AS (
-    SELECT lineno, line, md5(line) AS line_md5, json_valid(line) AS valid
-    FROM _imp_lines WHERE trim(line) <> ''
-), o AS (
-    SELECT *, CASE WHEN valid THEN json_type(CAST(line AS JSON)) END AS jtype FROM p
+    SELECT lineno, line, line_md5, json_valid(line) AS valid FROM _imp_lines WHERE line_md5 IS NOT NULL
+), o AS (  -- a valid JSON text is an object exactly when it starts with a brace
+    SELECT *, CASE WHEN valid THEN (CASE WHEN left(ltrim(line), 1) = '{{' THEN 'OBJECT' ELSE 'OTHER' END) END
+              AS jtype FROM p
 ), s AS (
     SELECT *, json_transform(CASE WHEN jtype = 'OBJECT' THEN line END, '{_STRUCTURE}') AS k FROM o
 ), f AS (

@@ -51,22 +51,22 @@ def distributions_sql(last_n_runs: int) -> str:
     time_parts = "\n    UNION ALL\n".join(
         f"""    SELECT '{name}' AS win, $as_of - INTERVAL {int(span.total_seconds())} SECOND AS w_start, $as_of AS w_end,
            {cols}
-    FROM hist WHERE started_at > $as_of - INTERVAL {int(span.total_seconds())} SECOND"""
+    FROM agent_rewards WHERE started_at <= $as_of
+                         AND started_at > $as_of - INTERVAL {int(span.total_seconds())} SECOND"""
         for name, span in TIME_WINDOWS)
     last = last_runs_window(last_n_runs)
     return f"""
-WITH hist AS (
-    SELECT * FROM agent_rewards WHERE started_at <= $as_of
-),
-busy AS (  -- agents whose last N runs all fall in the last week: only that week is searched for them
-    SELECT agent FROM hist WHERE started_at > $as_of - INTERVAL {LOOKBACK_SECONDS} SECOND
+WITH busy AS (  -- agents whose last N runs all fall in the last week: only that week is searched for them
+    SELECT agent FROM agent_rewards
+    WHERE started_at <= $as_of AND started_at > $as_of - INTERVAL {LOOKBACK_SECONDS} SECOND
     GROUP BY agent HAVING count(*) >= {last_n_runs}
 ),
 candidates AS (
-    SELECT * FROM hist WHERE started_at > $as_of - INTERVAL {LOOKBACK_SECONDS} SECOND
-                         AND agent IN (SELECT agent FROM busy)
+    SELECT * FROM agent_rewards
+    WHERE started_at <= $as_of AND started_at > $as_of - INTERVAL {LOOKBACK_SECONDS} SECOND
+      AND agent IN (SELECT agent FROM busy)
     UNION ALL
-    SELECT * FROM hist WHERE agent NOT IN (SELECT agent FROM busy)
+    SELECT * FROM agent_rewards WHERE started_at <= $as_of AND agent NOT IN (SELECT agent FROM busy)
 ),
 recent AS (  -- each agent's last N runs: a top-N aggregate per agent, no sort of the history
     SELECT agent, unnest(max_by({{'started_at': started_at, 'reward': reward, 'failed': failed,
@@ -102,7 +102,7 @@ tail AS (
     WHERE w.r <= s.q[1]
     GROUP BY w.win, w.agent
 ),
-agents AS (SELECT DISTINCT agent FROM hist),
+agents AS (SELECT DISTINCT agent FROM agent_rewards WHERE started_at <= $as_of),
 windows AS (
     SELECT * FROM (VALUES {", ".join(f"('{name}', {i})" for i, name in enumerate(window_names(last_n_runs)))})
         AS v(win, ord)

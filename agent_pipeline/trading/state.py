@@ -35,11 +35,38 @@ class GateState(Protocol):
     def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None) -> None: ...
 
 
-@dataclass
-class _Order:
-    at: datetime
-    strategy: str
-    notional_usd: float
+class _OrderLog:
+    """Accepted orders by time with running notional sums: window counts and sums in O(log n)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.cum: list[float] = []  # cumulative notional up to and including each order
+
+    def add(self, at: float, notional: float) -> None:
+        if self.times and at < self.times[-1]:  # out of order (rare): rebuild the sums
+            pairs = list(zip(self.times, self._amounts(), strict=True)) + [(at, notional)]
+            pairs.sort()
+            self.times, self.cum = [], []
+            for t, n in pairs:
+                self.add(t, n)
+            return
+        self.times.append(at)
+        self.cum.append((self.cum[-1] if self.cum else 0.0) + notional)
+
+    def _amounts(self) -> list[float]:
+        return [c - (self.cum[i - 1] if i else 0.0) for i, c in enumerate(self.cum)]
+
+    def since(self, start: float) -> tuple[int, float]:
+        i = bisect.bisect_left(self.times, start)
+        if i >= len(self.times):
+            return 0, 0.0
+        return len(self.times) - i, self.cum[-1] - (self.cum[i - 1] if i else 0.0)
+
+    def trim(self, before: float) -> None:
+        i = bisect.bisect_left(self.times, before)
+        if i > 4096:  # amortised: drop old orders in large chunks
+            del self.times[:i]
+            del self.cum[:i]
 
 
 class MemoryGateState:
@@ -49,7 +76,8 @@ class MemoryGateState:
         self._loss: dict[date, float] = defaultdict(float)
         self._net: dict[date, float] = defaultdict(float)
         self._keys: set[str] = set()
-        self._orders: list[_Order] = []
+        self._all = _OrderLog()
+        self._by_strategy: dict[str, _OrderLog] = defaultdict(_OrderLog)
         self._positions: dict[tuple[str, str], tuple[float, float]] = {}
         self._breach: str | None = None
 
@@ -67,9 +95,8 @@ class MemoryGateState:
         return key in self._keys
 
     def orders_since(self, since: datetime, strategy: str | None = None) -> tuple[int, float]:
-        start = bisect.bisect_left([o.at for o in self._orders], since)
-        recent = [o for o in self._orders[start:] if strategy is None or o.strategy == strategy]
-        return len(recent), sum(o.notional_usd for o in recent)
+        log = self._all if strategy is None else self._by_strategy.get(strategy)
+        return log.since(since.timestamp()) if log is not None else (0, 0.0)
 
     def gross_exposure_usd(self, strategy: str) -> float:
         return sum(abs(qty) * price for (s, _), (qty, price) in self._positions.items() if s == strategy)
@@ -89,11 +116,9 @@ class MemoryGateState:
     def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None) -> None:
         if order_key:
             self._keys.add(order_key)
-        order = _Order(at, strategy, notional_usd)
-        if self._orders and at < self._orders[-1].at:
-            bisect.insort(self._orders, order, key=lambda o: o.at)
-        else:
-            self._orders.append(order)
-        if self._orders[0].at < at - _KEEP:  # bounded memory; the windows are minutes to hours
-            start = bisect.bisect_left([o.at for o in self._orders], at - _KEEP)
-            del self._orders[:start]
+        stamp = at.timestamp()
+        self._all.add(stamp, notional_usd)
+        self._by_strategy[strategy].add(stamp, notional_usd)
+        horizon = stamp - _KEEP.total_seconds()  # bounded memory; the windows are minutes to hours
+        self._all.trim(horizon)
+        self._by_strategy[strategy].trim(horizon)

@@ -1,6 +1,6 @@
 """Benchmark: import an events.jsonl of N lines (default 1,000,000) into a fresh store, then import it again.
 
-    .venv/bin/python benchmarks/import_events.py [--lines 1000000] [--bad-every 1000]
+    .venv/bin/python -m benchmarks.import_events [--lines 1000000] [--bad-every 1000]
 
 The file mimics the seed's telemetry log (epoch timestamp, latency in ms, cost, error, a one-item output), with
 one bad line (invalid JSON, NaN reward, missing agent, in turn) every ``--bad-every`` lines. Writing the file is
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,11 +42,11 @@ def write_file(path: Path, lines: int, bad_every: int) -> None:
             }) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--bad-every", type=int, default=1_000)
-    args = parser.parse_args()
+    args = parser.parse_args([] if argv is None else argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
         write_file(path, args.lines, args.bad_every)
@@ -61,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -122,8 +122,9 @@ def policy_factories(include_mabwiser: bool) -> list[tuple[str, Callable[[int], 
         ("ucb (fixed seed)", lambda s: OursAdapter("ucb (fixed seed)", "ucb", s)),
         ("thompson", lambda s: OursAdapter("thompson", "thompson", s)),
         ("glr_thompson", lambda s: OursAdapter("glr_thompson", "glr_thompson", s)),
+        # the same discount as our Thompson policies, without winsorizing, posterior scaling or change detection
         ("plain discounted Gaussian TS", lambda s: OursAdapter("plain discounted Gaussian TS", "thompson", s,
-                                                               tail=0.0)),
+                                                               tail=0.0, posterior_scale=1.0)),
     ]
     if include_mabwiser:
         for label, factory, per_slot, binarize in mabwiser_policies():
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=50, help="runs per period")
     ap.add_argument("--envs", default=",".join(ENVS))
     ap.add_argument("--no-mabwiser", action="store_true")
+    if argv is None:  # run by `python -m benchmarks` (whose own argv is not ours): the defaults
+        argv = sys.argv[1:] if __name__ == "__main__" else []
     args = ap.parse_args(argv)
     envs = [e.strip() for e in args.envs.split(",") if e.strip()]
     with_mab = not args.no_mabwiser and mabwiser_available()

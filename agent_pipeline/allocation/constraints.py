@@ -129,15 +129,18 @@ def fill(bounds: Bounds, pick: Picker, first: Sequence[str] = ()) -> tuple[dict[
     for a in first:
         if remaining > 0 and quotas[a] == 0 and eligible(a):
             give(a)
+    open_agents = [a for a in bounds.agents if eligible(a)]  # kept up to date as runs are given
     slot = 0
-    while remaining > 0:  # at most `remaining` iterations: each one either gives a run or breaks
-        open_agents = [a for a in bounds.agents if eligible(a)]
-        if not open_agents:
-            break
+    while remaining > 0 and open_agents:  # at most `remaining` iterations: each one gives a run
         choice = pick(slot, open_agents, quotas)
         if choice not in open_agents:
             raise RuntimeError(f"policy picked {choice!r}, which is not eligible for slot {slot}")
         give(choice)
+        if not eligible(choice):
+            full = bounds.strategy_of[choice]
+            strategy_full = strat_used.get(full, 0) >= bounds.strategy_hi.get(full, bounds.budget + 1)
+            open_agents = [a for a in open_agents if a != choice and
+                           not (strategy_full and bounds.strategy_of[a] == full)]
         slot += 1
     return quotas, remaining
 

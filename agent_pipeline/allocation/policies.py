@@ -58,7 +58,7 @@ class BaseAllocator:
     name = "base"
     randomised = False
 
-    def __init__(self, window: int = 500, tail: float = 0.025, seed: int | None = None):
+    def __init__(self, window: int = 500, tail: float = 0.05, seed: int | None = None):
         self.window = _positive_int("window", window)
         self.tail = _number("tail", tail, 0.0, 0.25)
         self.seed = _seed(seed)
@@ -142,7 +142,7 @@ class UCBAllocator(BaseAllocator):
 
     name = "ucb"
 
-    def __init__(self, window: int = 500, exploration: float = 1.5, tail: float = 0.025,
+    def __init__(self, window: int = 500, exploration: float = 1.5, tail: float = 0.05,
                  scale: float | None = None, discount: float = 1.0, seed: int | None = None):
         super().__init__(window=window, tail=tail, seed=seed)
         self.exploration = _number("exploration", exploration, 0.0, 1e6)
@@ -188,8 +188,8 @@ class ThompsonAllocator(BaseAllocator):
     name = "thompson"
     randomised = True
 
-    def __init__(self, discount: float = 0.998, window: int = 2000, prior_strength: float = 1.0,
-                 tail: float = 0.025, posterior_scale: float = 1.0, seed: int | None = None):
+    def __init__(self, discount: float = 0.9985, window: int = 2000, prior_strength: float = 1.0,
+                 tail: float = 0.05, posterior_scale: float = 0.75, seed: int | None = None):
         super().__init__(window=window, tail=tail, seed=seed)
         self.gamma = _number("discount", discount, 0.0, 1.0, lo_open=True)
         self.prior_strength = _number("prior_strength", prior_strength, 0.0, 1e6, lo_open=True)
@@ -281,8 +281,8 @@ class GLRThompsonAllocator(_ChangeDetection, ThompsonAllocator):
 
     name = "glr_thompson"
 
-    def __init__(self, discount: float = 0.998, window: int = 2000, prior_strength: float = 1.0,
-                 tail: float = 0.025, posterior_scale: float = 1.0, delta: float = 0.01, min_segment: int = 8,
+    def __init__(self, discount: float = 0.9985, window: int = 2000, prior_strength: float = 1.0,
+                 tail: float = 0.05, posterior_scale: float = 0.75, delta: float = 0.01, min_segment: int = 8,
                  seed: int | None = None):
         super().__init__(discount=discount, window=window, prior_strength=prior_strength, tail=tail,
                          posterior_scale=posterior_scale, seed=seed)
@@ -297,7 +297,7 @@ class GLRUCBAllocator(_ChangeDetection, UCBAllocator):
 
     name = "glr_ucb"
 
-    def __init__(self, window: int = 500, exploration: float = 1.5, tail: float = 0.025,
+    def __init__(self, window: int = 500, exploration: float = 1.5, tail: float = 0.05,
                  scale: float | None = None, discount: float = 0.999, delta: float = 0.01, min_segment: int = 8,
                  seed: int | None = None):
         super().__init__(window=window, exploration=exploration, tail=tail, scale=scale, discount=discount, seed=seed)

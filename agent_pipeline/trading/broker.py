@@ -5,9 +5,10 @@ order that does not come with the gate's approving decision for that very order 
 
 Fill model: a buy pays the venue's ask, a sell receives its bid, each moved against the order by
 ``base_slippage_bps + impact_bps_per_quote * size / quoted size``; the fee is the venue's fee in bps of the filled
-notional (``market.fee_bps(venue)`` when the source knows it, else ``default_fee_bps``). A paired arbitrage
-order (``sell_venue`` set) fills two legs: buy on ``venue``, sell the same size on ``sell_venue``. A missing or
-unusable quote rejects the order; nothing is filled partly.
+notional (``market.fee_bps(venue)`` when the source knows it, else ``default_fee_bps``). Quotes are read once
+per batch before the execution layer takes any lock (``prefetch``), so a slow source never holds the store. A
+paired arbitrage order (``sell_venue`` set) fills two legs: buy on ``venue``, sell the same size on
+``sell_venue``. A missing or unusable quote rejects the order; nothing is filled partly.
 """
 
 from __future__ import annotations
@@ -62,6 +63,18 @@ class PaperBroker:
         self.market = market
         self.cfg = cfg or ExecutionConfig()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._quotes: list[Quote] | None = None
+        self._quote_error: str | None = None
+
+    def prefetch(self) -> None:
+        """Read the market once for a batch, before any lock is taken (a network source may be slow)."""
+        try:
+            self._quotes, self._quote_error = list(self.market.quotes(self._clock())), None
+        except Exception as exc:  # outage: the batch's orders are rejected, nothing fills
+            self._quotes, self._quote_error = None, f"no market data: {type(exc).__name__}: {exc}"
+
+    def release(self) -> None:
+        self._quotes, self._quote_error = None, None
 
     def submit(self, order: OrderIntent, decision) -> BrokerResult:
         if not getattr(decision, "ok", False) or decision.inputs.get("order_key") != order.order_key:
@@ -71,10 +84,15 @@ class PaperBroker:
             if order.side != "buy":
                 return BrokerResult("rejected", reject_reason="a paired order buys on venue and sells on sell_venue")
             legs.append(("sell", order.sell_venue))
-        try:
-            quotes = self.market.quotes(self._clock())
-        except Exception as exc:  # outage: nothing fills
-            return BrokerResult("rejected", reject_reason=f"no market data: {type(exc).__name__}: {exc}")
+        if self._quote_error is not None:
+            return BrokerResult("rejected", reject_reason=self._quote_error)
+        if self._quotes is not None:
+            quotes = self._quotes
+        else:
+            try:
+                quotes = self.market.quotes(self._clock())
+            except Exception as exc:  # outage: nothing fills
+                return BrokerResult("rejected", reject_reason=f"no market data: {type(exc).__name__}: {exc}")
         fills = []
         for leg, (side, venue) in enumerate(legs):
             quote = _find(quotes, venue, order.symbol)

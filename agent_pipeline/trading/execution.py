@@ -118,6 +118,14 @@ class ExecutionLayer:
         if not proposals:
             report.kill_switch_state = self.kill.state.value
             return report
+        self._broker.prefetch()
+        try:
+            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash)
+        finally:
+            self._broker.release()
+
+    def _execute(self, report: ExecutionReport, proposals: list, agent: str, strategy: str, event_id: str,
+                 run_id: str, strategy_hash: str | None) -> ExecutionReport:
         with self.kill.guard() as status:
             report.kill_switch_state = status.state.value
             with ledger.transaction(self.store, self.exec_cfg.lock_timeout_s) as conn:
@@ -129,7 +137,7 @@ class ExecutionLayer:
                     report.capital_usd = capital
                     tokens = ledger.approval_tokens(conn, agent, strategy_hash)
                     for index, item in proposals:
-                        self._one(conn, report, index, item, agent, strategy, str(event_id), run_id, capital,
+                        self._one(conn, report, index, item, agent, strategy, event_id, run_id, capital,
                                   strategy_hash, tokens)
         report.kill_switch_state = self.kill.state.value
         return report

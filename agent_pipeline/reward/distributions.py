@@ -93,22 +93,18 @@ stats AS (
            avg(cost_usd) FILTER (WHERE isfinite(cost_usd)) AS mean_cost_usd,
            quantile_cont(latency_seconds, 0.95) FILTER (WHERE isfinite(latency_seconds)) AS p95_latency_seconds,
            coalesce(any_value(w_start), min(started_at)) AS window_start,
-           coalesce(any_value(w_end), max(started_at)) AS window_end
+           coalesce(any_value(w_end), max(started_at)) AS window_end,
+           list(r) FILTER (WHERE r IS NOT NULL) AS rs
     FROM w GROUP BY win, agent
 ),
-tail AS (
-    SELECT w.win, w.agent, avg(w.r) AS cvar05
-    FROM w JOIN stats s ON s.win = w.win AND s.agent = w.agent
-    WHERE w.r <= s.q[1]
-    GROUP BY w.win, w.agent
-),
-agents AS (SELECT DISTINCT agent FROM agent_rewards WHERE started_at <= $as_of),
+agents AS (SELECT DISTINCT agent FROM recent),  -- every agent with a run before as_of has a last run
 windows AS (
     SELECT * FROM (VALUES {", ".join(f"('{name}', {i})" for i, name in enumerate(window_names(last_n_runs)))})
         AS v(win, ord)
 )
 SELECT a.agent, ws.win AS "window", coalesce(s.n, 0) AS n, s.mean, s.std,
-       s.q[1] AS p05, s.q[2] AS p25, s.q[3] AS p50, s.q[4] AS p75, s.q[5] AS p95, t.cvar05, s.win_rate,
+       s.q[1] AS p05, s.q[2] AS p25, s.q[3] AS p50, s.q[4] AS p75, s.q[5] AS p95,
+       list_avg(list_filter(s.rs, lambda x: x <= s.q[1])) AS cvar05, s.win_rate,
        CASE WHEN s.runs > 0 THEN s.errors / s.runs END AS error_rate,
        s.mean_cost_usd, s.p95_latency_seconds,
        coalesce(s.window_start, CASE ws.win {" ".join(f"WHEN '{n}' THEN $as_of - INTERVAL {int(d.total_seconds())} SECOND"
@@ -119,7 +115,6 @@ SELECT a.agent, ws.win AS "window", coalesce(s.n, 0) AS n, s.mean, s.std,
        coalesce(s.runs, 0) AS runs, coalesce(s.errors, 0) AS errors
 FROM agents a CROSS JOIN windows ws
 LEFT JOIN stats s ON s.agent = a.agent AND s.win = ws.win
-LEFT JOIN tail t ON t.agent = a.agent AND t.win = ws.win
 ORDER BY a.agent, ws.ord
 """
 

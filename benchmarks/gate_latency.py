@@ -12,6 +12,7 @@ dominated by opening DuckDB and is not what the 1 ms target is about.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--layer-orders", type=int, default=200)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv if argv is not None else [])  # `python -m benchmarks` passes its own argv
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kill_switch.json"
         KillSwitch(path).trip("bench setup")
@@ -101,4 +102,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,7 +1,7 @@
 """Run one agent job in this (separate) process, then do what the daemon does at the end of it: evaluate the
 metrics end-of-run sensor, which publishes to the Pushgateway.
 
-    python run_agent_job.py JOB GATEWAY_URL [FAULT_RATE]
+    python run_agent_job.py JOB GATEWAY_URL [MARKET_JSON]    # MARKET_JSON: MarketResource fields, e.g. {"fault_rate": 1}
 
 Prints one JSON line: {"success": ..., "sensor": <skip message>}.
 """
@@ -12,7 +12,7 @@ import sys
 import dagster as dg
 
 
-def main(job_name: str, gateway: str, fault_rate: float = 0.0) -> None:
+def main(job_name: str, gateway: str, market: dict) -> None:
     from agent_pipeline.definitions import defs
     from agent_pipeline.defs.metrics import PushgatewayResource
     from agent_pipeline.defs.metrics.publishing import publish_on_failure, publish_on_success
@@ -21,7 +21,7 @@ def main(job_name: str, gateway: str, fault_rate: float = 0.0) -> None:
     instance = dg.DagsterInstance.ephemeral()
     job = defs.get_job_def(job_name)
     result = job.execute_in_process(instance=instance, raise_on_error=False,
-                                    resources={"market": MarketResource(fault_rate=fault_rate)})
+                                    resources={"market": MarketResource(**market)})
     sensor = publish_on_success if result.success else publish_on_failure
     event = result.get_run_success_event() if result.success else result.get_run_failure_event()
     ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_instance=instance,
@@ -34,4 +34,4 @@ def main(job_name: str, gateway: str, fault_rate: float = 0.0) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
+    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})

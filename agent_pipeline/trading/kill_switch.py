@@ -4,6 +4,8 @@
 (default ``$AGENT_PIPELINE_HOME/kill_switch.json``), not in DuckDB, so the gate, the CLI, the sensor and the
 metrics exporter can read it while another process holds the DuckDB write lock. The file is replaced atomically
 (write a temporary file, fsync, ``os.replace``), so a reader sees the old or the new state, never half of one.
+Every read ``stat``s the file and re-reads it whenever it changed (a replace is a new inode), so the gate pays
+one system call per order for the persisted state.
 
 State file (read it with ``KillSwitch(path).status()``; the metrics exporter may parse it directly)::
 
@@ -41,6 +43,7 @@ from typing import Any
 
 STATE_FILE = "kill_switch.json"
 _POLL_S = 0.002
+_REVALIDATE_S = 1.0
 
 
 class KillSwitchState(StrEnum):
@@ -100,6 +103,7 @@ class KillSwitch:
         self._mem = KillSwitchStatus(KillSwitchState.ACTIVE)
         self._mem_audit: list[dict[str, Any]] = []
         self._tls = threading.local()
+        self._cache: tuple[tuple[int, ...], float, KillSwitchStatus] | None = None
         if self.path is not None:
             self.audit_path = self.path.with_name(self.path.name + ".audit.jsonl")
             self.lock_path = self.path.with_name(self.path.name + ".lock")
@@ -115,11 +119,14 @@ class KillSwitch:
         return self._read()
 
     def _read(self) -> KillSwitchStatus:
+        """The state on disk. One ``stat`` per call; the file is re-read and re-verified whenever its identity
+        (inode, size, mtime, ctime) changes, and at least every ``_REVALIDATE_S`` regardless. Writers replace the
+        file (a new inode), so a trip is seen by the very next read."""
         assert self.path is not None
         try:
-            with open(self.path, "rb") as fh:
-                raw = fh.read(65_536)
+            st = os.stat(self.path)
         except FileNotFoundError:
+            self._cache = None
             try:
                 audited = self.audit_path.stat().st_size > 0
             except FileNotFoundError:
@@ -129,6 +136,21 @@ class KillSwitch:
             if audited:
                 return self._unreadable("state file missing although the audit log has entries")
             return KillSwitchStatus(KillSwitchState.ACTIVE, reason="never tripped")
+        except OSError as exc:
+            self._cache = None
+            return self._unreadable(f"{type(exc).__name__}: {exc}")
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._cache
+        now = time.monotonic()
+        if cached is not None and cached[0] == identity and now - cached[1] < _REVALIDATE_S:
+            return cached[2]
+        self._cache = None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                raw = os.read(fd, 65_536)
+            finally:
+                os.close(fd)
         except OSError as exc:
             return self._unreadable(f"{type(exc).__name__}: {exc}")
         try:
@@ -141,9 +163,11 @@ class KillSwitch:
             version = body["version"]
             if isinstance(version, bool) or not isinstance(version, int):
                 raise ValueError("version is not an integer")
-            return KillSwitchStatus(state, str(body["reason"]), str(body["by"]), str(body["at"]), version)
+            status = KillSwitchStatus(state, str(body["reason"]), str(body["by"]), str(body["at"]), version)
         except Exception as exc:  # anything odd in the file is a halt
             return self._unreadable(f"corrupt state file: {type(exc).__name__}: {exc}")
+        self._cache = (identity, now, status)
+        return status
 
     def _unreadable(self, why: str) -> KillSwitchStatus:
         return KillSwitchStatus(KillSwitchState.HALTED, reason=f"kill switch state unreadable ({why}); "
@@ -225,6 +249,7 @@ class KillSwitch:
 
     def _apply_file(self, state, action, reason, by) -> KillSwitchStatus:
         assert self.path is not None
+        self._cache = None  # a writer always reads the file itself
         before = self._read()
         after = _next(before, state, action, reason, by, self._now())
         body = {"state": after.state.value, "reason": after.reason, "by": after.by, "at": after.at,
@@ -237,6 +262,7 @@ class KillSwitch:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        self._cache = None
         _fsync_dir(self.path.parent)
         with open(self.audit_path, "a") as fh:
             fh.write(json.dumps(self._row(before, after, action, reason, by)) + "\n")

@@ -103,3 +103,17 @@ def test_guard_fails_closed_when_the_lock_is_held(tmp_path):
     with holder._lock(__import__("fcntl").LOCK_EX):
         with KillSwitch(path, lock_timeout_s=0.05).guard() as status:
             assert status.state is KillSwitchState.HALTED
+
+
+def test_a_reader_sees_a_trip_by_another_writer_at_once(tmp_path):
+    path = tmp_path / "ks.json"
+    KillSwitch(path).clear("start")
+    reader = KillSwitch(path)
+    for _ in range(3):
+        assert reader.state is KillSwitchState.ACTIVE  # served from the stat-validated cache
+    KillSwitch(path).trip("elsewhere")
+    assert reader.state is KillSwitchState.HALTED
+    KillSwitch(path).clear("back")
+    assert reader.state is KillSwitchState.ACTIVE
+    path.write_text(path.read_text().replace('"back"', '"edited in place!"'))  # same inode, new size
+    assert reader.state is KillSwitchState.HALTED

@@ -61,12 +61,13 @@ WITH busy AS (  -- agents whose last N runs all fall in the last week: only that
     WHERE started_at <= $as_of AND started_at > $as_of - INTERVAL {LOOKBACK_SECONDS} SECOND
     GROUP BY agent HAVING count(*) >= {last_n_runs}
 ),
-candidates AS (
-    SELECT * FROM agent_rewards
+candidates AS (  -- name the columns: a SELECT * here would read every column of the whole history
+    SELECT agent, started_at, reward, failed, cost_usd, latency_seconds FROM agent_rewards
     WHERE started_at <= $as_of AND started_at > $as_of - INTERVAL {LOOKBACK_SECONDS} SECOND
       AND agent IN (SELECT agent FROM busy)
     UNION ALL
-    SELECT * FROM agent_rewards WHERE started_at <= $as_of AND agent NOT IN (SELECT agent FROM busy)
+    SELECT agent, started_at, reward, failed, cost_usd, latency_seconds FROM agent_rewards
+    WHERE started_at <= $as_of AND agent NOT IN (SELECT agent FROM busy)
 ),
 recent AS (  -- each agent's last N runs: a top-N aggregate per agent, no sort of the history
     SELECT agent, unnest(max_by({{'started_at': started_at, 'reward': reward, 'failed': failed,

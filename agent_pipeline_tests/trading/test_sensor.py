@@ -140,3 +140,14 @@ def test_invalid_configuration_halts(pipeline_home):
 def test_bad_cursor_starts_over(store, cursor):
     history(store, error_every=2)
     assert "breach 1/2" in _skip_text(tick(cursor))
+
+
+def test_the_daemons_evaluation_path_keeps_the_skip_reason_and_asset_event(store):
+    history(store, error_every=2)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=json.dumps({"consecutive": 1}),
+                                          resources={"store": StoreResource()})
+        data = circuit_breaker.evaluate_tick(context)
+    assert "TRIPPED" in data.skip_message
+    assert [e.asset_key for e in data.asset_events] == [dg.AssetKey("trading_safety")]
+    assert json.loads(data.cursor)["consecutive"] == 2

@@ -9,9 +9,12 @@ agents still under their caps (``constraints.fill``), and finally size capital f
   UCB with the period's already-assigned slots counted as pulls, so the best agent gets most runs without
   starving close seconds (the seed's round-robin made quotas near-uniform).
 - ``thompson``: Gaussian Thompson sampling with discounting (every observation of any agent ages all memories by
-  ``discount``), winsorized moments; one posterior draw per agent per slot.
+  ``discount``, so an agent that stops running grows uncertain and is re-explored), winsorized moments, one
+  posterior draw per agent per slot; ``posterior_scale`` < 1 narrows the posteriors (less exploration within a
+  50-slot batch; tuned with ``benchmarks/allocator_regret.py``).
 - ``glr_thompson`` (default): ``thompson`` plus a GLR change detector per agent that forgets everything before a
   detected change in the agent's mean; abrupt shifts are followed within a few runs instead of a memory length.
+- ``glr_ucb``: ``ucb`` with discounting and the same change detector.
 - ``uniform``: equal shares; the baseline.
 """
 
@@ -25,7 +28,7 @@ import numpy as np
 
 from agent_pipeline.allocation.capital import CapitalPlan, allocate_capital
 from agent_pipeline.allocation.constraints import AllocationError, Bounds, fill, make_bounds
-from agent_pipeline.allocation.estimators import (EMPTY, RewardMemory, Summary, check_reward, glr_change_point,
+from agent_pipeline.allocation.estimators import (RewardMemory, Summary, check_reward, glr_change_point,
                                                   pooled_scale, robust_sigma, summarize)
 from agent_pipeline.allocation.result import Allocation
 
@@ -111,7 +114,7 @@ class BaseAllocator:
                 capital, stats, quotas, bounds.strategy_of, capital_agents, fallback_sigma=scale)
         return Allocation(
             quotas=quotas, scores={a: float(v) for a, v in scores.items()}, shortfall=shortfall,
-            samples={a: [float(x) for x in v] for a, v in samples.items()}, capital=result_capital,
+            samples={a: [float(x) for x in v] for a, v in samples().items()}, capital=result_capital,
             capital_method=method, undeployed_capital_usd=undeployed,
             stats={a: {"n": s.n, "n_eff": round(s.n_eff, 6), "mean": s.mean, "std": s.std} for a, s in stats.items()},
             policy=self.name, params=self.params(), seed=self.seed)
@@ -120,6 +123,7 @@ class BaseAllocator:
         """Hook for policies that inspect history once per period (change detection)."""
 
     def _plan(self, bounds: Bounds, stats: dict[str, Summary], scale: float):
+        """Return ``(scores, pick, samples)``: point scores, the slot picker, and a callable giving the draws."""
         raise NotImplementedError
 
 
@@ -134,7 +138,7 @@ class UniformAllocator(BaseAllocator):
         def pick(slot, open_agents, quotas):
             return min(open_agents, key=lambda a: (quotas[a], order[a]))
 
-        return {a: 0.0 for a in bounds.agents}, pick, {}
+        return {a: 0.0 for a in bounds.agents}, pick, dict
 
 
 class UCBAllocator(BaseAllocator):
@@ -179,7 +183,7 @@ class UCBAllocator(BaseAllocator):
             return max(open_agents,
                        key=lambda a: (self._index(stats[a], total + slot, quotas[a], scale, prior), -order[a]))
 
-        return scores, pick, {}
+        return scores, pick, dict
 
 
 class ThompsonAllocator(BaseAllocator):
@@ -230,20 +234,12 @@ class ThompsonAllocator(BaseAllocator):
             used.append(slot)
             return max(open_agents, key=lambda a: row[index[a]])
 
-        samples = _LazySamples(agents, draws, used)
+        def samples() -> dict[str, list[float]]:
+            """Per agent, its draw in each slot the fill actually asked about (the record's ``samples``)."""
+            rows = draws[used] if used else np.empty((0, len(agents)))
+            return {a: rows[:, i].tolist() for i, a in enumerate(agents)}
+
         return {a: post[a][0] for a in agents}, pick, samples
-
-
-class _LazySamples(dict):
-    """The draws of the slots actually used, per agent, filled in when the allocation is built."""
-
-    def __init__(self, agents, draws, used):
-        super().__init__()
-        self._agents, self._draws, self._used = agents, draws, used
-
-    def items(self):
-        rows = self._draws[self._used] if self._used else np.empty((0, len(self._agents)))
-        return [(a, rows[:, i].tolist()) for i, a in enumerate(self._agents)]
 
 
 class _ChangeDetection:

@@ -200,3 +200,30 @@ def test_resource_rejects_misspelt_fields():
 
     with pytest.raises(Exception, match="fil_prob"):
         RewardConfigResource(fil_prob=0.5)
+
+
+def test_run_config_overrides_the_reward_parameters_for_one_backfill(store, history):
+    assets, resources = assets_and_resources()
+    run_config = {"resources": {"reward_config": {"config": {
+        "fill_prob": 0.6, "budgets": {"momentum": {"capital_usd": 20000.0, "max_loss_usd": 200.0}}}}}}
+    result = dg.materialize(
+        assets, selection=["agent_rewards"], resources=resources, run_config=run_config,
+        tags={"dagster/asset_partition_range_start": "2024-01-02", "dagster/asset_partition_range_end": "2024-01-02"},
+    )
+    assert result.success
+    rows = read_rewards(store)
+    new = dict(zip(rows["event_id"], rows["reward"]))
+    config = RewardConfig(fill_prob=0.6,
+                          budgets=dict(RewardConfig().budgets, momentum=RiskBudget(20_000.0, 200.0)))
+    assert new["m10"] == score_output("momentum", "momentum", momentum_out(0), config)[0]
+    assert new["a1"] == score_output("arb", "cross_venue_arb", ARB, config)[0]
+
+
+def test_config_toml_sets_the_first_partition_and_rejects_unknown_keys(pipeline_home):
+    (pipeline_home / "config.toml").write_text('[reward.history]\nhistory_start = "2023-06-01"\n')
+    from agent_pipeline.defs.rewards.assets import daily_partitions
+
+    assert daily_partitions().get_first_partition_key() == "2023-06-01"
+    (pipeline_home / "config.toml").write_text('[reward.history]\nhistroy_start = "2023-06-01"\n')
+    with pytest.raises(ValueError, match="histroy_start"):
+        daily_partitions()

@@ -7,6 +7,7 @@
     total_budget_runs = 60             # runs per period, across all agents
     period_minutes = 60
     watcher_min_runs = 4               # every watcher runs at least this often per period
+    watcher_max_runs = 4               # and at most this often (default: its minimum; watchers earn no edge)
     execution_sensitive_max_runs = 20  # execution-sensitive agents are capped per period
     min_runs = { regime_watcher = 6 }  # per-agent overrides
     max_runs = { cross_venue_arb = 15 }
@@ -43,6 +44,7 @@ class AllocationConfig:
     total_budget_runs: int = 60
     period_minutes: int = 60
     watcher_min_runs: int = 4
+    watcher_max_runs: int | None = None
     execution_sensitive_max_runs: int = 20
     min_runs: dict[str, int] = field(default_factory=dict)
     max_runs: dict[str, int] = field(default_factory=dict)
@@ -56,6 +58,11 @@ class AllocationConfig:
     history_window: int = 500
 
     def __post_init__(self) -> None:
+        if self.watcher_max_runs is not None and (
+                isinstance(self.watcher_max_runs, bool) or not isinstance(self.watcher_max_runs, int)
+                or self.watcher_max_runs < self.watcher_min_runs):
+            raise ConfigError(f"[allocation].watcher_max_runs must be an integer >= watcher_min_runs "
+                              f"({self.watcher_min_runs}), got {self.watcher_max_runs!r}")
         for name in _INTS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -112,14 +119,21 @@ class AllocationConfig:
         return make_allocator(self.policy, **params)
 
     def bounds_for(self, agents: dict[str, tuple[str, str]]) -> tuple[dict[str, int], dict[str, int]]:
-        """Per-agent (min, max) runs from kinds plus overrides; ``agents`` maps name -> (kind, strategy)."""
+        """Per-agent (min, max) runs from kinds plus overrides; ``agents`` maps name -> (kind, strategy).
+
+        Watchers run ``watcher_min_runs`` (or their ``min_runs`` override) and, unless ``watcher_max_runs`` or a
+        ``max_runs`` override says otherwise, no more: a watcher's reward is no trading edge to compete with.
+        """
         lo, hi = {}, {}
         for name, (kind, _strategy) in agents.items():
             if kind == "watcher":
                 lo[name] = self.watcher_min_runs
+        lo.update({k: v for k, v in self.min_runs.items() if k in agents})
+        for name, (kind, _strategy) in agents.items():
+            if kind == "watcher":
+                hi[name] = lo[name] if self.watcher_max_runs is None else max(self.watcher_max_runs, lo[name])
             if kind == "execution-sensitive":
                 hi[name] = self.execution_sensitive_max_runs
-        lo.update({k: v for k, v in self.min_runs.items() if k in agents})
         hi.update({k: v for k, v in self.max_runs.items() if k in agents})
         return lo, hi
 

@@ -171,3 +171,16 @@ def test_decision_record_is_json_and_replays():
     # a different period draws differently, but reproducibly
     later = decide(cfg, agents, pairs, datetime(2026, 1, 2, 11, 0, tzinfo=UTC))[1]
     assert later["seed"] != record["seed"]
+
+
+def test_watchers_run_their_minimum_and_overrides_win():
+    cfg = AllocationConfig.from_mapping({"watcher_min_runs": 3, "min_runs": {"w2": 6}, "max_runs": {"w3": 10},
+                                         "execution_sensitive_max_runs": 7})
+    lo, hi = cfg.bounds_for({"w1": ("watcher", "s"), "w2": ("watcher", "s"), "w3": ("watcher", "s"),
+                             "arb": ("execution-sensitive", "a"), "sig": ("signal", "b")})
+    assert lo == {"w1": 3, "w2": 6, "w3": 3}
+    assert hi == {"w1": 3, "w2": 6, "w3": 10, "arb": 7}
+    assert AllocationConfig.from_mapping({"watcher_max_runs": 8}).bounds_for({"w": ("watcher", "s")}) == \
+        ({"w": 4}, {"w": 8})
+    with pytest.raises(ConfigError, match="watcher_max_runs"):
+        AllocationConfig.from_mapping({"watcher_max_runs": 2})

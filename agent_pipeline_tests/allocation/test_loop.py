@@ -1,0 +1,39 @@
+"""The loop through the real code location: agent runs -> rewards -> allocator_quotas -> scheduler run requests."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from agent_pipeline.defs.allocation import scheduler
+from agent_pipeline.defs.resources import StoreResource
+
+
+def test_agent_runs_feed_rewards_that_feed_quotas_that_schedule_runs(store, monkeypatch):
+    from agent_pipeline.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    for _ in range(2):
+        for name in ("momentum", "regime_watcher"):
+            defs.get_job_def(f"agent__{name}").execute_in_process(instance=instance, raise_on_error=False)
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    rewards = defs.get_job_def("reward_history_hourly").execute_in_process(
+        instance=instance, partition_key=today, raise_on_error=False)
+    assert rewards.success, "the rewards domain's hourly job must run for this test"
+
+    result = defs.get_job_def("allocator_quotas_job").execute_in_process(instance=instance)
+    meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
+    assert meta["reward_source"].value == "agent_rewards"
+    assert meta["total_runs"].value == 60
+
+    with store.connect(read_only=True) as conn:
+        quotas = dict(conn.execute("SELECT agent, quota FROM allocator_quotas").fetchall())
+    # the watcher runs its minimum and does not compete for the rest; the capped arbitrage agent takes its cap
+    assert quotas == {"regime_watcher": 4, "cross_venue_arb": 20, "momentum": 36}
+
+    sensor = defs.get_sensor_def("agent_scheduler__momentum")
+    monkeypatch.setattr(scheduler, "_now", lambda: datetime.now(UTC))
+    tick = sensor(dg.build_sensor_context(instance=instance, resources={"store": StoreResource()}))
+    if quotas["momentum"] > 0:
+        assert tick.run_requests and tick.run_requests[0].run_key.startswith("allocation:momentum:")
+    else:
+        assert "quota 0" in tick.skip_message

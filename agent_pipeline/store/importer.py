@@ -261,15 +261,19 @@ def import_events(store: Store, path: str | os.PathLike[str], *, progress: Progr
     report = ImportReport(path=str(source))
 
     with store.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        try:
+            _stage(conn, source, report)  # temporary tables only: a file that cannot be imported changes nothing
+        except BaseException:
+            _drop_staging(conn)
+            raise
+        total = report.lines
+        if progress:
+            progress(0, total)
         ensure_events_schema(store, conn)
         store.ensure_schema(conn, COMPONENT, MIGRATIONS)
-        conn.execute("SET TimeZone = 'UTC'")
         conn.execute("BEGIN TRANSACTION")
         try:
-            _stage(conn, source, report)
-            total = report.lines
-            if progress:
-                progress(0, total)
             report.quarantine_added = _count_change(conn, "import_quarantine",
                                                     lambda: conn.execute(_QUARANTINE_SQL, [str(source)]))
             # one anti-join against the stored ids instead of a key lookup per line (re-imports are cheap)
@@ -288,10 +292,14 @@ def import_events(store: Store, path: str | os.PathLike[str], *, progress: Progr
             conn.execute("ROLLBACK")
             raise
         finally:
-            for table in ("_imp_new", "_imp_parsed", "_imp_dups", "_imp_lines"):
-                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            _drop_staging(conn)
     report.seconds = (datetime.now(UTC) - started).total_seconds()
     return report
+
+
+def _drop_staging(conn: duckdb.DuckDBPyConnection) -> None:
+    for table in ("_imp_new", "_imp_parsed", "_imp_dups", "_imp_lines"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _count_change(conn: duckdb.DuckDBPyConnection, table: str, action: Callable[[], object]) -> int:

@@ -144,6 +144,15 @@ def test_unimportable_files_say_so_and_change_nothing(store, tmp_path, content, 
     assert counts(store) == before
 
 
+def test_a_refused_file_does_not_even_create_tables(store, tmp_path):
+    path = tmp_path / "input.jsonl"
+    path.write_text("a,b,c\n")
+    with pytest.raises(ImportFileError, match="not JSON lines"):
+        import_events(store, path)
+    with store.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0] == 0
+
+
 def test_binary_file_is_rejected_plainly(store, tmp_path):
     path = tmp_path / "events.jsonl.gz"
     path.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe\x00\x01garbage")

@@ -164,3 +164,12 @@ def test_due_slots_cover_the_quota_exactly_once(quota):
     counts = [due_slots(start, 60, quota, start + timedelta(seconds=s)) for s in range(0, 3600, 7)]
     assert counts[0] == 1 and counts[-1] == quota and counts == sorted(counts)
     assert due_slots(start, 60, quota, start - timedelta(seconds=1)) == 0
+
+
+def test_asset_on_an_empty_home_explores_every_agent(store):
+    assert not store.path.exists()
+    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()})
+    meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
+    assert meta["reward_source"].value == "none yet" and meta["rewards_observed"].value == 0
+    quotas = dict(_rows(store, "SELECT agent, quota FROM allocator_quotas"))
+    assert all(q >= 1 for q in quotas.values()) and sum(quotas.values()) == 60

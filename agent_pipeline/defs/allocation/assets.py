@@ -57,11 +57,11 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
     decided_at = datetime.now(UTC)
     period_start = period_start_for(decided_at, cfg.period_minutes)
     st = store.store()
-    with st.connect(read_only=True, timeout_s=store.lock_timeout_s) if st.path.exists() else _no_store() as conn:
-        if conn is not None:
+    pairs, source = [], None
+    if st.path.exists():  # no store file yet: no rewards, every agent is explored
+        with st.connect(read_only=True, timeout_s=store.lock_timeout_s) as conn:
             conn.execute("SET TimeZone = 'UTC'")
-        pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window, decided_at) \
-            if conn is not None else ([], None)
+            pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window, decided_at)
     allocation, record = decide(cfg, agents, pairs, period_start)
     record["inputs"]["source"] = source
     record["inputs"]["until"] = decided_at.isoformat()
@@ -84,16 +84,6 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
         "quotas": dg.MetadataValue.md(markdown_table(allocation, meta)),
         "chart": dg.MetadataValue.md(chart_markdown(allocation)),
     })
-
-
-class _no_store:
-    """Stands in for a connection when the store file does not exist yet (no rewards to read)."""
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 allocator_quotas_job = dg.define_asset_job(

@@ -58,6 +58,8 @@ def circuit_breaker(context: dg.SensorEvaluationContext, store: StoreResource):
     numbers = (f"{reading.errors}/{reading.events} runs failed in the last {cfg.error_window_sec:g} s "
                f"(rate {rate}, limit {cfg.max_error_rate_5m:g}); mean reward {reading.reward_mean} over "
                f"{reading.reward_n}, baseline {reading.baseline_mean} over {reading.baseline_n}")
+    if reading.events < cfg.min_events_for_error_rate:
+        numbers += f" (too few runs to judge the error rate: fewer than {cfg.min_events_for_error_rate})"
     if not reading.breached:
         if cursor.get("consecutive"):
             return dg.SensorResult(skip_reason=f"no breach, breach count reset: {numbers}",

@@ -4,6 +4,7 @@ What is computed lives in ``agent_pipeline.reward``; this module says when, with
 UI shows.
 """
 
+import warnings
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -70,6 +71,13 @@ def _agent_summary_md(frame: pd.DataFrame) -> str:
 
 
 def build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The two assets; ``backfill_policy`` is a beta parameter in Dagster 1.13, and we rely on it knowingly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _build_assets(partitions)
+
+
+def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=AGENT_REWARDS,
         deps=[AGENT_EVENTS],

@@ -49,7 +49,7 @@ def rows(store, sql):
 
 def test_an_approved_proposal_is_filled_and_booked(store, tmp_path):
     ex = layer(store, tmp_path)
-    report = ex.execute(run_result(full_signal(), full_signal(side="sell", venue="sim_b")), run_id="r1")
+    report = ex.execute(run_result(full_signal(), full_signal(side="sell")), run_id="r1")  # one quote snapshot
     assert report.approved == 2 and report.filled == 2 and report.denied == 0
     assert len(ex._broker.submitted) == 2
     assert rows(store, "SELECT count(*) FROM gate_decisions WHERE approved")[0][0] == 2
@@ -190,3 +190,17 @@ def test_broker_refuses_orders_without_an_approving_decision(store, tmp_path):
     for decision in (denied, other, None):
         with pytest.raises(PermissionError):
             ex._broker.submit(order, decision)
+
+
+def test_a_check_that_raises_inside_the_layer_is_a_recorded_denial(store, tmp_path, monkeypatch):
+    ex = layer(store, tmp_path)
+
+    def broken(now):
+        raise RuntimeError("breaker query failed")
+
+    monkeypatch.setattr(ex.state, "breaker_breach", broken)
+    report = ex.execute(run_result(full_signal()), run_id="r1")
+    assert report.by_reason == {"CHECK_ERROR": 1} and ex._broker.submitted == []
+    (reason,), = rows(store, "SELECT reason FROM gate_decisions")
+    assert "breaker query failed" in reason
+    assert rows(store, "SELECT count(*) FROM orders")[0][0] == 0

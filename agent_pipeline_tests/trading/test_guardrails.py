@@ -68,6 +68,13 @@ ADVERSARIAL = [
     ("spread too wide", seed_signal(spread_bps=15.5), R.SPREAD_TOO_WIDE),
     ("slippage too high", seed_signal(slippage_bps=25.0), R.SLIPPAGE_TOO_HIGH),
     ("empty order key", seed_signal(order_key=""), R.FIELD_INVALID),
+    ("confidence above 1", seed_signal(confidence=1.5), R.FIELD_OUT_OF_RANGE),
+    ("confidence nan", seed_signal(confidence=math.nan), R.FIELD_NOT_FINITE),
+    ("confidence as string", seed_signal(confidence="high"), R.FIELD_NOT_NUMBER),
+    ("negative size", seed_signal(size=-1.0), R.FIELD_NEGATIVE),
+    ("zero price", seed_signal(price=0.0), R.FIELD_OUT_OF_RANGE),
+    ("inf reference price", seed_signal(reference_price=math.inf), R.FIELD_NOT_FINITE),
+    ("empty symbol", seed_signal(symbol=""), R.FIELD_INVALID),
 ]
 
 

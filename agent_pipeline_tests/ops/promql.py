@@ -30,8 +30,25 @@ def alert_rules() -> list[dict]:
     return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r]
 
 
+def _top_level_unless(expr: str) -> int | None:
+    depth = 0
+    for m in re.finditer(r"[()\[\]{}]|\bunless\b", expr):
+        tok = m.group(0)
+        if tok in "([{":
+            depth += 1
+        elif tok in ")]}":
+            depth -= 1
+        elif depth == 0:
+            return m.start()
+    return None
+
+
 def split_threshold(expr: str) -> tuple[str, str, str]:
-    """``"<query> > 0.1"`` -> ``("<query>", ">", "0.1")``: the last comparison at parenthesis depth 0."""
+    """``"<query> > 0.1 [unless ...]"`` -> ``("<query>", ">", "0.1")``: the exceptions after a top-level
+    ``unless`` are dropped, then the split is at the last comparison at parenthesis depth 0."""
+    cut = _top_level_unless(expr)
+    if cut is not None:
+        expr = expr[:cut].strip()
     depth, last = 0, None
     i = 0
     while i < len(expr):

@@ -85,6 +85,14 @@ def test_every_metric_the_dashboard_reads_is_exported():
         assert not unknown, (where, unknown)
 
 
+def test_threshold_split():
+    from agent_pipeline_tests.ops.promql import split_threshold
+
+    assert split_threshold("sum by (a) (x{b=\"c>d\"}) / y > 0.1") == ('sum by (a) (x{b=\"c>d\"}) / y', ">", "0.1")
+    assert split_threshold("time() - max(t) > 900 unless on (agent) max by (agent) (q) == 0") == \
+        ("time() - max(t)", ">", "900")
+
+
 def test_metric_name_extraction():
     assert metric_names('sum by (le, agent) (rate(agent_latency_seconds_bucket{job="x"}[5m]))') == \
         {"agent_latency_seconds_bucket"}

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample as PromSample
 
@@ -120,7 +121,7 @@ class StoreCollector:
     def snapshot(self) -> Snapshot:
         try:
             self._last = take_snapshot(self.store, timeout_s=self.timeout_s)
-        except StoreBusy as exc:
+        except (StoreBusy, duckdb.Error) as exc:
             if self._last is None:
                 raise
             log.warning("metrics: %s; serving the snapshot of %.0f", exc, self._last.taken_at)
@@ -129,7 +130,7 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         try:
             snap = self.snapshot()
-        except StoreBusy as exc:
+        except (StoreBusy, duckdb.Error) as exc:
             log.warning("metrics: %s; no snapshot yet", exc)
             return
         yield from snap.families(self.extra() if self.extra else ())

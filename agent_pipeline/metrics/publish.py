@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import duckdb
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import basic_auth_handler, default_handler, generate_latest, push_to_gateway
 
@@ -101,7 +102,7 @@ class PushState:
 
 @dataclass
 class PushResult:
-    """Outcome of one publish. ``status``: pushed | failed | store_busy | lock_busy | stale."""
+    """Outcome of one publish. ``status``: pushed | failed | store_unavailable | lock_busy | stale."""
 
     status: str
     gateway: str
@@ -174,11 +175,11 @@ def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s
         state = PushState.read(state_path)
         try:
             snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s or cfg.store_timeout_s)
-        except (StoreBusy, OSError) as exc:
+        except (StoreBusy, OSError, duckdb.Error) as exc:
             state.skipped_busy += 1
             state.write(state_path)
             log.warning("metrics: store unreadable (%s); push skipped, the next one catches up", exc)
-            return PushResult("store_busy", gateway_url, error=str(exc), seconds=time.perf_counter() - t0, state=state)
+            return PushResult("store_unavailable", gateway_url, error=str(exc), seconds=time.perf_counter() - t0, state=state)
         if snap.taken_at < state.last_snapshot_at:  # only if the wall clock stepped back
             log.warning("metrics: snapshot older than the one already pushed; not pushing it")
             return PushResult("stale", gateway_url, snapshot_at=snap.taken_at, events=snap.events,

@@ -110,7 +110,7 @@ def test_a_busy_store_skips_the_push_and_keeps_the_previous_values(store):
     write(store, event("a", 1))
     with Gateway() as gw, store.connect():  # another process's long write holds the store lock
         result = publish(gw.url, store_timeout_s=0.2)
-    assert result.status == "store_busy" and not gw.requests
+    assert result.status == "store_unavailable" and not gw.requests
     assert read_state().skipped_busy == 1
 
 
@@ -161,3 +161,10 @@ def test_exposition_carries_push_counters(store):
     parsed = samples(exposition())
     assert value(parsed, "agent_pipeline_metrics_push_failures_total") == 1
     assert value(parsed, "agent_pipeline_metrics_pushes_total") == 0
+
+
+def test_an_unreadable_store_skips_the_push_without_raising(pipeline_home):
+    (pipeline_home / "agent_pipeline.duckdb").write_bytes(b"not a duckdb file" * 100)
+    with Gateway() as gw:
+        result = publish(gw.url)
+    assert result.status == "store_unavailable" and not gw.requests and result.error

@@ -105,7 +105,8 @@ windows AS (
 )
 SELECT a.agent, ws.win AS "window", coalesce(s.n, 0) AS n, s.mean, s.std,
        s.q[1] AS p05, s.q[2] AS p25, s.q[3] AS p50, s.q[4] AS p75, s.q[5] AS p95,
-       list_avg(list_filter(s.rs, lambda x: x <= s.q[1])) AS cvar05, s.win_rate,
+       -- interpolating between two equal lowest values can land a hair below them: never an empty tail
+       list_avg(list_filter(s.rs, lambda x: x <= greatest(s.q[1], list_min(s.rs)))) AS cvar05, s.win_rate,
        CASE WHEN s.runs > 0 THEN s.errors / s.runs END AS error_rate,
        s.mean_cost_usd, s.p95_latency_seconds,
        coalesce(s.window_start, CASE ws.win {" ".join(f"WHEN '{n}' THEN $as_of - INTERVAL {int(d.total_seconds())} SECOND"

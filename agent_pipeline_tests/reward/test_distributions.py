@@ -3,6 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from agent_pipeline.reward import RewardConfig, RewardHistoryConfig
@@ -133,3 +135,32 @@ def test_collapse_check_flags_only_the_collapsed_agent(store):
     assert finite_distributions(frame).passed
     frame.loc[0, "mean"] = float("inf")
     assert not finite_distributions(frame).passed
+
+
+@settings(max_examples=25, deadline=None)
+@given(rewards=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=2, max_size=60),
+       failed=st.lists(st.booleans(), min_size=60, max_size=60))
+def test_any_reward_sample_matches_numpy(rewards, failed):
+    import duckdb
+
+    from agent_pipeline.reward.distributions import compute_distributions
+    from agent_pipeline.reward.history import MIGRATIONS
+
+    conn = duckdb.connect()
+    conn.execute(MIGRATIONS[0])
+    rows = []
+    for i, r in enumerate(rewards):
+        is_failed = failed[i] and i > 1  # keep at least two rewards
+        rows.append((f"e{i}", "a", AS_OF - timedelta(minutes=i), None if is_failed else r, is_failed))
+    conn.executemany("""INSERT INTO agent_rewards (event_id, agent, started_at, reward, reward_source, computed_at,
+                        failed) VALUES (?, ?, ?, ?, 'recorded', now(), ?)""", rows)
+    frame = compute_distributions(conn, as_of=AS_OF, last_n_runs=1000)
+    got = frame[frame["window"] == "1d"].iloc[0]
+    values = np.array([r[3] for r in rows if r[3] is not None])
+    assert got["n"] == len(values) and got["runs"] == len(rows)
+    assert got["mean"] == pytest.approx(values.mean(), rel=1e-9, abs=1e-6)
+    assert got["std"] == pytest.approx(values.std(ddof=1), rel=1e-6, abs=1e-6)
+    for q in (5, 25, 50, 75, 95):
+        assert got[f"p{q:02d}"] == pytest.approx(np.quantile(values, q / 100), rel=1e-9, abs=1e-6)
+    assert got["cvar05"] == pytest.approx(values[values <= np.quantile(values, 0.05)].mean(), rel=1e-9, abs=1e-6)
+    assert got["win_rate"] == pytest.approx((values > 0).mean())

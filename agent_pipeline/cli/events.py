@@ -34,6 +34,8 @@ class ProgressBar:
 
 def _import(args: argparse.Namespace) -> int:
     progress = None if args.quiet else ProgressBar()
+    if progress:
+        print(f"reading and checking {args.path} ...", file=sys.stderr, flush=True)
     try:
         report = import_events(Store.at_home(), args.path, progress=progress)
     except ImportFileError as exc:

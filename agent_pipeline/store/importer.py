@@ -54,6 +54,7 @@ REASONS: dict[str, str] = {
 }
 
 BATCH_LINES = 250_000
+MAX_FILE_BYTES = 2 * 2**30  # read whole by DuckDB's read_text: one string value, kept well below its 4 GiB limit
 QUARANTINED_LINE_CHARS = 4_000
 
 
@@ -119,8 +120,13 @@ def _check_file(path: Path) -> None:
         raise ImportFileError(f"{path}: no such file")
     if not path.is_file():
         raise ImportFileError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise ImportFileError(f"{path}: the file is empty; nothing to import")
+    if size > MAX_FILE_BYTES:
+        raise ImportFileError(f"{path}: {size / 2**30:.1f} GiB is more than one import reads at once "
+                              f"({MAX_FILE_BYTES / 2**30:.0f} GiB); split it by lines (split -l 5000000) and "
+                              "import the parts in order")
 
 
 def _num(expr: str) -> str:

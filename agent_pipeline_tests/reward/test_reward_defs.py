@@ -158,11 +158,12 @@ def test_hourly_job_refreshes_today_and_passes_on_healthy_history(store):
     from agent_pipeline.defs.resources import default_resources
 
     defs = dg.Definitions.merge(rewards_defs(), dg.Definitions(resources=default_resources()))
-    today = now.strftime("%Y-%m-%d")
-    if (now - timedelta(minutes=40)).date() != now.date():
-        pytest.skip("too close to midnight UTC for a one-day partition")
-    result = defs.resolve_job_def("reward_history_hourly").execute_in_process(partition_key=today)
+    schedule = defs.resolve_schedule_def("reward_distributions_hourly_schedule")
+    request = schedule.evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=now, repository_def=defs.get_repository_def())).run_requests[0]
+    result = defs.resolve_job_def("reward_history_hourly").execute_in_process(tags=request.tags)
     assert result.success
+    assert len(read_rewards(store)) == 39
     checks = check_results(result)
     assert checks["reward_collapse"].passed and checks["newest_event_fresh"].passed
 
@@ -179,7 +180,8 @@ def test_schedules_are_on_and_ask_for_the_right_partitions():
     assert request.partition_key == "2024-05-01"
     when = datetime(2024, 5, 2, 13, 5, tzinfo=UTC)
     request = hourly.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())).run_requests[0]
-    assert request.partition_key == "2024-05-02"
+    assert request.tags["dagster/asset_partition_range_start"] == "2024-05-01"
+    assert request.tags["dagster/asset_partition_range_end"] == "2024-05-02"
 
 
 def test_every_reward_object_has_a_description():

@@ -22,7 +22,7 @@ def build_defs() -> dg.Definitions:
     hourly_job = dg.define_asset_job(
         REWARD_HISTORY_HOURLY_JOB,
         selection=dg.AssetSelection.assets(AGENT_REWARDS, REWARD_DISTRIBUTIONS),
-        description="Refresh today's agent_rewards partition, then the rolling reward_distributions (with the "
+        description="Refresh recent agent_rewards partitions, then the rolling reward_distributions (with the "
                     "blocking reward_collapse check).",
         tags={"domain": "rewards"},
     )
@@ -39,12 +39,18 @@ def build_defs() -> dg.Definitions:
     @dg.schedule(
         name="reward_distributions_hourly_schedule", job=hourly_job, cron_schedule="5 * * * *",
         execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Every hour at :05, reprice today's events and materialize reward_distributions.",
+        description="Every hour at :05, reprice yesterday's and today's events (one run) and materialize "
+                    "reward_distributions.",
     )
     def reward_distributions_hourly_schedule(context: dg.ScheduleEvaluationContext):
+        # yesterday and today in one run: the last hour and day reach across midnight before 00:15 finalizes it
         when = context.scheduled_execution_time
-        day = when.strftime("%Y-%m-%d")
-        return dg.RunRequest(run_key=f"reward_history:{when:%Y-%m-%dT%H:%M}", partition_key=day)
+        today = when.strftime("%Y-%m-%d")
+        first = max((when - timedelta(days=1)).strftime("%Y-%m-%d"), partitions.get_first_partition_key())
+        return dg.RunRequest(
+            run_key=f"reward_history:{when:%Y-%m-%dT%H:%M}",
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": today},
+        )
 
     return dg.Definitions(
         assets=assets,

@@ -221,10 +221,12 @@ WITH p AS (
                WHEN NOT valid THEN 'invalid_json'
                WHEN jtype <> 'OBJECT' THEN 'not_an_object'
                WHEN agent IS NULL THEN 'missing_agent'
-               WHEN (reward_type IS NULL OR reward_type = 'NULL') AND error IS NULL THEN 'missing_reward'
-               WHEN reward_type NOT IN ('NULL', 'BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') THEN 'non_numeric_reward'
-               WHEN reward_type <> 'NULL' AND NOT isfinite(reward_raw) THEN 'non_finite_reward'
                WHEN ts_type IS NOT NULL AND ts_type <> 'NULL' AND ts_parsed IS NULL THEN 'invalid_timestamp'
+               -- a failed run (error set) has no reward: whatever it recorded is not checked, and not kept
+               WHEN error IS NOT NULL THEN NULL
+               WHEN reward_type IS NULL OR reward_type = 'NULL' THEN 'missing_reward'
+               WHEN reward_type NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') THEN 'non_numeric_reward'
+               WHEN NOT isfinite(reward_raw) THEN 'non_finite_reward'
            END AS reason
     FROM t
 )

@@ -20,6 +20,7 @@ GOOD = [
     {"ts": 1704074400000, "agent": "watcher", "reward": None, "error": "TimeoutError: slow"},  # failed, epoch ms
     {"agent": "no_time", "reward": 1.5},  # no timestamp: stamped with the file's time
     {"event_id": "given-1", "ts": 1704078000, "agent": "arb", "reward": 2},
+    {"ts": 1704078060, "agent": "failing", "reward": "n/a", "error": {"code": 503}},  # failed: reward not checked
 ]
 BAD = [
     ("{not json", "invalid_json"),
@@ -35,6 +36,7 @@ BAD = [
     ('{"agent": "x", "reward": -Infinity}', "non_finite_reward"),
     ('{"agent": "x", "reward": 1e999}', "non_finite_reward"),
     ('{"agent": "x", "reward": 1, "ts": "yesterday-ish"}', "invalid_timestamp"),
+    ('{"agent": "x", "error": "boom", "ts": "not a time"}', "invalid_timestamp"),
 ]
 
 
@@ -56,6 +58,11 @@ def write_crafted(path):
     return good_lines, bad_lines
 
 
+def by_agent_error(rows, agent):
+    row = next(r for r in rows if r[0] == agent)
+    return row[5], row[1]
+
+
 def counts(store):
     with store.connect() as conn:
         return (conn.execute("SELECT count(*) FROM agent_events").fetchone()[0],
@@ -71,10 +78,10 @@ def test_crafted_file_quarantines_each_reason_keeps_every_good_line_and_reimport
     for reason in bad_lines.values():
         expected_reasons[reason] = expected_reasons.get(reason, 0) + 1
     assert report.quarantined == expected_reasons
-    assert report.valid == report.inserted == len(good_lines) == 7
+    assert report.valid == report.inserted == len(good_lines) == 8
     assert report.blank_lines == 1
     assert report.lines == len(good_lines) + len(bad_lines) + 1
-    assert report.stamped_with_file_time == 1 and report.failed_runs == 1
+    assert report.stamped_with_file_time == 1 and report.failed_runs == 2
 
     with store.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")
@@ -89,7 +96,8 @@ def test_crafted_file_quarantines_each_reason_keeps_every_good_line_and_reimport
         rows = conn.execute("SELECT agent, reward, started_at, latency_seconds, cost_usd, error, "
                             "CAST(output AS VARCHAR), reward_source, event_id FROM agent_events "
                             "ORDER BY started_at, agent").fetchall()
-    assert sorted(r[0] for r in rows) == ["arb", "arb", "arb", "crlf", "momentum", "no_time", "watcher"]
+    assert sorted(r[0] for r in rows) == ["arb", "arb", "arb", "crlf", "failing", "momentum", "no_time", "watcher"]
+    assert by_agent_error(rows, "failing") == ('{"code":503}', None)
     by_reward = {(r[0], r[1]): r for r in rows}
     first = by_reward[("arb", 0.25)]
     assert first[2] == datetime(2024, 1, 1, tzinfo=UTC)
@@ -109,7 +117,7 @@ def test_crafted_file_quarantines_each_reason_keeps_every_good_line_and_reimport
     before = counts(store)
     again = import_events(store, path)
     assert counts(store) == before
-    assert again.inserted == 0 and again.quarantine_added == 0 and again.already_present == 7
+    assert again.inserted == 0 and again.quarantine_added == 0 and again.already_present == 8
     assert again.quarantined == expected_reasons
 
 
@@ -165,11 +173,11 @@ def test_cli_reports_counts_with_a_progress_bar_and_fails_plainly(pipeline_home,
     write_crafted(path)
     assert cli_main(["import-events", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert "7 new" in out and "non_finite_reward" in out and "4" in out and "import_quarantine" in out
+    assert "8 new" in out and "non_finite_reward" in out and "4" in out and "import_quarantine" in out
     assert "100.0%" in err and "importing [" in err
     assert cli_main(["import-events", str(path), "--quiet"]) == 0
     out, _ = capsys.readouterr()
-    assert "0 new, 7 duplicate or already present" in out
+    assert "0 new, 8 duplicate or already present" in out
     assert cli_main(["import-events", str(tmp_path / "missing.jsonl")]) == 2
     _, err = capsys.readouterr()
     assert "no such file" in err

@@ -42,9 +42,23 @@ def _import(args: argparse.Namespace) -> int:
         print(f"agent-pipeline import-events: {exc}", file=sys.stderr)
         return 2
     print(report)
+    _warn_before_history_start(report)
     if report.quarantined_total:
         print("  see: SELECT * FROM import_quarantine WHERE file = '" + report.path.replace("'", "''") + "'")
     return 0
+
+
+def _warn_before_history_start(report) -> None:
+    """Events older than the first agent_rewards partition cannot be backfilled until history_start moves."""
+    from agent_pipeline.reward import RewardConfig
+
+    if report.first_started_at is None:
+        return
+    start = RewardConfig.load().history.history_start
+    first_day = report.first_started_at.strftime("%Y-%m-%d")
+    if first_day < start:
+        print(f"  note: events from {first_day} precede the first agent_rewards partition ({start}); to backfill "
+              f"them set history_start = \"{first_day}\" under [reward.history] in config.toml")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -175,6 +175,7 @@ def test_cli_reports_counts_with_a_progress_bar_and_fails_plainly(pipeline_home,
     out, err = capsys.readouterr()
     assert "8 new" in out and "non_finite_reward" in out and "4" in out and "import_quarantine" in out
     assert "100.0%" in err and "importing [" in err
+    assert "set history_start = \"2023-" not in out  # the crafted file starts in 2024 (and the mtime is now)
     assert cli_main(["import-events", str(path), "--quiet"]) == 0
     out, _ = capsys.readouterr()
     assert "0 new, 8 duplicate or already present" in out
@@ -182,3 +183,11 @@ def test_cli_reports_counts_with_a_progress_bar_and_fails_plainly(pipeline_home,
     _, err = capsys.readouterr()
     assert "no such file" in err
     assert Store.at_home(pipeline_home).path.exists()
+
+
+def test_cli_says_how_to_reach_history_before_the_first_partition(pipeline_home, tmp_path, capsys):
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"agent": "a", "reward": 1.0, "ts": "2022-03-04T05:06:07Z"}) + "\n")
+    assert cli_main(["import-events", str(path), "--quiet"]) == 0
+    out, _ = capsys.readouterr()
+    assert 'history_start = "2022-03-04"' in out

@@ -19,6 +19,7 @@
     default_max_capital_per_strategy = 50000.0
     max_capital_per_strategy = { cross_venue_arb = 25000.0 }
     history_window = 500               # rewards per agent read per decision
+    history_days = 30                  # ... from at most this far back
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from agent_pipeline.allocation.policies import DEFAULT_POLICY, BaseAllocator, ma
 from agent_pipeline.settings import ConfigError, config_section, strict_fields
 
 _INTS = ("seed", "total_budget_runs", "period_minutes", "watcher_min_runs", "execution_sensitive_max_runs",
-         "min_samples", "history_window")
+         "min_samples", "history_window", "history_days")
 _FLOATS = ("total_capital_usd", "kelly_fraction", "max_capital_per_agent", "default_max_capital_per_strategy")
 
 
@@ -56,6 +57,7 @@ class AllocationConfig:
     default_max_capital_per_strategy: float | None = 50_000.0
     max_capital_per_strategy: dict[str, float] = field(default_factory=dict)
     history_window: int = 500
+    history_days: int = 30
 
     def __post_init__(self) -> None:
         if self.watcher_max_runs is not None and (
@@ -67,7 +69,7 @@ class AllocationConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"[allocation].{name} must be a non-negative integer, got {value!r}")
-        for name in ("period_minutes", "history_window", "min_samples"):
+        for name in ("period_minutes", "history_window", "history_days", "min_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"[allocation].{name} must be at least 1, got {getattr(self, name)!r}")
         p = self.period_minutes

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agent_pipeline.allocation.result import Allocation
@@ -59,11 +59,12 @@ def reward_source(conn) -> str | None:
     return None
 
 
-def read_recent_rewards(conn, agents: Sequence[str], window: int, until: datetime) -> tuple[list[tuple[str, float]],
-                                                                                            str | None]:
-    """Each agent's last ``window`` finite rewards started at or before ``until``, oldest first.
+def read_recent_rewards(conn, agents: Sequence[str], window: int, until: datetime,
+                        since: datetime | None = None) -> tuple[list[tuple[str, float]], str | None]:
+    """Each agent's last ``window`` finite rewards started in ``[since, until]``, oldest first.
 
-    Failed runs (NULL reward, or an error in agent_events) are not rewards and are left out.
+    Failed runs (NULL reward, or an error in agent_events) are not rewards and are left out. ``since`` bounds the
+    scan (DuckDB skips row groups by their started_at range), so a decision never reads the whole history.
     """
     source = reward_source(conn)
     if source is None or not agents:
@@ -74,11 +75,11 @@ def read_recent_rewards(conn, agents: Sequence[str], window: int, until: datetim
         f"""
         SELECT agent, reward FROM {source}
         WHERE reward IS NOT NULL AND isfinite(reward){failed}
-          AND agent IN ({placeholders}) AND started_at <= ?
+          AND agent IN ({placeholders}) AND started_at <= ? AND started_at >= ?
         QUALIFY row_number() OVER (PARTITION BY agent ORDER BY started_at DESC, event_id DESC) <= ?
         ORDER BY started_at, event_id
         """,
-        [*agents, until, window],
+        [*agents, until, since if since is not None else datetime(1970, 1, 1, tzinfo=UTC), window],
     ).fetchall()
     return [(str(a), float(r)) for a, r in rows], source
 

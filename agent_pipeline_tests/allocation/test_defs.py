@@ -173,3 +173,16 @@ def test_asset_on_an_empty_home_explores_every_agent(store):
     assert meta["reward_source"].value == "none yet" and meta["rewards_observed"].value == 0
     quotas = dict(_rows(store, "SELECT agent, quota FROM allocator_quotas"))
     assert all(q >= 1 for q in quotas.values()) and sum(quotas.values()) == 60
+
+
+def test_asset_reads_no_further_back_than_history_days(store, pipeline_home):
+    (pipeline_home / "config.toml").write_text("[allocation]\nhistory_days = 2\n")
+    with store.connect() as conn:
+        conn.execute("CREATE TABLE agent_rewards (event_id VARCHAR, agent VARCHAR, strategy VARCHAR, kind VARCHAR, "
+                     "started_at TIMESTAMPTZ, reward DOUBLE)")
+        now = datetime.now(UTC)
+        conn.executemany("INSERT INTO agent_rewards VALUES (?, 'momentum', NULL, NULL, ?, 1.0)",
+                         [(f"old{i}", now - timedelta(days=3, seconds=i)) for i in range(5)] +
+                         [(f"new{i}", now - timedelta(hours=1, seconds=i)) for i in range(3)])
+    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()})
+    assert result.asset_materializations_for_node("allocator_quotas")[0].metadata["rewards_observed"].value == 3

@@ -1,6 +1,6 @@
 """The ``allocator_quotas`` asset and its hourly schedule: decide each period's quotas and capital."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -61,7 +61,8 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
     if st.path.exists():  # no store file yet: no rewards, every agent is explored
         with st.connect(read_only=True, timeout_s=store.lock_timeout_s) as conn:
             conn.execute("SET TimeZone = 'UTC'")
-            pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window, decided_at)
+            pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window, decided_at,
+                                                since=decided_at - timedelta(days=cfg.history_days))
     allocation, record = decide(cfg, agents, pairs, period_start)
     record["inputs"]["source"] = source
     record["inputs"]["until"] = decided_at.isoformat()

@@ -10,8 +10,9 @@ agents still under their caps (``constraints.fill``), and finally size capital f
   starving close seconds (the seed's round-robin made quotas near-uniform).
 - ``thompson``: Gaussian Thompson sampling with discounting (every observation of any agent ages all memories by
   ``discount``, so an agent that stops running grows uncertain and is re-explored), winsorized moments, one
-  posterior draw per agent per slot; ``posterior_scale`` < 1 narrows the posteriors (less exploration within a
-  50-slot batch; tuned with ``benchmarks/allocator_regret.py``).
+  posterior draw per agent per slot, each slot already given this period counting as a fantasized observation
+  at the posterior mean; ``posterior_scale`` < 1 narrows the posteriors (less exploration within a batch;
+  tuned with ``benchmarks/allocator_regret.py``).
 - ``glr_thompson`` (default): ``thompson`` plus a GLR change detector per agent that forgets everything before a
   detected change in the agent's mean; abrupt shifts are followed within a few runs instead of a memory length.
 - ``glr_ucb``: ``ucb`` with discounting and the same change detector.
@@ -206,8 +207,9 @@ class ThompsonAllocator(BaseAllocator):
     def discount(self) -> float:
         return self.gamma
 
-    def posterior(self, stats: dict[str, Summary], scale: float) -> dict[str, tuple[float, float]]:
-        """Per agent ``(mean, std)`` of the posterior over its mean reward (normal, shrunk to the pooled spread)."""
+    def posterior(self, stats: dict[str, Summary], scale: float) -> dict[str, tuple[float, float, float]]:
+        """Per agent ``(mean, noise variance, effective count)`` of the normal posterior over its mean reward,
+        shrunk towards the pooled mean and spread by ``prior_strength`` pseudo-observations."""
         seen = [s for s in stats.values() if s.n > 0]
         prior_mean = float(np.mean([s.mean for s in seen])) if seen else 0.0
         k = self.prior_strength
@@ -216,28 +218,33 @@ class ThompsonAllocator(BaseAllocator):
             n = s.n_eff
             mean = (n * s.mean + k * prior_mean) / (n + k)
             var = (n * s.std ** 2 + k * scale ** 2) / (n + k) if n > 0 else scale ** 2
-            out[a] = (mean, self.posterior_scale * math.sqrt(max(var, 1e-18) / (n + k)))
+            out[a] = (mean, max(var, 1e-18), n + k)
         return out
 
     def _plan(self, bounds, stats, scale):
+        """One draw per agent per slot. A slot already given to an agent this period counts as one more
+        observation at its posterior mean, so its later draws narrow (batched Thompson sampling with fantasized
+        outcomes): the period's runs concentrate on agents that are likely best, not merely uncertain."""
         post = self.posterior(stats, scale)
         agents = list(bounds.agents)
         slots = max(bounds.budget - sum(bounds.lo.values()), 0)
         mu = np.array([post[a][0] for a in agents])
-        sd = np.array([post[a][1] for a in agents])
-        draws = mu + sd * self._rng.standard_normal((slots, len(agents))) if slots else np.empty((0, len(agents)))
+        var = np.array([post[a][1] for a in agents])
+        n = np.array([post[a][2] for a in agents])
+        z = self._rng.standard_normal((slots, len(agents))) if slots else np.empty((0, len(agents)))
         index = {a: i for i, a in enumerate(agents)}
-        used: list[int] = []
+        rows: list[np.ndarray] = []
 
         def pick(slot, open_agents, quotas):
-            row = draws[slot]
-            used.append(slot)
+            q = np.fromiter((quotas[a] for a in agents), float, len(agents))
+            row = mu + self.posterior_scale * np.sqrt(var / (n + q)) * z[slot]
+            rows.append(row)
             return max(open_agents, key=lambda a: row[index[a]])
 
         def samples() -> dict[str, list[float]]:
-            """Per agent, its draw in each slot the fill actually asked about (the record's ``samples``)."""
-            rows = draws[used] if used else np.empty((0, len(agents)))
-            return {a: rows[:, i].tolist() for i, a in enumerate(agents)}
+            """Per agent, its draw in each slot the fill asked about (the decision record's ``samples``)."""
+            table = np.array(rows) if rows else np.empty((0, len(agents)))
+            return {a: table[:, i].tolist() for i, a in enumerate(agents)}
 
         return {a: post[a][0] for a in agents}, pick, samples
 

@@ -122,9 +122,10 @@ def policy_factories(include_mabwiser: bool) -> list[tuple[str, Callable[[int], 
         ("ucb (fixed seed)", lambda s: OursAdapter("ucb (fixed seed)", "ucb", s)),
         ("thompson", lambda s: OursAdapter("thompson", "thompson", s)),
         ("glr_thompson", lambda s: OursAdapter("glr_thompson", "glr_thompson", s)),
-        # the same discount as our Thompson policies, without winsorizing, posterior scaling or change detection
+        # the same discount as our Thompson policies, without winsorizing, posterior scaling, fantasized slots or
+        # change detection
         ("plain discounted Gaussian TS", lambda s: OursAdapter("plain discounted Gaussian TS", "thompson", s,
-                                                               tail=0.0, posterior_scale=1.0)),
+                                                               tail=0.0, posterior_scale=1.0, fantasize=False)),
     ]
     if include_mabwiser:
         for label, factory, per_slot, binarize in mabwiser_policies():

@@ -11,7 +11,7 @@ agents still under their caps (``constraints.fill``), and finally size capital f
 - ``thompson``: Gaussian Thompson sampling with discounting (every observation of any agent ages all memories by
   ``discount``, so an agent that stops running grows uncertain and is re-explored), winsorized moments, one
   posterior draw per agent per slot, each slot already given this period counting as a fantasized observation
-  at the posterior mean; ``posterior_scale`` < 1 narrows the posteriors (less exploration within a batch;
+  at the posterior mean (``fantasize``); ``posterior_scale`` < 1 narrows the posteriors (less exploration within a batch;
   tuned with ``benchmarks/allocator_regret.py``).
 - ``glr_thompson`` (default): ``thompson`` plus a GLR change detector per agent that forgets everything before a
   detected change in the agent's mean; abrupt shifts are followed within a few runs instead of a memory length.
@@ -194,15 +194,18 @@ class ThompsonAllocator(BaseAllocator):
     randomised = True
 
     def __init__(self, discount: float = 0.9985, window: int = 2000, prior_strength: float = 1.0,
-                 tail: float = 0.05, posterior_scale: float = 0.75, seed: int | None = None):
+                 tail: float = 0.05, posterior_scale: float = 0.75, fantasize: bool = True, seed: int | None = None):
         super().__init__(window=window, tail=tail, seed=seed)
+        if not isinstance(fantasize, bool):
+            raise ValueError(f"fantasize must be true or false, got {fantasize!r}")
+        self.fantasize = fantasize
         self.gamma = _number("discount", discount, 0.0, 1.0, lo_open=True)
         self.prior_strength = _number("prior_strength", prior_strength, 0.0, 1e6, lo_open=True)
         self.posterior_scale = _number("posterior_scale", posterior_scale, 0.0, 100.0, lo_open=True)
 
     def params(self):
         return {**super().params(), "discount": self.gamma, "prior_strength": self.prior_strength,
-                "posterior_scale": self.posterior_scale}
+                "posterior_scale": self.posterior_scale, "fantasize": self.fantasize}
 
     def discount(self) -> float:
         return self.gamma
@@ -236,7 +239,7 @@ class ThompsonAllocator(BaseAllocator):
         rows: list[np.ndarray] = []
 
         def pick(slot, open_agents, quotas):
-            q = np.fromiter((quotas[a] for a in agents), float, len(agents))
+            q = np.fromiter((quotas[a] for a in agents), float, len(agents)) if self.fantasize else 0.0
             row = mu + self.posterior_scale * np.sqrt(var / (n + q)) * z[slot]
             rows.append(row)
             return max(open_agents, key=lambda a: row[index[a]])
@@ -285,10 +288,10 @@ class GLRThompsonAllocator(_ChangeDetection, ThompsonAllocator):
     name = "glr_thompson"
 
     def __init__(self, discount: float = 0.9985, window: int = 2000, prior_strength: float = 1.0,
-                 tail: float = 0.05, posterior_scale: float = 0.75, delta: float = 0.01, min_segment: int = 8,
-                 seed: int | None = None):
+                 tail: float = 0.05, posterior_scale: float = 0.75, fantasize: bool = True, delta: float = 0.01,
+                 min_segment: int = 8, seed: int | None = None):
         super().__init__(discount=discount, window=window, prior_strength=prior_strength, tail=tail,
-                         posterior_scale=posterior_scale, seed=seed)
+                         posterior_scale=posterior_scale, fantasize=fantasize, seed=seed)
         self._init_detector(delta, min_segment)
 
     def params(self):

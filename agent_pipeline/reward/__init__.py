@@ -4,4 +4,5 @@ from agent_pipeline.reward.capital import capital_weighted_reward, profit_pct_of
 from agent_pipeline.reward.config import RewardConfig, RewardHistoryConfig, RiskBudget
 from agent_pipeline.reward.scoring import score_output
 
-__all__ = ["RewardConfig", "RewardHistoryConfig", "RiskBudget", "capital_weighted_reward", "profit_pct_of", "score_output"]
+__all__ = ["RewardConfig", "RewardHistoryConfig", "RiskBudget", "capital_weighted_reward", "profit_pct_of",
+           "score_output"]

@@ -43,13 +43,18 @@ def window_names(last_n_runs: int) -> list[str]:
     return [name for name, _ in TIME_WINDOWS] + [last_runs_window(last_n_runs)]
 
 
+def _window_starts() -> str:
+    return " ".join(f"WHEN '{n}' THEN $as_of - INTERVAL {int(d.total_seconds())} SECOND" for n, d in TIME_WINDOWS)
+
+
 def distributions_sql(last_n_runs: int) -> str:
     """The query; parameters: as_of (TIMESTAMPTZ), repeated where marked ``$as_of``."""
     if isinstance(last_n_runs, bool) or not isinstance(last_n_runs, int) or last_n_runs < 1:
         raise ValueError(f"last_n_runs must be a positive integer, got {last_n_runs!r}")
     cols = "agent, started_at, CASE WHEN isfinite(reward) THEN reward END AS r, failed, cost_usd, latency_seconds"
     time_parts = "\n    UNION ALL\n".join(
-        f"""    SELECT '{name}' AS win, $as_of - INTERVAL {int(span.total_seconds())} SECOND AS w_start, $as_of AS w_end,
+        f"""    SELECT '{name}' AS win, $as_of - INTERVAL {int(span.total_seconds())} SECOND AS w_start,
+           $as_of AS w_end,
            {cols}
     FROM agent_rewards WHERE started_at <= $as_of
                          AND started_at > $as_of - INTERVAL {int(span.total_seconds())} SECOND"""
@@ -109,8 +114,7 @@ SELECT a.agent, ws.win AS "window", coalesce(s.n, 0) AS n, s.mean, s.std,
        list_avg(list_filter(s.rs, lambda x: x <= greatest(s.q[1], list_min(s.rs)))) AS cvar05, s.win_rate,
        CASE WHEN s.runs > 0 THEN s.errors / s.runs END AS error_rate,
        s.mean_cost_usd, s.p95_latency_seconds,
-       coalesce(s.window_start, CASE ws.win {" ".join(f"WHEN '{n}' THEN $as_of - INTERVAL {int(d.total_seconds())} SECOND"
-                                                      for n, d in TIME_WINDOWS)} END) AS window_start,
+       coalesce(s.window_start, CASE ws.win {_window_starts()} END) AS window_start,
        coalesce(s.window_end, CASE WHEN ws.win IN ({", ".join(f"'{n}'" for n, _ in TIME_WINDOWS)}) THEN $as_of END)
            AS window_end,
        $computed_at AS computed_at,

@@ -91,7 +91,8 @@ class ImportReport:
     def __str__(self) -> str:
         out = [
             f"imported {self.path}: {self.lines:,} lines in {self.seconds:.2f} s",
-            f"  valid events:        {self.valid:,} ({self.inserted:,} new, {self.already_present:,} duplicate or already present)",
+            f"  valid events:        {self.valid:,} ({self.inserted:,} new, {self.already_present:,} duplicate or "
+            "already present)",
             f"  quarantined lines:   {self.quarantined_total:,} ({self.quarantine_added:,} newly recorded in "
             "import_quarantine)",
         ]

@@ -172,14 +172,18 @@ def test_schedules_are_on_and_ask_for_the_right_partitions():
     from agent_pipeline.defs.resources import default_resources
 
     defs = dg.Definitions.merge(rewards_defs(), dg.Definitions(resources=default_resources()))
+
+    def context(when):
+        return dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
+
     daily = defs.resolve_schedule_def("agent_rewards_daily_schedule")
     hourly = defs.resolve_schedule_def("reward_distributions_hourly_schedule")
     assert daily.default_status == hourly.default_status == dg.DefaultScheduleStatus.RUNNING
     when = datetime(2024, 5, 2, 0, 15, tzinfo=UTC)
-    request = daily.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())).run_requests[0]
+    request = daily.evaluate_tick(context(when)).run_requests[0]
     assert request.partition_key == "2024-05-01"
     when = datetime(2024, 5, 2, 13, 5, tzinfo=UTC)
-    request = hourly.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())).run_requests[0]
+    request = hourly.evaluate_tick(context(when)).run_requests[0]
     assert request.tags["dagster/asset_partition_range_start"] == "2024-05-01"
     assert request.tags["dagster/asset_partition_range_end"] == "2024-05-02"
 

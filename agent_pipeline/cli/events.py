@@ -43,6 +43,7 @@ def _import(args: argparse.Namespace) -> int:
         return 2
     print(report)
     _warn_before_history_start(report)
+    _report_to_dagster(report)
     if report.quarantined_total:
         print("  see: SELECT * FROM import_quarantine WHERE file = '" + report.path.replace("'", "''") + "'")
     return 0
@@ -59,6 +60,26 @@ def _warn_before_history_start(report) -> None:
     if first_day < start:
         print(f"  note: events from {first_day} precede the first agent_rewards partition ({start}); to backfill "
               f"them set history_start = \"{first_day}\" under [reward.history] in config.toml")
+
+
+def _report_to_dagster(report) -> None:
+    """Record the import as a materialization of agent_events in the Dagster instance at $DAGSTER_HOME, if any,
+    so the asset's history in the UI shows it. Best effort: the import itself has already succeeded."""
+    import os
+
+    if not os.environ.get("DAGSTER_HOME") or report.inserted == 0:
+        return
+    try:
+        import dagster as dg
+
+        with dg.DagsterInstance.get() as instance:
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key="agent_events", description=f"agent-pipeline import-events {report.path}",
+                metadata={"file": report.path, "inserted": report.inserted, "already_present": report.already_present,
+                          "quarantined": report.quarantined_total, "lines": report.lines}))
+        print("  recorded as a materialization of agent_events in the Dagster instance")
+    except Exception as exc:  # noqa: BLE001 - never fail an import that is already committed
+        print(f"  note: could not record the import in the Dagster instance: {exc}", file=sys.stderr)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

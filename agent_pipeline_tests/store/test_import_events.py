@@ -191,3 +191,18 @@ def test_cli_says_how_to_reach_history_before_the_first_partition(pipeline_home,
     assert cli_main(["import-events", str(path), "--quiet"]) == 0
     out, _ = capsys.readouterr()
     assert 'history_start = "2022-03-04"' in out
+
+
+def test_cli_records_the_import_as_an_agent_events_materialization(pipeline_home, tmp_path, monkeypatch, capsys):
+    import dagster as dg
+
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    path = tmp_path / "events.jsonl"
+    write_crafted(path)
+    assert cli_main(["import-events", str(path), "--quiet"]) == 0
+    assert "recorded as a materialization" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("agent_events"))
+    assert event.asset_materialization.metadata["inserted"].value == 8

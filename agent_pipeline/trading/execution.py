@@ -161,6 +161,9 @@ class ExecutionLayer:
                     signal["size"] = sized / float(item["price"])
         return signal
 
+    def _denial(self, code: Reason, message: str, field_name: str | None, signal: dict[str, Any]) -> Decision:
+        return Decision(False, code, message, self._clock(), self.kill.status().state.value, field_name, signal)
+
     def _one(self, conn, report: ExecutionReport, index: int, item: Mapping[str, Any], agent: str, strategy: str,
              event_id: str, run_id: str, capital: float | None, strategy_hash: str | None,
              tokens: list[str]) -> None:
@@ -169,18 +172,13 @@ class ExecutionLayer:
             signal = self._signal(item, key, agent, strategy, capital, strategy_hash, tokens)
         except Exception as exc:  # building the signal failed: recorded as a denial, never a pass
             signal = {"order_key": key, "agent": agent, "strategy": strategy, "item": repr(item)[:500]}
-            decision = Decision(False, Reason.CHECK_ERROR, f"could not build the signal: {type(exc).__name__}: "
-                                f"{exc}", self._clock(), self.kill.status().state.value, None, signal)
+            decision = self._denial(Reason.CHECK_ERROR, f"could not build the signal: {type(exc).__name__}: {exc}",
+                                    None, signal)
         else:
-            decision = None
-        if decision is not None:
-            pass
-        elif not _finite_positive(capital):
-            status = self.kill.status()
-            decision = Decision(False, Reason.NO_CAPITAL, f"agent {agent} has no capital ({capital!r}) from the "
-                                f"allocator", self._clock(), status.state.value, "capital_usd", signal)
-        else:
-            decision = self.guardrails.check(signal)
+            decision = self.guardrails.check(signal)  # the kill switch and bad input outrank a missing capital
+            if decision.ok and not _finite_positive(capital):
+                decision = self._denial(Reason.NO_CAPITAL, f"agent {agent} has no capital ({capital!r}) from the "
+                                        "allocator", "capital_usd", signal)
         decision_id = ledger.record_decision(conn, decision, run_id=run_id, event_id=event_id, agent=agent,
                                              strategy=strategy)
         report.by_reason[decision.code.value] += 1

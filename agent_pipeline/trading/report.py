@@ -50,7 +50,8 @@ class SafetySnapshot:
             "audit": "| at | action | change | by | reason |\n|---|---|---|---|---|\n" + (audit or "| | | | | |"),
             "denials_by_reason": "| reason code | denials (24 h) |\n|---|---|\n" + (denials or "| none | 0 |"),
             "recent_denials": "| at | agent | code | reason |\n|---|---|---|---|\n" + (recent or "| | | | |"),
-            "approvals": "| agent | approver | strategy hash | expires |\n|---|---|---|---|\n" + (approvals or "| | | | |"),
+            "approvals": "| agent | approver | strategy hash | expires |\n|---|---|---|---|\n"
+                         + (approvals or "| | | | |"),
         }
 
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from agent_pipeline.defs.agents.ops import AGENT_EVENTS
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.defs.rewards.resources import RewardConfigResource
 from agent_pipeline.reward import RewardConfig, checks
@@ -18,6 +17,7 @@ from agent_pipeline.reward.chart import boxplot_png, markdown_image
 from agent_pipeline.reward.distributions import refresh_distributions, window_names
 from agent_pipeline.reward.history import fetch_df, recompute_window
 
+AGENT_EVENTS = dg.AssetKey("agent_events")  # the events domain's root asset (docs/CONTRIBUTING.md)
 AGENT_REWARDS = dg.AssetKey("agent_rewards")
 REWARD_DISTRIBUTIONS = dg.AssetKey("reward_distributions")
 GROUP = "rewards"

@@ -23,10 +23,18 @@ PUSHGATEWAY_BIN="${PUSHGATEWAY_BIN:-prometheus-pushgateway}"
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+http_ok() {  # curl when installed, else the Python standard library
+  if command -v curl >/dev/null; then
+    curl -fsS -o /dev/null "$1" 2>/dev/null
+  else
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2>/dev/null
+  fi
+}
+
 wait_ready() {  # url name pidfile
   for _ in $(seq 1 200); do
     if ! pid_alive "$3"; then echo "$2 exited; see $STATE_DIR/$2.log" >&2; tail -n 20 "$STATE_DIR/$2.log" >&2; return 1; fi
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    if http_ok "$1"; then return 0; fi
     sleep 0.1
   done
   echo "$2 not ready at $1 after 20 s" >&2
@@ -34,7 +42,7 @@ wait_ready() {  # url name pidfile
 }
 
 start() {
-  for bin in "$PROMETHEUS_BIN" "$PUSHGATEWAY_BIN" curl; do
+  for bin in "$PROMETHEUS_BIN" "$PUSHGATEWAY_BIN"; do
     command -v "$bin" >/dev/null || { echo "$bin not found; run ops/install-system-deps.sh" >&2; exit 1; }
   done
   mkdir -p "$STATE_DIR/prometheus-data"

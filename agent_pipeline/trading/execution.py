@@ -11,7 +11,7 @@ For each output item that proposes a trade (it carries ``side`` or any of the se
 4. if approved, send it to the paper broker and record the order, its fills, the position and the realised PnL
    (which feeds the daily loss budget).
 
-The order key is a hash of (event id, item index, symbol, side, venues): an op retry or a run re-executed from
+The order key is a hash of (agent, event id, item index, symbol, side, venues): an op retry or a run re-executed from
 failure sees the same agent event and so the same keys, and ``orders.order_key`` is unique, so nothing is placed
 twice. One batch is one DuckDB transaction inside the kill switch's ``guard()``: a trip waits for the batch to
 commit, and every order checked after the trip sees HALTED.
@@ -45,8 +45,9 @@ def is_trade_proposal(item: Any) -> bool:
     return isinstance(item, Mapping) and ("side" in item or any(k in item for k in SEED_KEYS))
 
 
-def order_key(event_id: str, index: int, item: Mapping[str, Any]) -> str:
-    parts = [str(event_id), str(index)] + [str(item.get(k, "")) for k in ("symbol", "side", "venue", "sell_venue")]
+def order_key(agent: str, event_id: str, index: int, item: Mapping[str, Any]) -> str:
+    parts = [agent, str(event_id), str(index)] + [str(item.get(k, "")) for k in ("symbol", "side", "venue",
+                                                                                  "sell_venue")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
@@ -167,7 +168,7 @@ class ExecutionLayer:
     def _one(self, conn, report: ExecutionReport, index: int, item: Mapping[str, Any], agent: str, strategy: str,
              event_id: str, run_id: str, capital: float | None, strategy_hash: str | None,
              tokens: list[str]) -> None:
-        key = order_key(event_id, index, item)
+        key = order_key(agent, event_id, index, item)
         try:
             signal = self._signal(item, key, agent, strategy, capital, strategy_hash, tokens)
         except Exception as exc:  # building the signal failed: recorded as a denial, never a pass

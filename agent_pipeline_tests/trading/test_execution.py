@@ -204,3 +204,24 @@ def test_a_check_that_raises_inside_the_layer_is_a_recorded_denial(store, tmp_pa
     (reason,), = rows(store, "SELECT reason FROM gate_decisions")
     assert "breaker query failed" in reason
     assert rows(store, "SELECT count(*) FROM orders")[0][0] == 0
+
+
+def test_reducing_through_the_layer_uses_stored_positions(store, tmp_path):
+    ex = layer(store, tmp_path)
+    assert ex.execute(run_result(full_signal(notional_usd=2_000.0), event_id="open"), run_id="r").filled == 1
+    KillSwitch(tmp_path / "ks.json").reduce("de-risk", by="test")
+    more = ex.execute(run_result(full_signal(notional_usd=500.0), event_id="more"), run_id="r")
+    assert more.by_reason == {"KILL_SWITCH_REDUCING": 1}
+    less = ex.execute(run_result(full_signal(side="sell", notional_usd=500.0), event_id="less"), run_id="r")
+    assert less.filled == 1, less.denials
+    (qty,), = rows(store, "SELECT qty FROM positions")
+    assert qty > 0
+
+
+def test_leverage_through_the_layer_counts_stored_exposure(store, tmp_path):
+    ex = layer(store, tmp_path, guardrails=GuardrailConfig(max_leverage=0.3),
+               execution=ExecutionConfig(default_capital_usd=10_000.0, max_order_fraction=0.2))
+    first = ex.execute(run_result(full_signal(notional_usd=2_000.0), event_id="a"), run_id="r")
+    assert first.filled == 1
+    second = ex.execute(run_result(full_signal(notional_usd=2_000.0), event_id="b"), run_id="r")
+    assert second.by_reason == {"LEVERAGE_LIMIT": 1}  # 2,000 held + 2,000 more on 10,000 > 0.3x

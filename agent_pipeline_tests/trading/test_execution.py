@@ -221,7 +221,10 @@ def test_reducing_through_the_layer_uses_stored_positions(store, tmp_path):
 def test_leverage_through_the_layer_counts_stored_exposure(store, tmp_path):
     ex = layer(store, tmp_path, guardrails=GuardrailConfig(max_leverage=0.3),
                execution=ExecutionConfig(default_capital_usd=10_000.0, max_order_fraction=0.2))
-    first = ex.execute(run_result(full_signal(notional_usd=2_000.0), event_id="a"), run_id="r")
+    quote = next(q for q in SimulatedMarket(fault_rate=0.0).quotes(datetime.now(UTC))
+                 if q.venue == "sim_a" and q.symbol == "BTC-USD")
+    at_market = dict(price=quote.ask, reference_price=quote.mid, notional_usd=2_000.0)
+    first = ex.execute(run_result(full_signal(**at_market), event_id="a"), run_id="r")
     assert first.filled == 1
-    second = ex.execute(run_result(full_signal(notional_usd=2_000.0), event_id="b"), run_id="r")
+    second = ex.execute(run_result(full_signal(**at_market), event_id="b"), run_id="r")
     assert second.by_reason == {"LEVERAGE_LIMIT": 1}  # 2,000 held + 2,000 more on 10,000 > 0.3x

@@ -15,6 +15,7 @@ import argparse
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +62,14 @@ def layer_case(orders: int) -> tuple[float, float, float]:
         layer = ExecutionLayer(Store(Path(tmp) / "db.duckdb"), SimulatedMarket(fault_rate=0.0),
                                guardrails=GuardrailConfig(max_daily_loss_usd=1e12),
                                kill_switch=KillSwitch(Path(tmp) / "ks.json"))
+        market = SimulatedMarket(fault_rate=0.0)
         samples = []
         for i in range(orders):
             item = {k: v for k, v in SIGNAL.items() if k not in ("strategy", "capital_usd")}
             item["side"] = "buy" if i % 2 else "sell"
+            quote = next(q for q in market.quotes(datetime.now(UTC)) if q.venue == "sim_a" and q.symbol == "BTC-USD")
+            item["price"] = quote.ask if item["side"] == "buy" else quote.bid  # prices are limits for the broker
+            item["reference_price"] = quote.mid
             t0 = time.perf_counter()
             report = layer.execute({"agent": "bench", "event_id": f"e{i}", "output": [item]}, run_id="bench")
             samples.append(time.perf_counter() - t0)

@@ -8,7 +8,9 @@ Fill model: a buy pays the venue's ask, a sell receives its bid, each moved agai
 notional (``market.fee_bps(venue)`` when the source knows it, else ``default_fee_bps``). Quotes are read once
 per batch before the execution layer takes any lock (``prefetch``), so a slow source never holds the store. A
 paired arbitrage order (``sell_venue`` set) fills two legs: buy on ``venue``, sell the same size on
-``sell_venue``. A missing or unusable quote rejects the order; nothing is filled partly.
+``sell_venue`` (at ``sell_price``). The order's prices are limits: a leg that would fill worse than its price by
+more than ``max_fill_deviation_bps`` (a stale or wrong price from the agent) rejects the whole order, as does a
+missing or unusable quote; nothing is filled partly.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class OrderIntent:
     price: float
     notional_usd: float
     sell_venue: str | None = None
+    sell_price: float | None = None
     capital_usd: float | None = None
     paper: bool = True
 
@@ -79,11 +82,12 @@ class PaperBroker:
     def submit(self, order: OrderIntent, decision) -> BrokerResult:
         if not getattr(decision, "ok", False) or decision.inputs.get("order_key") != order.order_key:
             raise PermissionError(f"order {order.order_key}: the broker takes only orders the gate approved")
-        legs = [(order.side, order.venue)]
+        legs = [(order.side, order.venue, order.price)]
         if order.sell_venue:
-            if order.side != "buy":
-                return BrokerResult("rejected", reject_reason="a paired order buys on venue and sells on sell_venue")
-            legs.append(("sell", order.sell_venue))
+            if order.side != "buy" or order.sell_price is None:
+                return BrokerResult("rejected", reject_reason="a paired order buys on venue and sells on sell_venue "
+                                                              "at sell_price")
+            legs.append(("sell", order.sell_venue, order.sell_price))
         if self._quote_error is not None:
             return BrokerResult("rejected", reject_reason=self._quote_error)
         if self._quotes is not None:
@@ -94,7 +98,8 @@ class PaperBroker:
             except Exception as exc:  # outage: nothing fills
                 return BrokerResult("rejected", reject_reason=f"no market data: {type(exc).__name__}: {exc}")
         fills = []
-        for leg, (side, venue) in enumerate(legs):
+        tolerance = self.cfg.max_fill_deviation_bps / 10_000.0
+        for leg, (side, venue, limit) in enumerate(legs):
             quote = _find(quotes, venue, order.symbol)
             if quote is None or not quote.valid:
                 return BrokerResult("rejected", reject_reason=f"no valid quote for {order.symbol} on {venue}")
@@ -105,6 +110,10 @@ class PaperBroker:
             fee = price * order.size * fee_bps / 10_000.0
             if not all(math.isfinite(x) for x in (price, fee, slip)) or price <= 0:
                 return BrokerResult("rejected", reject_reason=f"unusable fill price on {venue}")
+            worse = price > limit * (1 + tolerance) if side == "buy" else price < limit * (1 - tolerance)
+            if worse:
+                return BrokerResult("rejected", reject_reason=f"{side} on {venue} would fill at {price:.6g}, beyond "
+                                    f"the order's price {limit:.6g} by more than {self.cfg.max_fill_deviation_bps:g} bps")
             fills.append(Fill(leg, order.symbol, venue, side, order.size, price, fee, slip))
         return BrokerResult("filled", tuple(fills))
 

@@ -145,6 +145,7 @@ class ExecutionConfig:
     default_fee_bps: float = 6.0            # when the market source does not know the venue's fee
     base_slippage_bps: float = 1.0          # paper fills pay this plus the impact term
     impact_bps_per_quote: float = 10.0      # extra bps per unit of size / quoted size
+    max_fill_deviation_bps: float = 50.0    # a fill this much worse than the order's price is refused
     lock_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:

@@ -228,11 +228,16 @@ def _intent(signal: Mapping[str, Any], key: str, agent: str, strategy: str) -> t
         missing.append("side")
     missing += [k for k in ("price", "size") if not _finite_positive(signal.get(k))]
     sell_venue = signal.get("sell_venue")
-    if sell_venue is not None and (not isinstance(sell_venue, str) or not sell_venue):
-        missing.append("sell_venue")
+    sell_price = signal.get("sell_price")
+    if sell_venue is not None:
+        if not isinstance(sell_venue, str) or not sell_venue:
+            missing.append("sell_venue")
+        if not _finite_positive(sell_price):
+            missing.append("sell_price")
     if missing:
         return None, f"cannot route: missing or invalid {missing}"
     return OrderIntent(order_key=key, agent=agent, strategy=strategy, symbol=signal["symbol"], side=signal["side"],
                        venue=signal["venue"], size=float(signal["size"]), price=float(signal["price"]),
                        notional_usd=float(signal["notional_usd"]), sell_venue=sell_venue,
+                       sell_price=float(sell_price) if sell_venue is not None else None,
                        capital_usd=signal.get("capital_usd"), paper=bool(signal.get("paper"))), None

@@ -45,6 +45,8 @@ OPTIONAL_NUMBERS: dict[str, dict[str, Any]] = {
     "price": {"minimum": 0.0, "strict_min": True},
     "reference_price": {"minimum": 0.0, "strict_min": True},
     "capital_usd": {"minimum": 0.0, "strict_min": True},
+    "sell_price": {"minimum": 0.0, "strict_min": True},
+    "buy_price": {"minimum": 0.0, "strict_min": True},
 }
 
 

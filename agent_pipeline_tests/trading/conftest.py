@@ -25,6 +25,18 @@ def full_signal(**overrides):
     return base
 
 
+def market_signal(side="buy", venue="sim_a", sell_venue=None, **overrides):
+    """``full_signal`` priced at the simulated market right now (the paper broker treats prices as limits)."""
+    from agent_pipeline.market import SimulatedMarket
+
+    quotes = {(q.venue, q.symbol): q for q in SimulatedMarket(fault_rate=0.0).quotes(datetime.now(UTC))}
+    quote = quotes[(venue, "BTC-USD")]
+    priced = {"price": quote.ask if side == "buy" else quote.bid, "reference_price": quote.mid}
+    if sell_venue:
+        priced.update(sell_venue=sell_venue, sell_price=quotes[(sell_venue, "BTC-USD")].bid)
+    return full_signal(side=side, venue=venue, **{**priced, **overrides})
+
+
 class Clock:
     def __init__(self, now: datetime = NOW):
         self.now = now

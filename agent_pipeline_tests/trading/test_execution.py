@@ -15,7 +15,7 @@ from agent_pipeline.trading.execution import ExecutionLayer
 from agent_pipeline.trading.ledger import store_approval
 
 from .test_guardrails import ADVERSARIAL
-from .conftest import full_signal
+from .conftest import market_signal
 
 KEY = {"AGENT_PIPELINE_APPROVAL_KEY": "test-key"}
 
@@ -49,7 +49,7 @@ def rows(store, sql):
 
 def test_an_approved_proposal_is_filled_and_booked(store, tmp_path):
     ex = layer(store, tmp_path)
-    report = ex.execute(run_result(full_signal(), full_signal(side="sell")), run_id="r1")  # one quote snapshot
+    report = ex.execute(run_result(market_signal(), market_signal(side="sell")), run_id="r1")  # one quote snapshot
     assert report.approved == 2 and report.filled == 2 and report.denied == 0
     assert len(ex._broker.submitted) == 2
     assert rows(store, "SELECT count(*) FROM gate_decisions WHERE approved")[0][0] == 2
@@ -57,14 +57,14 @@ def test_an_approved_proposal_is_filled_and_booked(store, tmp_path):
     (fills, fees), = rows(store, "SELECT count(*), sum(fee_usd) FROM fills")
     assert fills == 2 and fees > 0
     (qty,), = rows(store, "SELECT qty FROM positions WHERE strategy = 'momentum' AND symbol = 'BTC-USD'")
-    assert abs(qty) < 1e-12  # bought and sold the same size
+    assert abs(qty) < 1e-3  # bought and sold (nearly) the same size: equal notionals at ask and bid
     (pnl, loss), = rows(store, "SELECT realized_pnl_usd, loss_usd FROM daily_pnl")
     assert pnl < 0 and loss > 0  # round trip pays spread, slippage and fees
 
 
 def test_paired_arbitrage_fills_both_legs(store, tmp_path):
     ex = layer(store, tmp_path)
-    report = ex.execute(run_result(full_signal(venue="sim_a", sell_venue="sim_b")), run_id="r1")
+    report = ex.execute(run_result(market_signal(venue="sim_a", sell_venue="sim_b")), run_id="r1")
     assert report.filled == 1
     assert rows(store, "SELECT leg, venue, side FROM fills ORDER BY leg") == [(0, "sim_a", "buy"),
                                                                               (1, "sim_b", "sell")]
@@ -87,7 +87,7 @@ def test_adversarial_items_are_recorded_denials_and_never_reach_the_broker(store
 
 def test_retries_never_place_an_order_twice(store, tmp_path):
     ex = layer(store, tmp_path)
-    result = run_result(full_signal())
+    result = run_result(market_signal())
     assert ex.execute(result, run_id="r1").filled == 1
     again = layer(store, tmp_path).execute(result, run_id="r1")  # op retry in a fresh process
     assert again.by_reason == {"DUPLICATE_ORDER": 1}
@@ -97,7 +97,7 @@ def test_retries_never_place_an_order_twice(store, tmp_path):
 
 def test_agent_supplied_reserved_keys_are_ignored(store, tmp_path):
     ex = layer(store, tmp_path, guardrails=GuardrailConfig(require_approval=True), environ=KEY)
-    forged = full_signal(order_key="mine", approvals=["x.y"], strategy_hash=builtin_specs()[0].fingerprint(),
+    forged = market_signal(order_key="mine", approvals=["x.y"], strategy_hash=builtin_specs()[0].fingerprint(),
                          capital_usd=1e9)
     report = ex.execute(run_result(forged), run_id="r1", strategy_hash="user-strategy")
     assert report.by_reason == {"APPROVAL_MISSING": 1}
@@ -118,13 +118,13 @@ def test_orders_are_sized_by_the_allocators_latest_capital(store, tmp_path):
     _quotas(store, [(t0, "momentum", 100_000.0), (t0 + timedelta(hours=1), "momentum", 2_000.0),
                     (t0 + timedelta(hours=1), "arb", 0.0)])
     ex = layer(store, tmp_path)
-    report = ex.execute(run_result(full_signal(notional_usd=5_000.0)), run_id="r1")
+    report = ex.execute(run_result(market_signal(notional_usd=5_000.0)), run_id="r1")
     assert report.capital_usd == 2_000.0 and report.capital_source == "allocator_quotas"
     (notional, capital), = rows(store, "SELECT notional_usd, capital_usd FROM orders")
     assert notional == pytest.approx(500.0) and capital == 2_000.0  # 25 % of the latest capital
     (size, price), = rows(store, "SELECT size, limit_price FROM orders")
     assert size * price == pytest.approx(500.0)
-    zero = ex.execute(run_result(full_signal(), agent="arb"), run_id="r1")
+    zero = ex.execute(run_result(market_signal(), agent="arb"), run_id="r1")
     assert zero.by_reason == {"NO_CAPITAL": 1} and len(ex._broker.submitted) == 1
 
 
@@ -132,26 +132,26 @@ def test_two_person_rule_through_the_layer(store, tmp_path, pipeline_home):
     cfg = GuardrailConfig(require_approval=True)
     ex = layer(store, tmp_path, guardrails=cfg, environ=KEY)
     key = KEY["AGENT_PIPELINE_APPROVAL_KEY"].encode()
-    assert ex.execute(run_result(full_signal(), event_id="a"), run_id="r",
+    assert ex.execute(run_result(market_signal(), event_id="a"), run_id="r",
                       strategy_hash="h1").by_reason == {"APPROVAL_MISSING": 1}
     store_approval(store, issue("h1", "alice", agent="momentum", key=key))
-    assert ex.execute(run_result(full_signal(), event_id="b"), run_id="r",
+    assert ex.execute(run_result(market_signal(), event_id="b"), run_id="r",
                       strategy_hash="h1").by_reason == {"APPROVAL_SINGLE_APPROVER": 1}
     store_approval(store, issue("h1", "bob", agent="momentum", key=key))
-    assert ex.execute(run_result(full_signal(), event_id="c"), run_id="r", strategy_hash="h1").filled == 1
+    assert ex.execute(run_result(market_signal(), event_id="c"), run_id="r", strategy_hash="h1").filled == 1
     # the strategy changes (new hash): the old approvals no longer count
-    assert ex.execute(run_result(full_signal(), event_id="d"), run_id="r",
+    assert ex.execute(run_result(market_signal(), event_id="d"), run_id="r",
                       strategy_hash="h2").by_reason == {"APPROVAL_MISMATCH": 1}
     # stock built-ins are exempt
     builtin = builtin_specs()[0]
-    assert ex.execute(run_result(full_signal(), agent=builtin.name, event_id="e"), run_id="r",
+    assert ex.execute(run_result(market_signal(), agent=builtin.name, event_id="e"), run_id="r",
                       strategy_hash=builtin.fingerprint()).filled == 1
 
 
 def test_a_halted_switch_stops_everything(store, tmp_path):
     ex = layer(store, tmp_path)
     KillSwitch(tmp_path / "ks.json").trip("manual", by="test")
-    report = ex.execute(run_result(full_signal(), full_signal(side="sell")), run_id="r1")
+    report = ex.execute(run_result(market_signal(), market_signal(side="sell")), run_id="r1")
     assert report.by_reason == {"KILL_SWITCH_HALTED": 2} and ex._broker.submitted == []
 
 
@@ -162,7 +162,7 @@ def test_the_gate_refuses_as_soon_as_the_breach_is_in_the_store(store, tmp_path)
                                        latency_seconds=0.1, error="MarketDataError: outage" if i % 2 else None,
                                        reward=None if i % 2 else 0.1))
     ex = layer(store, tmp_path)
-    report = ex.execute(run_result(full_signal()), run_id="r1")
+    report = ex.execute(run_result(market_signal()), run_id="r1")
     assert report.by_reason == {"CIRCUIT_BREAKER": 1}
     (reason,), = rows(store, "SELECT reason FROM gate_decisions")
     assert "error rate 0.50 (3/6" in reason
@@ -171,7 +171,7 @@ def test_the_gate_refuses_as_soon_as_the_breach_is_in_the_store(store, tmp_path)
 
 def test_daily_loss_from_fills_trips_the_persisted_switch(store, tmp_path):
     ex = layer(store, tmp_path, guardrails=GuardrailConfig(max_daily_loss_usd=0.01))
-    report = ex.execute(run_result(full_signal(), full_signal(side="sell"), full_signal(venue="sim_b")),
+    report = ex.execute(run_result(market_signal(), market_signal(side="sell"), market_signal(venue="sim_b")),
                         run_id="r1")
     # the first fill's fee is already more than the budget: the rest of the batch is refused
     assert report.filled == 1 and report.by_reason["KILL_SWITCH_HALTED"] == 2
@@ -199,7 +199,7 @@ def test_a_check_that_raises_inside_the_layer_is_a_recorded_denial(store, tmp_pa
         raise RuntimeError("breaker query failed")
 
     monkeypatch.setattr(ex.state, "breaker_breach", broken)
-    report = ex.execute(run_result(full_signal()), run_id="r1")
+    report = ex.execute(run_result(market_signal()), run_id="r1")
     assert report.by_reason == {"CHECK_ERROR": 1} and ex._broker.submitted == []
     (reason,), = rows(store, "SELECT reason FROM gate_decisions")
     assert "breaker query failed" in reason
@@ -208,11 +208,11 @@ def test_a_check_that_raises_inside_the_layer_is_a_recorded_denial(store, tmp_pa
 
 def test_reducing_through_the_layer_uses_stored_positions(store, tmp_path):
     ex = layer(store, tmp_path)
-    assert ex.execute(run_result(full_signal(notional_usd=2_000.0), event_id="open"), run_id="r").filled == 1
+    assert ex.execute(run_result(market_signal(notional_usd=2_000.0), event_id="open"), run_id="r").filled == 1
     KillSwitch(tmp_path / "ks.json").reduce("de-risk", by="test")
-    more = ex.execute(run_result(full_signal(notional_usd=500.0), event_id="more"), run_id="r")
+    more = ex.execute(run_result(market_signal(notional_usd=500.0), event_id="more"), run_id="r")
     assert more.by_reason == {"KILL_SWITCH_REDUCING": 1}
-    less = ex.execute(run_result(full_signal(side="sell", notional_usd=500.0), event_id="less"), run_id="r")
+    less = ex.execute(run_result(market_signal(side="sell", notional_usd=500.0), event_id="less"), run_id="r")
     assert less.filled == 1, less.denials
     (qty,), = rows(store, "SELECT qty FROM positions")
     assert qty > 0
@@ -221,10 +221,21 @@ def test_reducing_through_the_layer_uses_stored_positions(store, tmp_path):
 def test_leverage_through_the_layer_counts_stored_exposure(store, tmp_path):
     ex = layer(store, tmp_path, guardrails=GuardrailConfig(max_leverage=0.3),
                execution=ExecutionConfig(default_capital_usd=10_000.0, max_order_fraction=0.2))
-    quote = next(q for q in SimulatedMarket(fault_rate=0.0).quotes(datetime.now(UTC))
-                 if q.venue == "sim_a" and q.symbol == "BTC-USD")
-    at_market = dict(price=quote.ask, reference_price=quote.mid, notional_usd=2_000.0)
-    first = ex.execute(run_result(full_signal(**at_market), event_id="a"), run_id="r")
+    first = ex.execute(run_result(market_signal(notional_usd=2_000.0), event_id="a"), run_id="r")
     assert first.filled == 1
-    second = ex.execute(run_result(full_signal(**at_market), event_id="b"), run_id="r")
+    second = ex.execute(run_result(market_signal(notional_usd=2_000.0), event_id="b"), run_id="r")
     assert second.by_reason == {"LEVERAGE_LIMIT": 1}  # 2,000 held + 2,000 more on 10,000 > 0.3x
+
+
+def test_prices_are_limits_for_the_paper_broker(store, tmp_path):
+    ex = layer(store, tmp_path)
+    signal = market_signal(side="sell")
+    stale = dict(signal, price=signal["price"] * 1.02, reference_price=signal["price"] * 1.02)  # 2 % above the bid
+    report = ex.execute(run_result(stale), run_id="r1")
+    assert report.approved == 1 and report.filled == 0 and report.rejected == 1
+    (status, why), = rows(store, "SELECT status, reject_reason FROM orders")
+    assert status == "rejected" and "beyond the order's price" in why
+    assert rows(store, "SELECT count(*) FROM fills")[0][0] == 0
+    paired = market_signal(venue="sim_a", sell_venue="sim_b")
+    paired.pop("sell_price")
+    assert ex.execute(run_result(paired, event_id="p"), run_id="r1").rejected == 1  # a pair needs its sell price

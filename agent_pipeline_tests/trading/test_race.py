@@ -9,7 +9,7 @@ from agent_pipeline.store import Store
 from agent_pipeline.trading import ExecutionConfig, GuardrailConfig, KillSwitch
 from agent_pipeline.trading.execution import ExecutionLayer
 
-from .conftest import full_signal
+from .conftest import market_signal
 
 
 def _worker(db: str, ks: str, worker: int, stop, started) -> None:
@@ -20,7 +20,7 @@ def _worker(db: str, ks: str, worker: int, stop, started) -> None:
     while not stop.is_set():
         side = "buy" if n % 2 == 0 else "sell"
         layer.execute({"agent": f"w{worker}", "strategy": f"w{worker}", "event_id": f"w{worker}-{n}",
-                       "output": [full_signal(side=side)]}, run_id=f"run-{worker}")
+                       "output": [market_signal(side=side)]}, run_id=f"run-{worker}")
         n += 1
         started.set()
 

@@ -249,7 +249,7 @@ SELECT ?, lineno, line_md5, reason,
 FROM _imp_parsed WHERE reason IS NOT NULL
 """
 
-# INSERT OR IGNORE: an event id already stored, or repeated in the file, keeps its first row (a duplicate, not a loss).
+# INSERT OR IGNORE: an event id repeated in the file is stored once (a duplicate, not a loss).
 _INSERT_SQL = """
 INSERT OR IGNORE INTO agent_events (event_id, run_id, agent, strategy, kind, started_at, latency_seconds, cost_usd,
     reward, error, error_type, output, capital_usd, max_loss_usd, data_age_sec, reward_source, source)
@@ -259,7 +259,6 @@ SELECT event_id, coalesce(run_id, 'import'), agent, strategy, kind, coalesce(ts_
        error, CASE WHEN error IS NOT NULL THEN coalesce(error_type, 'ImportedError') END,
        output, capital_usd, max_loss_usd, data_age_sec, 'imported', 'import'
 FROM _imp_new WHERE lineno BETWEEN ? AND ?
-ORDER BY lineno
 """
 
 

@@ -64,3 +64,25 @@ def test_any_non_finite_or_non_numeric_seed_field_is_denied(value, key):
     if isinstance(value, float) and math.isfinite(value):
         return  # a finite number may pass or fail on its limit
     assert not decision.ok
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(items=st.lists(st.one_of(mutated, signals), min_size=1, max_size=3))
+def test_the_execution_layer_never_raises_and_books_only_finite_orders(items, tmp_path_factory):
+    from agent_pipeline.market import SimulatedMarket
+    from agent_pipeline.store import Store
+    from agent_pipeline.trading.execution import ExecutionLayer
+
+    tmp = tmp_path_factory.mktemp("layer")
+    store = Store(tmp / "db.duckdb")
+    layer = ExecutionLayer(store, SimulatedMarket(fault_rate=0.0), kill_switch=KillSwitch(tmp / "ks.json"))
+    report = layer.execute({"agent": "prop", "event_id": "e", "output": items}, run_id="r")
+    assert report.approved + report.denied == report.proposals
+    if not report.proposals:
+        return  # nothing proposed a trade: nothing recorded
+    with store.connect() as conn:
+        decisions = conn.execute("SELECT count(*) FROM gate_decisions").fetchone()[0]
+        bad = conn.execute("SELECT count(*) FROM orders WHERE NOT (isfinite(notional_usd) AND notional_usd > 0) "
+                           "OR (size IS NOT NULL AND NOT isfinite(size))").fetchone()[0]
+    assert decisions == report.proposals and bad == 0

@@ -16,7 +16,7 @@ class MarketConfig:
     source: str = "simulated"
     seed: int = 7
     symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD")
-    fault_rate: float = 0.02
+    fault_rate: float = 0.002
     stale_prob: float = 0.03
     dislocation_prob: float = 0.08
     replay_path: str = ""

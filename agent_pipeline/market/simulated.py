@@ -85,7 +85,7 @@ class SimulatedMarket:
         dislocation_prob: float = 0.08,
         dislocation_bps: float = 45.0,
         stale_prob: float = 0.03,
-        fault_rate: float = 0.02,
+        fault_rate: float = 0.002,
         consumer: str = "",
     ):
         for name, p in (("dislocation_prob", dislocation_prob), ("stale_prob", stale_prob), ("fault_rate", fault_rate)):

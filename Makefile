@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export AGENT_PIPELINE_HOME ?= $(HOME)/.agent_pipeline
 PORT ?= 3000
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench stack stack-stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ run: install
 test: install
 	bash ops/install-system-deps.sh
 	$(BIN)/pytest
+
+stack: install
+	bash ops/install-system-deps.sh
+	bash ops/start-local-stack.sh start
+
+stack-stop:
+	bash ops/start-local-stack.sh stop
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -87,7 +87,7 @@ w AS (
            e.cost_usd, e.latency_seconds
     FROM recent
 ),
-stats AS (
+stats_raw AS (
     SELECT win, agent,
            count(*) AS runs,
            count(*) FILTER (WHERE failed) AS errors,
@@ -103,6 +103,9 @@ stats AS (
            list(r) FILTER (WHERE r IS NOT NULL) AS rs
     FROM w GROUP BY win, agent
 ),
+stats AS (  -- interpolating between two equal lowest values can land a hair below them: never an empty tail
+    SELECT *, greatest(q[1], list_min(rs)) AS tail_cut FROM stats_raw
+),
 agents AS (SELECT DISTINCT agent FROM recent),  -- every agent with a run before as_of has a last run
 windows AS (
     SELECT * FROM (VALUES {", ".join(f"('{name}', {i})" for i, name in enumerate(window_names(last_n_runs)))})
@@ -110,8 +113,7 @@ windows AS (
 )
 SELECT a.agent, ws.win AS "window", coalesce(s.n, 0) AS n, s.mean, s.std,
        s.q[1] AS p05, s.q[2] AS p25, s.q[3] AS p50, s.q[4] AS p75, s.q[5] AS p95,
-       -- interpolating between two equal lowest values can land a hair below them: never an empty tail
-       list_avg(list_filter(s.rs, lambda x: x <= greatest(s.q[1], list_min(s.rs)))) AS cvar05, s.win_rate,
+       list_avg(list_filter(s.rs, lambda x: x <= s.tail_cut)) AS cvar05, s.win_rate,
        CASE WHEN s.runs > 0 THEN s.errors / s.runs END AS error_rate,
        s.mean_cost_usd, s.p95_latency_seconds,
        coalesce(s.window_start, CASE ws.win {_window_starts()} END) AS window_start,

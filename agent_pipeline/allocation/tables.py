@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent_pipeline.allocation.result import Allocation
+from agent_pipeline.store import has_table
 
 COMPONENT = "allocation"
 
@@ -46,9 +47,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def has_table(conn, name: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
 
 
 def reward_source(conn) -> str | None:

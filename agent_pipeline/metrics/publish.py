@@ -10,14 +10,10 @@ catches up because the values come from the store, not from memory.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +25,7 @@ from agent_pipeline.metrics.collector import DEFAULT_STORE_TIMEOUT_S, SnapshotCo
 from agent_pipeline.metrics.loop import Sample
 from agent_pipeline.metrics.spec import DEFAULT_JOB
 from agent_pipeline.settings import ConfigError, config_section, pipeline_home, strict_fields
-from agent_pipeline.store import Store, StoreBusy
+from agent_pipeline.store import LockBusy, Store, StoreBusy, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -122,27 +118,6 @@ class PushResult:
         return base + (f" ({self.error})" if self.error else "")
 
 
-@contextmanager
-def _exclusive(path: Path, timeout_s: float) -> Iterator[bool]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.01)
-        yield True
-    finally:
-        os.close(fd)
-
-
 def _handler(username: str | None, password: str | None):
     if not username:
         return default_handler
@@ -167,42 +142,50 @@ def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s
     home_path = pipeline_home(home)
     store = store or Store.at_home(home_path)
     t0 = time.perf_counter()
+    try:
+        with file_lock(home_path / LOCK_FILE, lock_timeout_s or cfg.lock_timeout_s, what="push lock"):
+            return _publish_locked(store, home_path, gateway_url, job, t0,
+                                   store_timeout_s=store_timeout_s or cfg.store_timeout_s,
+                                   timeout_s=timeout_s or cfg.timeout_s, handler=_handler(username, password))
+    except LockBusy:
+        log.warning("metrics: another publisher held the push lock too long; this push is skipped")
+        return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
+
+
+def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t0: float, *,
+                    store_timeout_s: float, timeout_s: float, handler) -> PushResult:
+    """``publish`` under the push lock: snapshot, order check, PUT, state update."""
     state_path = home_path / STATE_FILE
-    with _exclusive(home_path / LOCK_FILE, lock_timeout_s or cfg.lock_timeout_s) as locked:
-        if not locked:
-            log.warning("metrics: another publisher held the push lock too long; this push is skipped")
-            return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
-        state = PushState.read(state_path)
-        try:
-            snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s or cfg.store_timeout_s)
-        except (StoreBusy, OSError, duckdb.Error) as exc:
-            state.skipped_busy += 1
-            state.write(state_path)
-            log.warning("metrics: store unreadable (%s); push skipped, the next one catches up", exc)
-            return PushResult("store_unavailable", gateway_url, error=str(exc), seconds=time.perf_counter() - t0, state=state)
-        if snap.taken_at < state.last_snapshot_at:  # only if the wall clock stepped back
-            log.warning("metrics: snapshot older than the one already pushed; not pushing it")
-            return PushResult("stale", gateway_url, snapshot_at=snap.taken_at, events=snap.events,
-                              seconds=time.perf_counter() - t0, state=state)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(SnapshotCollector(snap, state.samples()))
-        payload = len(generate_latest(registry))
-        result = PushResult("pushed", gateway_url, snapshot_at=snap.taken_at, events=snap.events, payload_bytes=payload)
-        try:
-            push_to_gateway(gateway_url, job=job, registry=registry, timeout=timeout_s or cfg.timeout_s,
-                            handler=_handler(username, password))
-        except Exception as exc:  # down, slow, refused, 4xx/5xx: logged and counted, never raised
-            state.failures += 1
-            state.last_error, state.last_error_at = f"{type(exc).__name__}: {exc}", time.time()
-            result.status, result.error = "failed", state.last_error
-            log.warning("metrics: push to %s failed (%s); failure #%d, the next push catches up",
-                        gateway_url, state.last_error, state.failures)
-        else:
-            state.pushes += 1
-            state.last_snapshot_at, state.last_pushed_at = snap.taken_at, time.time()
+    state = PushState.read(state_path)
+    try:
+        snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s)
+    except (StoreBusy, OSError, duckdb.Error) as exc:
+        state.skipped_busy += 1
         state.write(state_path)
-        result.state, result.seconds = state, time.perf_counter() - t0
-        return result
+        log.warning("metrics: store unreadable (%s); push skipped, the next one catches up", exc)
+        return PushResult("store_unavailable", gateway_url, error=str(exc), seconds=time.perf_counter() - t0, state=state)
+    if snap.taken_at < state.last_snapshot_at:  # only if the wall clock stepped back
+        log.warning("metrics: snapshot older than the one already pushed; not pushing it")
+        return PushResult("stale", gateway_url, snapshot_at=snap.taken_at, events=snap.events,
+                          seconds=time.perf_counter() - t0, state=state)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snap, state.samples()))
+    payload = len(generate_latest(registry))
+    result = PushResult("pushed", gateway_url, snapshot_at=snap.taken_at, events=snap.events, payload_bytes=payload)
+    try:
+        push_to_gateway(gateway_url, job=job, registry=registry, timeout=timeout_s, handler=handler)
+    except Exception as exc:  # down, slow, refused, 4xx/5xx: logged and counted, never raised
+        state.failures += 1
+        state.last_error, state.last_error_at = f"{type(exc).__name__}: {exc}", time.time()
+        result.status, result.error = "failed", state.last_error
+        log.warning("metrics: push to %s failed (%s); failure #%d, the next push catches up",
+                    gateway_url, state.last_error, state.failures)
+    else:
+        state.pushes += 1
+        state.last_snapshot_at, state.last_pushed_at = snap.taken_at, time.time()
+    state.write(state_path)
+    result.state, result.seconds = state, time.perf_counter() - t0
+    return result
 
 
 def exposition(home=None, store: Store | None = None) -> bytes:

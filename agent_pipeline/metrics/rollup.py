@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from agent_pipeline.metrics.spec import HISTOGRAMS, HistogramSpec
+from agent_pipeline.store import has_table
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +132,6 @@ def _parse_delta(row: tuple) -> AgentTotals:
     return totals
 
 
-def has_table(conn, name: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
 
 
 def aggregate_events(conn, *, after_watermark: bool = False) -> dict[str, AgentTotals]:

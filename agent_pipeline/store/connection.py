@@ -25,12 +25,18 @@ DEFAULT_WRITE_TIMEOUT_S = 120.0
 _POLL_S = 0.005
 
 
-class StoreBusy(TimeoutError):
+class LockBusy(TimeoutError):
+    """An advisory file lock could not be taken within the allowed time."""
+
+
+class StoreBusy(LockBusy):
     """The store's lock could not be taken within the allowed time."""
 
 
 @contextmanager
-def _flock(lock_path: Path, timeout_s: float) -> Iterator[None]:
+def file_lock(lock_path: Path, timeout_s: float, *, busy: type[LockBusy] = LockBusy,
+              what: str = "lock") -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` for the block; raise ``busy`` after ``timeout_s`` of waiting."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout_s
@@ -42,11 +48,17 @@ def _flock(lock_path: Path, timeout_s: float) -> Iterator[None]:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
-                    raise StoreBusy(f"{lock_path}: store busy for more than {timeout_s:.3g} s") from None
+                    raise busy(f"{lock_path}: {what} busy for more than {timeout_s:.3g} s") from None
                 time.sleep(_POLL_S)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the table exists: readers of another domain's tables treat a missing one as "no data yet"."""
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
 
 
 class Store:
@@ -70,7 +82,7 @@ class Store:
         write (sensors); it needs the file to exist, else ``FileNotFoundError``.
         """
         wait = DEFAULT_WRITE_TIMEOUT_S if timeout_s is None else timeout_s
-        with _flock(self.lock_path, wait):
+        with file_lock(self.lock_path, wait, busy=StoreBusy, what="store"):
             if read_only and not self.path.exists():
                 raise FileNotFoundError(f"{self.path}: no store yet")
             conn = duckdb.connect(str(self.path), read_only=read_only)
@@ -80,9 +92,16 @@ class Store:
                 conn.close()
 
     @contextmanager
-    def transaction(self, *, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside BEGIN/COMMIT; rolled back if the block raises."""
+    def transaction(self, *, timeout_s: float | None = None,
+                    schema: tuple[str, list[str]] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside BEGIN/COMMIT; rolled back if the block raises.
+
+        ``schema=(component, migrations)`` brings that component's tables up to date first, outside the
+        transaction (migrations run transactions of their own).
+        """
         with self.connect(timeout_s=timeout_s) as conn:
+            if schema is not None:
+                self.ensure_schema(conn, *schema)
             conn.execute("BEGIN TRANSACTION")
             try:
                 yield conn

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from agent_pipeline.store.connection import Store, query_df
+from agent_pipeline.store.connection import Store, has_table, query_df
 
 COMPONENT = "events"
 
@@ -151,16 +151,8 @@ def append_frame(store: Store, frame: pd.DataFrame, *, conn=None, ignore_duplica
     if conn is not None:
         ensure_schema(store, conn)
         return run(conn)
-    with store.connect() as c:
-        ensure_schema(store, c)  # migrations run their own transactions, so before ours
-        c.execute("BEGIN TRANSACTION")
-        try:
-            inserted = run(c)
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        c.execute("COMMIT")
-        return inserted
+    with store.transaction(schema=(COMPONENT, MIGRATIONS)) as c:
+        return run(c)
 
 
 def read_events(store: Store, *, since: datetime | None = None, agent: str | None = None,
@@ -179,12 +171,8 @@ def read_events(store: Store, *, since: datetime | None = None, agent: str | Non
     with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
         if not read_only:
             ensure_schema(store, conn)
-        elif not _has_table(conn, "agent_events"):
+        elif not has_table(conn, "agent_events"):
             return pd.DataFrame(columns=list(COLUMNS))
         conn.execute("SET TimeZone = 'UTC'")
         return query_df(conn, sql, params)
 
-
-def _has_table(conn, name: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])

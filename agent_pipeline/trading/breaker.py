@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from agent_pipeline.store import has_table
 from agent_pipeline.trading.config import GuardrailConfig
 
 
@@ -86,9 +87,7 @@ WHERE started_at >= $start AND started_at <= $now
 
 def read_breaker(conn, cfg: GuardrailConfig, now: datetime) -> BreakerReading:
     """Measure the windows with one aggregate query; no ``agent_events`` table means nothing to measure."""
-    exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'agent_events'") \
-        .fetchone()[0]
-    if not exists:
+    if not has_table(conn, "agent_events"):
         return BreakerReading(now)
     err_start = now - timedelta(seconds=cfg.error_window_sec)
     rw_start = now - timedelta(seconds=cfg.reward_window_sec)

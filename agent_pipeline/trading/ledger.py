@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
-from agent_pipeline.store import Store
+from agent_pipeline.store import Store, has_table
 from agent_pipeline.trading.breaker import BreakerReading, read_breaker
 from agent_pipeline.trading.config import GuardrailConfig
 
@@ -132,15 +132,8 @@ def transaction(store: Store, timeout_s: float | None = None) -> Iterator[Any]:
 
     (Migrations run their own transactions, so they go first, outside ours.)
     """
-    with store.connect(timeout_s=timeout_s) as conn:
-        ensure_schema(store, conn)
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    with store.transaction(timeout_s=timeout_s, schema=(COMPONENT, MIGRATIONS)) as conn:
+        yield conn
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
@@ -180,9 +173,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def has_table(conn, name: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
 
 
 class StoreGateState:

@@ -90,8 +90,12 @@ class ReplayMarket:
         if symbol not in self.symbols:
             raise MarketDataError(f"unknown symbol {symbol!r}; {self.path} has {list(self.symbols)}")
         at, _ = self._file_time(now)
-        rows = self.frame[(self.frame["symbol"] == symbol) & (self.frame["ts"] <= pd.Timestamp(at))
-                          & (self.frame["ts"] > pd.Timestamp(at - timedelta(seconds=lookback_sec)))]
+        rows = self.frame[self.frame["symbol"] == symbol]
+        if self.loop:  # history reaches back across the loop boundary into the previous cycles
+            cycle = timedelta(seconds=(self.end - self.start).total_seconds() + 1.0)
+            copies = 1 + int(lookback_sec // max(cycle.total_seconds(), 1.0))
+            rows = pd.concat([rows.assign(ts=rows["ts"] - k * cycle) for k in range(copies, 0, -1)] + [rows])
+        rows = rows[(rows["ts"] <= pd.Timestamp(at)) & (rows["ts"] > pd.Timestamp(at - timedelta(seconds=lookback_sec)))]
         if rows.empty:
             return []
         mids = ((rows["bid"] + rows["ask"]) / 2.0).groupby(rows["ts"]).mean()

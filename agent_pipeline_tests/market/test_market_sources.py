@@ -115,6 +115,15 @@ def test_replay_loop_maps_any_time_into_the_file():
     assert len(market.mid_history("BTC-USD", datetime.now(UTC), 600, 10)) > 10
 
 
+def test_replay_history_reaches_across_the_loop_boundary():
+    market = ReplayMarket()
+    cycle = (market.end - market.start).total_seconds() + 1.0
+    just_after_wrap = market.start + timedelta(seconds=3 * cycle + 30)
+    history = market.mid_history("BTC-USD", just_after_wrap, 600, 10)
+    assert len(history) == 60
+    assert history[-1] == pytest.approx(market.mid_history("BTC-USD", market.start + timedelta(seconds=30), 20, 10)[-1])
+
+
 def test_replay_bad_files_say_what_is_wrong(tmp_path):
     with pytest.raises(MarketDataError, match="does not exist"):
         ReplayMarket(tmp_path / "nope.csv")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from agent_pipeline.reward.config import RewardHistoryConfig
+from agent_pipeline.store import time_window
 
 RECENT_WINDOW = "1h"
 BASELINE_WINDOW = "7d"
@@ -31,13 +32,7 @@ class CheckOutcome:
 
 
 def _window_sql(start: datetime | None, end: datetime | None) -> tuple[str, list[Any]]:
-    where, params = [], []
-    if start is not None:
-        where.append("started_at >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("started_at < ?")
-        params.append(end)
+    where, params = time_window(start, end)
     return (" AND " + " AND ".join(where)) if where else "", params
 
 

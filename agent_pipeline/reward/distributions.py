@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from agent_pipeline.reward.history import ensure_schema, fetch_df
-from agent_pipeline.store import Store
+from agent_pipeline.reward.history import ensure_schema
+from agent_pipeline.store import Store, query_df
 
 TIME_WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("1h", timedelta(hours=1)),
@@ -142,7 +142,7 @@ def compute_distributions(conn, *, as_of: datetime, last_n_runs: int, computed_a
     """Run the query on an open connection and return the snapshot (not written anywhere)."""
     conn.execute("SET TimeZone = 'UTC'")
     params = {"as_of": as_of, "computed_at": computed_at or datetime.now(UTC)}
-    return fetch_df(conn, distributions_sql(last_n_runs), params)
+    return query_df(conn, distributions_sql(last_n_runs), params)
 
 
 def refresh_distributions(store: Store, *, as_of: datetime | None = None, last_n_runs: int = 100,
@@ -186,4 +186,4 @@ def read_distributions(store: Store, *, read_only: bool = False, timeout_s: floa
                               "WHERE table_name = 'reward_distributions'").fetchone()[0]:
             return pd.DataFrame(columns=list(COLUMNS))
         conn.execute("SET TimeZone = 'UTC'")
-        return fetch_df(conn, "SELECT * FROM reward_distributions ORDER BY agent, \"window\"")
+        return query_df(conn, "SELECT * FROM reward_distributions ORDER BY agent, \"window\"")

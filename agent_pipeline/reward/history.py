@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,7 +23,7 @@ import pandas as pd
 
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.reward.scoring import score_output
-from agent_pipeline.store import Store
+from agent_pipeline.store import Store, query_df, time_window
 from agent_pipeline.store.events import ensure_schema as ensure_events_schema
 
 COMPONENT = "rewards"
@@ -75,12 +74,6 @@ MIGRATIONS: list[str] = [
 REWARD_SOURCES = ("recomputed", "recorded", "failed", "invalid")
 
 
-def fetch_df(conn, sql: str, params=None) -> pd.DataFrame:
-    """``execute(...).df()`` without the Pandas4Warning duckdb's TIMESTAMPTZ conversion emits under pandas 3
-    (its internal use of ``drop(inplace=True)``; the result is correct: tz-aware UTC columns)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
-        return conn.execute(sql, params or []).df()
 
 
 def ensure_schema(store: Store, conn) -> None:
@@ -114,7 +107,7 @@ class RecomputeResult:
 
 def _load_events(conn, start: datetime, end: datetime) -> pd.DataFrame:
     conn.execute("SET TimeZone = 'UTC'")
-    return fetch_df(conn,
+    return query_df(conn,
         """SELECT event_id, agent, strategy, kind, started_at, reward, reward_source, error, CAST(output AS VARCHAR)
                   AS output, cost_usd, latency_seconds
            FROM agent_events WHERE started_at >= ? AND started_at < ?""", [start, end])
@@ -209,17 +202,11 @@ def _same(a: float | None, b: float | None) -> bool:
 def read_rewards(store: Store, *, start: datetime | None = None, end: datetime | None = None,
                  read_only: bool = False, timeout_s: float | None = None) -> pd.DataFrame:
     """Rows of agent_rewards (optionally within a window), ordered by time."""
-    where, params = [], []
-    if start is not None:
-        where.append("started_at >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("started_at < ?")
-        params.append(end)
+    where, params = time_window(start, end)
     sql = "SELECT * FROM agent_rewards" + (f" WHERE {' AND '.join(where)}" if where else "") + \
         " ORDER BY started_at, event_id"
     with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
         if not read_only:
             ensure_schema(store, conn)
         conn.execute("SET TimeZone = 'UTC'")
-        return fetch_df(conn, sql, params)
+        return query_df(conn, sql, params)

@@ -55,6 +55,18 @@ def file_lock(lock_path: Path, timeout_s: float, *, busy: type[LockBusy] = LockB
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def time_window(start=None, end=None, column: str = "started_at") -> tuple[list[str], list]:
+    """SQL conditions and parameters for a half-open time window ``[start, end)``; None leaves a side open."""
+    conditions, params = [], []
+    if start is not None:
+        conditions.append(f"{column} >= ?")
+        params.append(start)
+    if end is not None:
+        conditions.append(f"{column} < ?")
+        params.append(end)
+    return conditions, params
+
+
 def has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the table exists: readers of another domain's tables treat a missing one as "no data yet"."""
     return bool(conn.execute(

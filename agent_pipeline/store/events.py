@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from agent_pipeline.store.connection import Store, has_table, query_df
+from agent_pipeline.store.connection import Store, has_table, query_df, time_window
 
 COMPONENT = "events"
 
@@ -158,10 +158,7 @@ def append_frame(store: Store, frame: pd.DataFrame, *, conn=None, ignore_duplica
 def read_events(store: Store, *, since: datetime | None = None, agent: str | None = None,
                 read_only: bool = False, timeout_s: float | None = None) -> pd.DataFrame:
     """Events as a DataFrame (timestamps in UTC), optionally since a time and for one agent."""
-    where, params = [], []
-    if since is not None:
-        where.append("started_at >= ?")
-        params.append(since)
+    where, params = time_window(since)
     if agent is not None:
         where.append("agent = ?")
         params.append(agent)

@@ -15,7 +15,8 @@ from agent_pipeline.defs.rewards.resources import RewardConfigResource
 from agent_pipeline.reward import RewardConfig, checks
 from agent_pipeline.reward.chart import boxplot_png, markdown_image
 from agent_pipeline.reward.distributions import refresh_distributions, window_names
-from agent_pipeline.reward.history import fetch_df, recompute_window
+from agent_pipeline.reward.history import recompute_window
+from agent_pipeline.store import query_df
 
 AGENT_EVENTS = dg.AssetKey("agent_events")  # the events domain's root asset (docs/CONTRIBUTING.md)
 AGENT_REWARDS = dg.AssetKey("agent_rewards")
@@ -105,7 +106,7 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
             finite = checks.finite_rewards(conn, result.start, result.end)
             plausible = checks.plausible_range(conn, config.history, result.start, result.end)
             fresh = checks.freshness(conn, config.history, datetime.now(UTC))
-            rows = fetch_df(conn, "SELECT agent, reward, reward_source FROM agent_rewards "
+            rows = query_df(conn, "SELECT agent, reward, reward_source FROM agent_rewards "
                                   "WHERE started_at >= ? AND started_at < ?", [result.start, result.end])
             total = conn.execute("SELECT count(*) FROM agent_rewards").fetchone()[0]
         keys = context.partition_keys

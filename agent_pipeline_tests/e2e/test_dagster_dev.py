@@ -1,67 +1,16 @@
-"""End to end: `dagster dev -w workspace.yaml` serves the agent_pipeline location; through the webserver's GraphQL
-API we see its jobs, schedules and assets, launch agent_runs, and watch it succeed and land events in DuckDB."""
+"""End to end: `dagster dev -w workspace.yaml` serves the agent_pipeline location. Through the webserver's GraphQL
+API we see its jobs, schedules, sensors and the asset lineage of the loop, launch agent_runs and watch it succeed
+and land events in DuckDB, then backfill reward history over a date range and see it priced."""
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from agent_pipeline.store import Store, read_events
-from agent_pipeline_tests.conftest import free_port
+from agent_pipeline_tests.dagster_dev import graphql, running_dagster_dev
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-DAGSTER = Path(sys.executable).with_name("dagster")
-
-
-def graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        payload = json.load(resp)
-    assert "errors" not in payload, payload["errors"]
-    return payload["data"]
-
-
-@pytest.fixture
-def dagster_dev(tmp_path, pipeline_home):
-    (pipeline_home / "config.toml").write_text("[market]\nfault_rate = 0.0\n")
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "AGENT_PIPELINE_HOME": str(pipeline_home)}
-    log = (tmp_path / "dagster_dev.log").open("w")
-    proc = subprocess.Popen([str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "dagster dev did not serve /server_info within 180 s"
-            time.sleep(1)
-        yield port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
 
 LOCATION_QUERY = """
 {
@@ -78,7 +27,7 @@ LOCATION_QUERY = """
               jobs { name }
               schedules { name scheduleState { status } }
               sensors { name sensorState { status } }
-              assetNodes { assetKey { path } }
+              assetNodes { assetKey { path } dependencyKeys { path } }
             }
           }
         }
@@ -88,55 +37,85 @@ LOCATION_QUERY = """
 }
 """
 
-LAUNCH = """
-mutation($selector: JobOrPipelineSelector!) {
-  launchRun(executionParams: {selector: $selector, runConfigData: {}}) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
-
 RUN_STATUS = """
 query($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
 """
 
+BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
 
-def test_dagster_dev_serves_the_location_and_runs_agents(dagster_dev):
-    port = dagster_dev
-    deadline = time.monotonic() + 120
-    while True:  # the location may still be loading right after /server_info answers
-        entries = graphql(port, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]
-        entry = next(e for e in entries if e["name"] == "agent_pipeline")
-        loaded = entry["locationOrLoadError"]
-        if loaded and loaded["__typename"] == "RepositoryLocation":
-            break
-        assert loaded is None or loaded["__typename"] != "PythonError", loaded
-        assert time.monotonic() < deadline
-        time.sleep(1)
-    repo = loaded["repositories"][0]
-    jobs = {j["name"] for j in repo["jobs"]}
-    assert {"agent_runs", "agent__momentum", "agent__cross_venue_arb", "agent__regime_watcher"} <= jobs
-    schedules = {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]}
-    assert schedules["agent_runs_schedule"] == "RUNNING"
-    assert all(s["sensorState"]["status"] == "RUNNING" for s in repo["sensors"]), repo["sensors"]
-    assets = {"/".join(a["assetKey"]["path"]) for a in repo["assetNodes"]}
-    assert "agent_events" in assets
+BACKFILL_STATUS = """
+query($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename ... on PartitionBackfill { status } } }
+"""
 
-    selector = {"repositoryLocationName": "agent_pipeline", "repositoryName": repo["name"], "jobName": "agent_runs"}
-    launched = graphql(port, LAUNCH, {"selector": selector})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    deadline = time.monotonic() + 240
-    status = None
+
+def wait_until(fetch, done, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    value = None
     while time.monotonic() < deadline:
-        status = graphql(port, RUN_STATUS, {"runId": run_id})["runOrError"]["status"]
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
+        value = fetch()
+        if done(value):
+            return value
         time.sleep(2)
-    assert status == "SUCCESS"
-    events = read_events(Store.at_home(), read_only=True)
-    launched_events = events[events["run_id"] == run_id]
-    assert sorted(launched_events["agent"]) == ["cross_venue_arb", "momentum", "regime_watcher"]
+    pytest.fail(f"timed out waiting for {what}; last: {value!r}")
+
+
+def load_repository(port: int) -> dict:
+    def fetch():
+        entries = graphql(port, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]
+        loaded = next(e for e in entries if e["name"] == "agent_pipeline")["locationOrLoadError"]
+        assert loaded is None or loaded["__typename"] != "PythonError", loaded
+        return loaded
+
+    loaded = wait_until(fetch, lambda v: v and v["__typename"] == "RepositoryLocation", 120, "the location")
+    return loaded["repositories"][0]
+
+
+def test_dagster_dev_serves_the_loop_runs_agents_and_backfills_rewards(tmp_path, pipeline_home):
+    (pipeline_home / "config.toml").write_text("[market]\nfault_rate = 0.0\n")
+    with running_dagster_dev(tmp_path, pipeline_home) as dev:
+        repo = load_repository(dev.port)
+        jobs = {j["name"] for j in repo["jobs"]}
+        assert {"agent_runs", "agent__momentum", "agent__cross_venue_arb", "agent__regime_watcher"} <= jobs
+        schedules = {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]}
+        assert schedules["agent_runs_schedule"] == "RUNNING"
+        assert all(status == "RUNNING" for status in schedules.values()), schedules
+        assert all(s["sensorState"]["status"] == "RUNNING" for s in repo["sensors"]), repo["sensors"]
+        sensors = {s["name"] for s in repo["sensors"]}
+        assert {"circuit_breaker", "agent_scheduler__momentum"} <= sensors
+
+        deps = {"/".join(a["assetKey"]["path"]): {"/".join(d["path"]) for d in a["dependencyKeys"]}
+                for a in repo["assetNodes"]}
+        assert "agent_events" in deps and deps["agent_events"] == set()
+        assert "agent_events" in deps["agent_rewards"]
+        assert "agent_rewards" in deps["reward_distributions"]
+        assert "reward_distributions" in deps["allocator_quotas"]
+
+        run_id = dev.launch(repo["name"], "agent_runs")
+        status = wait_until(lambda: graphql(dev.port, RUN_STATUS, {"runId": run_id})["runOrError"]["status"],
+                            lambda s: s in ("SUCCESS", "FAILURE", "CANCELED"), 240, "agent_runs")
+        assert status == "SUCCESS"
+        events = read_events(Store.at_home(), read_only=True)
+        launched_events = events[events["run_id"] == run_id]
+        assert sorted(launched_events["agent"]) == ["cross_venue_arb", "momentum", "regime_watcher"]
+
+        today = datetime.now(UTC).date()
+        days = [(today - timedelta(days=1)).isoformat(), today.isoformat()]
+        params = {"partitionNames": days, "assetSelection": [{"path": ["agent_rewards"]}], "fromFailure": False}
+        launched = graphql(dev.port, BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_status = wait_until(
+            lambda: graphql(dev.port, BACKFILL_STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"]["status"],
+            lambda s: s not in ("REQUESTED", "CANCELING", "FAILING"), 240, "the reward backfill")
+        assert backfill_status in ("COMPLETED", "COMPLETED_SUCCESS"), backfill_status
+    with Store.at_home().connect(read_only=True) as conn:
+        priced = conn.execute("SELECT count(*) FROM agent_rewards WHERE event_id IN (SELECT event_id FROM "
+                              "agent_events WHERE run_id = ?) AND reward IS NOT NULL", [run_id]).fetchone()[0]
+    assert priced == 3

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent_pipeline.agents.protocol import AgentContext, AgentResult
 from agent_pipeline.agents.registry import LoadedAgent
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.reward import RewardConfig, score_output
 from agent_pipeline.store.events import AgentEvent
 
@@ -56,9 +57,10 @@ def normalize_result(raw: Any) -> tuple[list[dict[str, Any]], float | None]:
     except (TypeError, ValueError) as exc:
         raise AgentOutputError(f"output is not JSON-serialisable: {exc}") from exc
     if cost is not None:
-        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0:
+        number = finite_number(cost)
+        if number is None or number < 0:
             raise AgentOutputError(f"cost_usd must be a finite non-negative number or None, got {cost!r}")
-        cost = float(cost)
+        cost = number
     return output, cost
 
 

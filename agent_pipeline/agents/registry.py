@@ -18,7 +18,6 @@ import hashlib
 import importlib
 import inspect
 import json
-import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 from agent_pipeline.agents.builtin import BUILTIN_REFS
 from agent_pipeline.agents.protocol import Agent, AgentContext, AgentKind, AgentResult
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.settings import load_config
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -143,7 +143,7 @@ def _spec_from_entry(entry: Any, index: int) -> AgentSpec:
     if not _NAME.match(entry["name"]):
         raise AgentRegistryError(f"{where}: name {entry['name']!r} must be lowercase letters, digits and _")
     timeout = entry.get("timeout_sec", DEFAULT_TIMEOUT_SEC)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+    if finite_number(timeout) is None or timeout <= 0:
         raise AgentRegistryError(f"{where} ({entry['name']}): timeout_sec must be a positive number, got {timeout!r}")
     if not isinstance(entry.get("params", {}), dict):
         raise AgentRegistryError(f"{where} ({entry['name']}): params must be a table")

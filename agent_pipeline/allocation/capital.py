@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agent_pipeline.allocation.estimators import Summary
+from agent_pipeline.numbers import finite_number
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,7 @@ class CapitalPlan:
         def bad(name: str, value: object, allow_none: bool = False) -> bool:
             if value is None:
                 return not allow_none
-            return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or value < 0
+            return finite_number(value) is None or value < 0
 
         if bad("total_capital_usd", self.total_capital_usd):
             raise ValueError(f"total_capital_usd must be a finite number >= 0, got {self.total_capital_usd!r}")

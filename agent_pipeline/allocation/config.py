@@ -24,12 +24,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agent_pipeline.allocation.capital import CapitalPlan
 from agent_pipeline.allocation.policies import DEFAULT_POLICY, BaseAllocator, make_allocator
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.settings import ConfigError, config_section, strict_fields
 
 _INTS = ("seed", "total_budget_runs", "period_minutes", "watcher_min_runs", "execution_sensitive_max_runs",
@@ -80,7 +80,7 @@ class AllocationConfig:
             value = getattr(self, name)
             if value is None and name in ("max_capital_per_agent", "default_max_capital_per_strategy"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if finite_number(value) is None or value < 0:
                 raise ConfigError(f"[allocation].{name} must be a finite number >= 0, got {value!r}")
         for name in ("params", "min_runs", "max_runs", "max_runs_per_strategy", "max_capital_per_strategy"):
             if not isinstance(getattr(self, name), dict):
@@ -90,7 +90,7 @@ class AllocationConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ConfigError(f"[allocation].{name}.{key} must be a non-negative integer, got {value!r}")
         for key, value in self.max_capital_per_strategy.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if finite_number(value) is None or value < 0:
                 raise ConfigError(f"[allocation].max_capital_per_strategy.{key} must be a number >= 0, got {value!r}")
         try:
             self.allocator()

@@ -32,6 +32,7 @@ from agent_pipeline.allocation.constraints import AllocationError, Bounds, fill,
 from agent_pipeline.allocation.estimators import (RewardMemory, Summary, check_reward, glr_change_point,
                                                   pooled_scale, robust_sigma, summarize)
 from agent_pipeline.allocation.result import Allocation
+from agent_pipeline.numbers import finite_number
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -41,8 +42,7 @@ def _positive_int(name: str, value: object) -> int:
 
 
 def _number(name: str, value: object, lo: float, hi: float, *, lo_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value > hi or value < lo or (lo_open and value == lo):
+    if finite_number(value) is None or value > hi or value < lo or (lo_open and value == lo):
         bracket = "(" if lo_open else "["
         raise ValueError(f"{name} must be a number in {bracket}{lo}, {hi}], got {value!r}")
     return float(value)

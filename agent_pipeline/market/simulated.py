@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from agent_pipeline.market.base import MarketDataError, Quote
+from agent_pipeline.numbers import finite_number
 
 DAY = 86_400
 _ANCHOR = datetime(2024, 1, 1, tzinfo=UTC)
@@ -89,7 +90,7 @@ class SimulatedMarket:
         consumer: str = "",
     ):
         for name, p in (("dislocation_prob", dislocation_prob), ("stale_prob", stale_prob), ("fault_rate", fault_rate)):
-            if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
+            if finite_number(p) is None or not 0.0 <= p <= 1.0:
                 raise ValueError(f"SimulatedMarket.{name} must be a probability in [0, 1], got {p!r}")
         if not symbols or not venues:
             raise ValueError("SimulatedMarket needs at least one symbol and one venue")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from agent_pipeline.numbers import finite_number
+
 
 def _finite(name: str, value: Any, *, low: float | None = None, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+    number = finite_number(value)
+    if number is None:
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if low is not None and number < low:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
     if high is not None and number > high:

@@ -7,10 +7,10 @@ accepts, and the same formula then prices any signal that states an expected pro
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.settings import ConfigError, config_section, strict_fields
 
 
@@ -22,7 +22,7 @@ class RiskBudget:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if finite_number(value) is None or value <= 0:
                 raise ConfigError(f"RiskBudget.{f.name} must be a positive finite number, got {value!r}")
 
 
@@ -59,7 +59,7 @@ class RewardHistoryConfig:
                 raise ConfigError(f"[reward.history].{name} must be a positive integer, got {value!r}")
         for name in ("min_reward", "max_reward", "freshness_hours", "collapse_drop_std", "collapse_min_drop"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if finite_number(value) is None:
                 raise ConfigError(f"[reward.history].{name} must be a finite number, got {value!r}")
         if self.min_reward >= self.max_reward:
             raise ConfigError(f"[reward.history]: min_reward ({self.min_reward}) must be below max_reward "
@@ -90,8 +90,7 @@ class RewardConfig:
         checks = {"fill_prob": (0.0, 1.0), "slippage_bps": (0.0, 10_000.0), "fees_bps": (0.0, 10_000.0)}
         for name, (low, high) in checks.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not low <= value <= high:
+            if finite_number(value) is None or not low <= value <= high:
                 raise ConfigError(f"RewardConfig.{name} must be a finite number in [{low}, {high}], got {value!r}")
 
     def budget_for(self, strategy: str | None) -> RiskBudget:

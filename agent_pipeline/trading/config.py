@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.settings import ConfigError, config_section, strict_fields
 from agent_pipeline.trading.reasons import CODES
 
@@ -151,7 +152,7 @@ class ExecutionConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if finite_number(value) is None:
                 raise ConfigError(f"ExecutionConfig.{f.name} must be a finite number, got {value!r}")
             if f.name in ("base_slippage_bps", "impact_bps_per_quote", "default_fee_bps"):
                 if value < 0:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent_pipeline.market.base import MarketSource
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import Store
 from agent_pipeline.trading import ledger
 from agent_pipeline.trading.broker import OrderIntent, PaperBroker
@@ -52,12 +52,8 @@ def order_key(agent: str, event_id: str, index: int, item: Mapping[str, Any]) ->
 
 
 def _finite_positive(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(float(value)) and value > 0
-    except OverflowError:
-        return False
+    number = finite_number(value)
+    return number is not None and number > 0
 
 
 @dataclass

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import Store, has_table
 from agent_pipeline.trading.breaker import BreakerReading, read_breaker
 from agent_pipeline.trading.config import GuardrailConfig
@@ -159,16 +160,6 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     return repr(value)[:200]
 
 
-def finite_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -265,7 +256,7 @@ def record_decision(conn, decision, *, run_id: str | None, event_id: str | None,
         value = inputs.get(key)
         return value if isinstance(value, str) else None
 
-    notional = finite_float(inputs.get("notional_usd"))
+    notional = finite_number(inputs.get("notional_usd"))
     stored = dict(inputs)
     if isinstance(stored.get("approvals"), (list, tuple)):  # tokens stay in strategy_approvals
         stored["approvals"] = f"{len(stored['approvals'])} token(s)"

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from agent_pipeline.reward.history import ensure_schema
-from agent_pipeline.store import Store, query_df
+from agent_pipeline.store import Store, has_table, query_df
 
 TIME_WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("1h", timedelta(hours=1)),
@@ -140,7 +140,6 @@ class DistributionSnapshot:
 def compute_distributions(conn, *, as_of: datetime, last_n_runs: int, computed_at: datetime | None = None
                           ) -> pd.DataFrame:
     """Run the query on an open connection and return the snapshot (not written anywhere)."""
-    conn.execute("SET TimeZone = 'UTC'")
     params = {"as_of": as_of, "computed_at": computed_at or datetime.now(UTC)}
     return query_df(conn, distributions_sql(last_n_runs), params)
 
@@ -182,8 +181,6 @@ def read_distributions(store: Store, *, read_only: bool = False, timeout_s: floa
     with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
         if not read_only:
             ensure_schema(store, conn)
-        elif not conn.execute("SELECT count(*) FROM information_schema.tables "
-                              "WHERE table_name = 'reward_distributions'").fetchone()[0]:
+        elif not has_table(conn, "reward_distributions"):
             return pd.DataFrame(columns=list(COLUMNS))
-        conn.execute("SET TimeZone = 'UTC'")
         return query_df(conn, "SELECT * FROM reward_distributions ORDER BY agent, \"window\"")

@@ -106,7 +106,6 @@ class RecomputeResult:
 
 
 def _load_events(conn, start: datetime, end: datetime) -> pd.DataFrame:
-    conn.execute("SET TimeZone = 'UTC'")
     return query_df(conn,
         """SELECT event_id, agent, strategy, kind, started_at, reward, reward_source, error, CAST(output AS VARCHAR)
                   AS output, cost_usd, latency_seconds
@@ -167,7 +166,6 @@ def recompute_window(store: Store, start: datetime, end: datetime, config: Rewar
     })
 
     with store.transaction(timeout_s=timeout_s) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
         before = dict(conn.execute(
             "SELECT event_id, reward FROM agent_rewards WHERE started_at >= ? AND started_at < ?",
             [start, end]).fetchall())
@@ -208,5 +206,4 @@ def read_rewards(store: Store, *, start: datetime | None = None, end: datetime |
     with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
         if not read_only:
             ensure_schema(store, conn)
-        conn.execute("SET TimeZone = 'UTC'")
         return query_df(conn, sql, params)

@@ -99,6 +99,7 @@ class Store:
                 raise FileNotFoundError(f"{self.path}: no store yet")
             conn = duckdb.connect(str(self.path), read_only=read_only)
             try:
+                conn.execute("SET TimeZone = 'UTC'")  # timestamps leave the store in UTC, whatever the host's zone
                 yield conn
             finally:
                 conn.close()

@@ -170,6 +170,5 @@ def read_events(store: Store, *, since: datetime | None = None, agent: str | Non
             ensure_schema(store, conn)
         elif not has_table(conn, "agent_events"):
             return pd.DataFrame(columns=list(COLUMNS))
-        conn.execute("SET TimeZone = 'UTC'")
         return query_df(conn, sql, params)
 

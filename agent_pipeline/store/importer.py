@@ -271,7 +271,6 @@ def import_events(store: Store, path: str | os.PathLike[str], *, progress: Progr
     report = ImportReport(path=str(source))
 
     with store.connect() as conn:
-        conn.execute("SET TimeZone = 'UTC'")
         try:
             _stage(conn, source, report)  # temporary tables only: a file that cannot be imported changes nothing
         except BaseException:

@@ -65,7 +65,6 @@ def snapshot(store: Store, kill_switch: KillSwitch, *, now: datetime | None = No
     snap = SafetySnapshot(now, kill_switch.status(), kill_switch.audit(audit_rows))
     try:
         with store.connect(read_only=True, timeout_s=timeout_s) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
             if has_table(conn, "gate_decisions"):
                 since = now - timedelta(hours=24)
                 for code, approved, n in conn.execute(

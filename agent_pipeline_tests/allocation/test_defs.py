@@ -26,7 +26,6 @@ def _events(store, per_agent: dict[str, list[float | None]]):
 
 def _rows(store, sql):
     with store.connect(read_only=True) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
         return conn.execute(sql).fetchall()
 
 

@@ -147,6 +147,7 @@ def test_any_reward_sample_matches_numpy(rewards, failed):
     from agent_pipeline.reward.history import MIGRATIONS
 
     conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")  # as the store's own connections are
     conn.execute(MIGRATIONS[0])
     rows = []
     for i, r in enumerate(rewards):

@@ -84,7 +84,6 @@ def test_crafted_file_quarantines_each_reason_keeps_every_good_line_and_reimport
     assert report.stamped_with_file_time == 1 and report.failed_runs == 2
 
     with store.connect() as conn:
-        conn.execute("SET TimeZone = 'UTC'")
         quarantined = conn.execute(
             "SELECT file, line_number, reason, line FROM import_quarantine ORDER BY line_number").fetchall()
     assert [(q[1], q[2]) for q in quarantined] == sorted(bad_lines.items())
@@ -92,7 +91,6 @@ def test_crafted_file_quarantines_each_reason_keeps_every_good_line_and_reimport
     assert quarantined[0][3] == "{not json"
 
     with store.connect() as conn:
-        conn.execute("SET TimeZone = 'UTC'")
         rows = conn.execute("SELECT agent, reward, started_at, latency_seconds, cost_usd, error, "
                             "CAST(output AS VARCHAR), reward_source, event_id FROM agent_events "
                             "ORDER BY started_at, agent").fetchall()

@@ -60,7 +60,6 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
     pairs, source = [], None
     if st.path.exists():  # no store file yet: no rewards, every agent is explored
         with st.connect(read_only=True, timeout_s=store.lock_timeout_s) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
             pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window, decided_at,
                                                 since=decided_at - timedelta(days=cfg.history_days))
     allocation, record = decide(cfg, agents, pairs, period_start)

@@ -16,6 +16,7 @@ from agent_pipeline.allocation import AllocationConfig
 from agent_pipeline.allocation.decision import period_start_for
 from agent_pipeline.allocation.schedule import due_slots, run_key, slot_time
 from agent_pipeline.allocation.tables import read_quotas_in_force
+from agent_pipeline.defs.cursors import json_cursor
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.settings import ConfigError
 from agent_pipeline.store import StoreBusy
@@ -27,14 +28,6 @@ MAX_RUNS_PER_TICK = 5
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _cursor(raw: str | None) -> dict:
-    try:
-        data = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def scheduler_sensor_name(agent: str) -> str:
@@ -58,7 +51,6 @@ def build_scheduler_sensor(agent: str, job_name: str) -> dg.SensorDefinition:
             return dg.SkipReason(f"[allocation] config is invalid, launching nothing: {exc}")
         try:
             with store.store().connect(read_only=True, timeout_s=READ_TIMEOUT_S) as conn:
-                conn.execute("SET TimeZone = 'UTC'")
                 decided_period, quotas = read_quotas_in_force(conn)
         except StoreBusy as exc:
             return dg.SkipReason(f"store busy, will retry next tick: {exc}")
@@ -72,7 +64,7 @@ def build_scheduler_sensor(agent: str, job_name: str) -> dg.SensorDefinition:
         if quota <= 0:
             return dg.SkipReason(f"quota 0 for {agent} (decided for {decided_period:%Y-%m-%d %H:%M}Z): not running it")
         period = period_start_for(now, cfg.period_minutes)
-        cursor = _cursor(context.cursor)
+        cursor = json_cursor(context.cursor)
         launched = int(cursor.get("launched", 0)) if cursor.get("period") == period.isoformat() else 0
         due = due_slots(period, cfg.period_minutes, quota, now)
         if due <= launched:

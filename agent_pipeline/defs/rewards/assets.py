@@ -102,7 +102,6 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
         result = recompute_window(db, window.start, window.end, config, timeout_s=store.lock_timeout_s)
         context.log.info(result.summary())
         with db.connect(timeout_s=store.lock_timeout_s) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
             finite = checks.finite_rewards(conn, result.start, result.end)
             plausible = checks.plausible_range(conn, config.history, result.start, result.end)
             fresh = checks.freshness(conn, config.history, datetime.now(UTC))

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from agent_pipeline.defs.cursors import json_cursor
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.defs.trading.assets import TRADING_SAFETY, snapshot_metadata
 from agent_pipeline.store import StoreBusy
@@ -18,14 +19,6 @@ INTERVAL_SECONDS = 20
 READ_TIMEOUT_S = 2.0
 
 
-def _cursor(raw: str | None) -> dict:
-    try:
-        value = json.loads(raw) if raw else {}
-        return value if isinstance(value, dict) else {}
-    except ValueError:
-        return {}
-
-
 @dg.sensor(
     name=SENSOR_NAME,
     minimum_interval_seconds=INTERVAL_SECONDS,
@@ -36,7 +29,7 @@ def _cursor(raw: str | None) -> dict:
                 "numbers in its reason. Never clears it. Every no-op tick says why in its skip reason.",
 )
 def circuit_breaker(context: dg.SensorEvaluationContext, store: StoreResource):
-    cursor = _cursor(context.cursor)
+    cursor = json_cursor(context.cursor)
     try:
         cfg = GuardrailConfig.load()
     except ValueError as exc:

@@ -197,7 +197,7 @@ def test_an_output_that_breaks_after_being_checked_still_leaves_exactly_one_even
 
 def test_an_output_whose_iteration_exits_is_recorded_then_propagates():
     event, recorded, escaped = run(lambda ctx: IterExits([{"profit_pct": 1.0}]))
-    assert isinstance(escaped, SystemExit)
+    assert event is None and isinstance(escaped, SystemExit)
     (stored,) = recorded
     assert stored.error == "SystemExit: exit from __iter__"
 

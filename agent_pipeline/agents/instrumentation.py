@@ -94,19 +94,19 @@ def normalize_result(raw: Any) -> tuple[list[dict[str, Any]], float | None]:
 
 # -- threads left behind ---------------------------------------------------------------------------------------
 _abandoned_lock = threading.Lock()
-_abandoned: list[tuple[str, threading.Thread]] = []
+_abandoned: list[tuple[str, threading.Event]] = []  # (agent, set when its call returns)
 
 
 def abandoned_threads(agent_name: str | None = None) -> int:
     """Agent threads of this process still running after their run ended (of one agent, or of all)."""
     with _abandoned_lock:
-        _abandoned[:] = [(name, t) for name, t in _abandoned if t.is_alive()]
+        _abandoned[:] = [(name, done) for name, done in _abandoned if not done.is_set()]
         return sum(1 for name, _ in _abandoned if agent_name is None or name == agent_name)
 
 
-def _abandon(agent_name: str, worker: threading.Thread) -> None:
+def _abandon(agent_name: str, done: threading.Event) -> None:
     with _abandoned_lock:
-        _abandoned.append((agent_name, worker))
+        _abandoned.append((agent_name, done))
 
 
 def _check_thread_room(agent_name: str) -> None:
@@ -129,40 +129,47 @@ class _Attempt:
 
     def __init__(self) -> None:
         self.worker: threading.Thread | None = None
+        self.done = threading.Event()
         self.thread_running = False
         self.box: dict[str, Any] = {}
 
 
 def _call_with_timeout(agent: LoadedAgent, ctx: AgentContext, attempt: _Attempt) -> tuple[Any, BaseException | None]:
     """Run the agent in its own thread; return (result, what it raised). Raises only on timeout, refusal or an
-    interrupt delivered to this thread while it waits."""
+    interrupt delivered to this thread while it waits.
+
+    It waits on an Event, not ``Thread.join``: a Ctrl-C during ``join`` makes Python 3.11 mark a thread that is
+    still running as stopped, and the event would then wrongly say it finished.
+    """
     timeout = agent.spec.timeout_sec
     _check_thread_room(agent.name)
-    box = attempt.box
+    box, done = attempt.box, attempt.done
 
     def target() -> None:
         try:
             box["result"] = agent.agent.run(ctx)
         except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
             box["error"] = exc
+        finally:
+            done.set()
 
     worker = threading.Thread(target=target, name=f"agent-{agent.name}", daemon=True)
     attempt.worker = worker
     worker.start()
     try:
-        worker.join(timeout)
+        finished = done.wait(timeout)
     except BaseException:
         _leave_behind(agent, attempt)
         raise
-    if worker.is_alive():
+    if not finished:
         _leave_behind(agent, attempt)
         raise AgentTimeout(f"agent {agent.name!r} did not finish within {timeout:g} s; {_left_running(agent.name)}")
     return box.get("result"), box.get("error")
 
 
 def _leave_behind(agent: LoadedAgent, attempt: _Attempt) -> None:
-    if attempt.worker is not None and attempt.worker.is_alive():
-        _abandon(agent.name, attempt.worker)
+    if attempt.worker is not None and not attempt.done.is_set():
+        _abandon(agent.name, attempt.done)
         attempt.thread_running = True
 
 

@@ -209,6 +209,7 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
     error: BaseException | None = None
     propagate: BaseException | None = None
     note = ""
+    latency: float | None = None
     event: AgentEvent | None = None
     try:
         ctx, reward_config = prepare()
@@ -223,19 +224,21 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
             error = propagate = exc
             note = "interrupted while waiting for the agent" + (
                 f"; {_left_running(agent.name)}" if attempt.thread_running else "")
+        latency = time.perf_counter() - t0  # wall-clock around run (or until it was given up)
         if error is None:
             output, cost = normalize_result(raw)
             output = _detached(output)
             reward, capital, max_loss = score_output(agent.name, agent.strategy, output, reward_config)
             event = AgentEvent(run_id=run_id, agent=agent.name, strategy=agent.strategy, kind=agent.kind,
-                               started_at=started, latency_seconds=time.perf_counter() - t0, source=source,
+                               started_at=started, latency_seconds=latency, source=source,
                                cost_usd=cost, reward=reward, output=output, capital_usd=capital,
                                max_loss_usd=max_loss, data_age_sec=_max_data_age(output))
     except BaseException as exc:  # noqa: BLE001 - prepare, or the agent's returned objects misbehaving
         error = exc
     if error is not None:
         propagate = propagate or (error if _must_propagate(error) else None)
-        event = error_event(agent, run_id, error, started, time.perf_counter() - t0, source=source, note=note)
+        latency = time.perf_counter() - t0 if latency is None else latency
+        event = error_event(agent, run_id, error, started, latency, source=source, note=note)
     if record is not None:
         try:
             record(event)

@@ -8,8 +8,9 @@ Every run leaves one event whatever happens: any ``BaseException`` (``SystemExit
 ``GeneratorExit``, an exception whose ``__str__`` and ``__repr__`` raise, a class with an unprintable name), an
 output whose ``__eq__``/``__len__``/``__iter__`` raise, a context (market) that cannot be built. ``run_and_record``
 hands the event to the caller's ``record`` (the store) first; only then do ``KeyboardInterrupt`` and
-``SystemExit``, and any other interrupt delivered to the pipeline's own thread while it waited (Dagster's run
-termination), propagate. Everything else the agent raises is a failed run, not a crash of the pipeline.
+``SystemExit`` propagate, and any other non-``Exception`` raised in the pipeline's own thread (where an interrupt
+meant for the pipeline, such as Dagster's run termination, arrives). Everything else is a failed run, not a crash
+of the pipeline.
 
 A Python thread cannot be killed: an agent still running at its timeout (or when an interrupt arrives) is left
 behind as a daemon thread, and its event says so. At most ``MAX_ABANDONED_PER_AGENT`` such threads per agent
@@ -184,8 +185,13 @@ def _detached(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return json.loads(json.dumps(output, allow_nan=False, default=str))
 
 
-def _must_propagate(error: BaseException) -> bool:
-    return isinstance(error, (KeyboardInterrupt, SystemExit))
+def _must_propagate(error: BaseException, in_agent_thread: bool) -> bool:
+    """Ctrl-C and SystemExit always; any other non-Exception only when raised in the pipeline's own thread, where
+    it may be an interrupt meant for the pipeline (Dagster's run termination). In the agent's thread it is the
+    agent's, and a failed run."""
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return True
+    return not in_agent_thread and not isinstance(error, Exception)
 
 
 @dataclass(frozen=True)
@@ -207,7 +213,7 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
     t0 = time.perf_counter()
     attempt = _Attempt()
     error: BaseException | None = None
-    propagate: BaseException | None = None
+    in_agent_thread = False
     note = ""
     latency: float | None = None
     event: AgentEvent | None = None
@@ -218,10 +224,11 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
         started, t0 = datetime.now(UTC), time.perf_counter()
         try:
             raw, error = _call_with_timeout(agent, ctx, attempt)
+            in_agent_thread = error is not None
         except Exception as exc:  # noqa: BLE001 - timeout, refusal, a thread that cannot start
             error = exc
         except BaseException as exc:  # noqa: BLE001 - delivered while waiting: Ctrl-C, run termination
-            error = propagate = exc
+            error = exc
             note = "interrupted while waiting for the agent" + (
                 f"; {_left_running(agent.name)}" if attempt.thread_running else "")
         latency = time.perf_counter() - t0  # wall-clock around run (or until it was given up)
@@ -236,9 +243,9 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
     except BaseException as exc:  # noqa: BLE001 - prepare, or the agent's returned objects misbehaving
         error = exc
     if error is not None:
-        propagate = propagate or (error if _must_propagate(error) else None)
         latency = time.perf_counter() - t0 if latency is None else latency
         event = error_event(agent, run_id, error, started, latency, source=source, note=note)
+    propagate = None if error is None else (error if _must_propagate(error, in_agent_thread) else None)
     if record is not None:
         try:
             record(event)

@@ -1,6 +1,8 @@
 """An agent still running at its timeout is left behind and its event says so; the threads left behind are bounded
 per agent and per process, and a run past the bound is refused with an event instead of starting a thread."""
 
+import os
+import signal
 import threading
 import time
 from datetime import UTC, datetime
@@ -81,3 +83,29 @@ def test_the_run_says_its_thread_is_still_running(release):
         t.join(5)
     done = instrumentation.run_and_record(sleeper("hang_d", release), lambda: (CTX, RewardConfig()), run_id="r2")
     assert done.event.ok and done.thread_running is False
+
+
+class Terminated(BaseException):
+    """What an orchestrator's signal handler raises in the main thread (as Dagster does on run termination)."""
+
+
+def test_an_interrupt_while_waiting_is_recorded_with_the_thread_left_running_then_propagates(release):
+    def on_signal(signum, frame):
+        raise Terminated("run terminated")
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGUSR1))
+    recorded = []
+    try:
+        timer.start()
+        with pytest.raises(Terminated):
+            instrumentation.run_and_record(sleeper("hang_e", release, timeout=10), lambda: (CTX, RewardConfig()),
+                                           run_id="r1", record=recorded.append)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    (event,) = recorded
+    assert event.error_type == "Terminated" and event.error.startswith("Terminated: run terminated")
+    assert "interrupted while waiting for the agent" in event.error and "still running" in event.error
+    assert event.latency_seconds < 5
+    assert instrumentation.abandoned_threads("hang_e") == 1

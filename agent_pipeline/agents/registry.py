@@ -14,6 +14,7 @@ naming the entry instead of failing a run hours later.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import inspect
@@ -105,7 +106,7 @@ def build_agent(spec: AgentSpec) -> LoadedAgent:
     obj = _resolve(spec)
     if inspect.isclass(obj):
         try:
-            agent = obj(**spec.params)
+            agent = obj(**copy.deepcopy(spec.params))  # the agent keeps no reference into the spec it is bound to
         except TypeError as exc:
             raise AgentRegistryError(f"agent {spec.name!r}: {spec.ref} rejected params {spec.params}: {exc}") from exc
     elif callable(getattr(obj, "run", None)):

@@ -6,7 +6,8 @@ import argparse
 import json
 from datetime import UTC, datetime
 
-from agent_pipeline.agents import AgentContext, load_configured_registry, run_instrumented
+from agent_pipeline.agents import AgentContext, load_configured_registry
+from agent_pipeline.agents.instrumentation import run_and_record
 from agent_pipeline.market import MarketConfig, make_market
 from agent_pipeline.reward import RewardConfig
 from agent_pipeline.store import Store, append_event, read_events
@@ -23,14 +24,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.name not in registry:
         raise ValueError(f"no agent named {args.name!r}; registered: {sorted(registry)}")
     loaded = registry[args.name]
-    market = make_market(MarketConfig.load(), consumer=loaded.name)
-    event = run_instrumented(loaded, AgentContext(now=datetime.now(UTC), market=market, params=loaded.spec.params,
-                                                  run_id=f"cli:{datetime.now(UTC).isoformat()}"),
-                             RewardConfig.load(), source="cli")
-    append_event(Store.at_home(), event)
+    run_id = f"cli:{datetime.now(UTC).isoformat()}"
+    store = Store.at_home()
+
+    def prepare():
+        market = make_market(MarketConfig.load(), consumer=loaded.name)
+        ctx = AgentContext(now=datetime.now(UTC), market=market, params=loaded.spec.params, run_id=run_id)
+        return ctx, RewardConfig.load()
+
+    # the event is stored before Ctrl-C or the agent's SystemExit propagates
+    run = run_and_record(loaded, prepare, run_id=run_id, record=lambda event: append_event(store, event),
+                         source="cli")
+    event = run.event
     print(json.dumps({"event_id": event.event_id, "agent": event.agent, "reward": event.reward,
-                      "latency_seconds": event.latency_seconds, "cost_usd": event.cost_usd, "error": event.error},
-                     indent=2))
+                      "latency_seconds": event.latency_seconds, "cost_usd": event.cost_usd, "error": event.error,
+                      "thread_still_running": run.thread_running}, indent=2))
     return 1 if event.error else 0
 
 

@@ -1,24 +1,48 @@
-"""Circuit breaker: error-rate spikes and reward collapse, measured from ``agent_events``.
+"""Circuit breaker: error-rate spikes and reward collapse, measured from the live runs in ``agent_events``.
 
 Read by the sensor (which trips the persisted kill switch after ``breaker_consecutive_ticks`` breaching ticks in
 a row, and never clears it) and by the gate (which denies with ``CIRCUIT_BREAKER`` as soon as a breach is in the
-store, before the next tick). Windows end at ``now``:
+store, before the next tick). Windows end at ``now``.
 
-- error rate: failed runs / runs over the last ``error_window_sec`` (the seed's 5 minutes), once at least
-  ``min_events_for_error_rate`` runs happened; breach above ``max_error_rate_5m``;
-- reward floor: mean reward (successful runs) over the last ``reward_window_sec`` below ``reward_floor``;
+What counts: live runs only, i.e. rows the pipeline wrote as runs ended (``source`` in ``LIVE_SOURCES``: the
+Dagster op and ``agent-pipeline agents run``), never imported history (``source = 'import'`` /
+``reward_source = 'imported'``: 500 old lines stamped "now" would otherwise dilute 10/10 failures to 10/510), and
+never a row whose ``started_at`` is after ``now``. A run is a failure when it carries an error; a success when it
+carries no error and a finite reward; a row that is neither is not evidence of health and counts as neither.
+
+The error-rate rule, sound on small samples: over the last ``error_window_sec`` a breach needs all of
+- at least ``min_events_for_error_rate`` runs (5),
+- at least ``min_errors_for_error_rate`` failures (3), and
+- a failure share above ``max_error_rate_5m`` (0.10, the prototype's limit, unchanged in meaning).
+At the default cadence a 5-minute window holds about 5 runs per agent (about 15 overall); judged by the rate
+alone, one injected fault read 20 % and latched the switch. Faults are rare and independent (the simulated market fails a quote request
+with probability 0.002), so three or more in one window happen by chance with probability about
+C(15, 3) * 0.002**3 = 4e-6, while an outage fails most runs and reaches three failures within minutes (4 of 6
+failing, 10 of 10 failing both breach). From 20 runs in a window on (at the default limit) the count no longer binds and the rule is the prototype's
+rate limit. A confidence bound was rejected: a Wilson lower bound at 95 % still breaches on 2 failures of 5, and
+at 99 %, which does not, a sustained 15 % failure rate over 100 runs does not breach.
+
+The rule is applied to all live runs together and, with ``breaker_per_agent`` (default on), to each agent's runs
+alone, so a flood of cheap successful runs from one agent cannot hide another agent that keeps failing; a
+per-agent breach halts trading as a whole like any other (disable the failing agent before clearing the switch).
+
+Reward checks (successful live runs only; each needs ``min_reward_samples`` rewards in the windows it uses):
+- reward floor: mean reward over the last ``reward_window_sec`` below ``reward_floor``;
 - reward drop: the mean of the preceding ``reward_baseline_sec`` minus the recent mean above ``max_reward_drop``.
-Reward checks need ``min_reward_samples`` rewards in each window they use.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from agent_pipeline.store import has_table
 from agent_pipeline.trading.config import GuardrailConfig
+
+# ``agent_events.source`` of rows written by a run as it ends (the op's default and the CLI's).
+LIVE_SOURCES = ("dagster", "cli")
 
 
 @dataclass(frozen=True)
@@ -31,6 +55,7 @@ class BreakerReading:
     baseline_n: int = 0
     baseline_mean: float | None = None
     breaches: tuple[str, ...] = ()
+    by_agent: tuple[tuple[str, int, int], ...] = ()  # (agent, runs, failures) in the error window
 
     @property
     def error_rate(self) -> float | None:
@@ -49,18 +74,38 @@ class BreakerReading:
         out["at"] = self.at.isoformat()
         out["error_rate"] = self.error_rate
         out["breaches"] = list(self.breaches)
+        out["by_agent"] = {agent: {"runs": runs, "errors": errors} for agent, runs, errors in self.by_agent}
         return out
 
 
+def error_rate_breached(cfg: GuardrailConfig, runs: int, errors: int) -> bool:
+    """The small-sample rule: enough runs, enough failures, and a failure share above the limit."""
+    return (runs >= cfg.min_events_for_error_rate and runs > 0 and errors >= cfg.min_errors_for_error_rate
+            and errors / runs > cfg.max_error_rate_5m)
+
+
+def _rate_text(cfg: GuardrailConfig, runs: int, errors: int) -> str:
+    return f"error rate {errors / runs:.2f} ({errors}/{runs} runs in the last {cfg.error_window_sec:g} s)"
+
+
 def evaluate(cfg: GuardrailConfig, at: datetime, *, events: int, errors: int, reward_n: int,
-             reward_mean: float | None, baseline_n: int, baseline_mean: float | None) -> BreakerReading:
-    """Which limits the measured numbers breach; the messages carry the numbers."""
+             reward_mean: float | None, baseline_n: int, baseline_mean: float | None,
+             by_agent: Mapping[str, tuple[int, int]] | None = None) -> BreakerReading:
+    """Which limits the measured numbers breach; the messages carry the numbers.
+
+    ``by_agent`` maps an agent to its (runs, failures) in the error window; an agent breaching on its own is
+    reported when the overall rate does not already breach (with ``breaker_per_agent``).
+    """
     breaches = []
-    if events >= cfg.min_events_for_error_rate and events > 0:
-        rate = errors / events
-        if rate > cfg.max_error_rate_5m:
-            breaches.append(f"error rate {rate:.2f} ({errors}/{events} runs in the last {cfg.error_window_sec:g} s) "
-                            f"above {cfg.max_error_rate_5m:g}")
+    agents = tuple(sorted((str(a), int(n), int(e)) for a, (n, e) in (by_agent or {}).items()))
+    if error_rate_breached(cfg, events, errors):
+        breaches.append(f"{_rate_text(cfg, events, errors)} above {cfg.max_error_rate_5m:g}")
+    elif cfg.breaker_per_agent:
+        for agent, runs, failed in agents:
+            if error_rate_breached(cfg, runs, failed):
+                overall = f"{errors}/{events}" if events else "0/0"
+                breaches.append(f"agent {agent!r}: {_rate_text(cfg, runs, failed)} above "
+                                f"{cfg.max_error_rate_5m:g} (all agents: {overall})")
     recent_ok = reward_n >= cfg.min_reward_samples and reward_mean is not None and math.isfinite(reward_mean)
     if cfg.reward_floor is not None and recent_ok and reward_mean < cfg.reward_floor:
         breaches.append(f"mean reward {reward_mean:.4g} over {reward_n} runs in the last {cfg.reward_window_sec:g} s "
@@ -69,20 +114,37 @@ def evaluate(cfg: GuardrailConfig, at: datetime, *, events: int, errors: int, re
     if cfg.max_reward_drop is not None and recent_ok and base_ok and baseline_mean - reward_mean > cfg.max_reward_drop:
         breaches.append(f"mean reward fell {baseline_mean - reward_mean:.4g} (from baseline {baseline_mean:.4g} over "
                         f"{baseline_n} runs to {reward_mean:.4g} over {reward_n}) beyond {cfg.max_reward_drop:g}")
-    return BreakerReading(at, events, errors, reward_n, reward_mean, baseline_n, baseline_mean, tuple(breaches))
+    return BreakerReading(at, events, errors, reward_n, reward_mean, baseline_n, baseline_mean, tuple(breaches),
+                          agents)
 
 
-_SQL = """
-SELECT
-    count(*) FILTER (WHERE started_at >= $err_start),
-    count(*) FILTER (WHERE started_at >= $err_start AND error IS NOT NULL),
-    count(reward) FILTER (WHERE started_at >= $rw_start),
-    avg(reward) FILTER (WHERE started_at >= $rw_start),
-    count(reward) FILTER (WHERE started_at < $rw_start),
-    avg(reward) FILTER (WHERE started_at < $rw_start)
-FROM agent_events
-WHERE started_at >= $start AND started_at <= $now
+_LIVE = ", ".join(f"'{s}'" for s in LIVE_SOURCES)
+
+# One row per agent: failures and judged runs in the error window, reward count and sum in the recent and the
+# baseline reward windows.
+_SQL = f"""
+WITH live AS (
+    SELECT agent, started_at, reward,
+           error IS NOT NULL OR error_type IS NOT NULL AS failed,
+           error IS NULL AND error_type IS NULL AND reward IS NOT NULL AND isfinite(reward) AS succeeded
+    FROM agent_events
+    WHERE started_at >= $start AND started_at <= $now
+      AND source IN ({_LIVE}) AND reward_source <> 'imported'
+)
+SELECT agent,
+    count(*) FILTER (WHERE started_at >= $err_start AND (failed OR succeeded)),
+    count(*) FILTER (WHERE started_at >= $err_start AND failed),
+    count(*) FILTER (WHERE started_at >= $rw_start AND succeeded),
+    sum(reward) FILTER (WHERE started_at >= $rw_start AND succeeded),
+    count(*) FILTER (WHERE started_at < $rw_start AND succeeded),
+    sum(reward) FILTER (WHERE started_at < $rw_start AND succeeded)
+FROM live
+GROUP BY agent
 """
+
+
+def _mean(total: float, n: int) -> float | None:
+    return total / n if n else None
 
 
 def read_breaker(conn, cfg: GuardrailConfig, now: datetime) -> BreakerReading:
@@ -93,8 +155,15 @@ def read_breaker(conn, cfg: GuardrailConfig, now: datetime) -> BreakerReading:
     rw_start = now - timedelta(seconds=cfg.reward_window_sec)
     base_start = rw_start - timedelta(seconds=cfg.reward_baseline_sec)
     start = min(err_start, base_start)
-    row = conn.execute(_SQL, {"err_start": err_start, "rw_start": rw_start, "start": start, "now": now}).fetchone()
-    events, errors, rn, rmean, bn, bmean = row
-    return evaluate(cfg, now, events=int(events or 0), errors=int(errors or 0), reward_n=int(rn or 0),
-                    reward_mean=None if rmean is None else float(rmean), baseline_n=int(bn or 0),
-                    baseline_mean=None if bmean is None else float(bmean))
+    rows = conn.execute(_SQL, {"err_start": err_start, "rw_start": rw_start, "start": start, "now": now}).fetchall()
+    by_agent: dict[str, tuple[int, int]] = {}
+    events = errors = rn = bn = 0
+    rsum = bsum = 0.0
+    for agent, runs, failed, r_n, r_sum, b_n, b_sum in rows:
+        if runs:
+            by_agent[agent] = (int(runs), int(failed))
+        events, errors = events + int(runs), errors + int(failed)
+        rn, rsum = rn + int(r_n), rsum + float(r_sum or 0.0)
+        bn, bsum = bn + int(b_n), bsum + float(b_sum or 0.0)
+    return evaluate(cfg, now, events=events, errors=errors, reward_n=rn, reward_mean=_mean(rsum, rn),
+                    baseline_n=bn, baseline_mean=_mean(bsum, bn), by_agent=by_agent)

@@ -78,6 +78,9 @@ class GuardrailConfig:
     breaker_in_gate: bool = _f(True, _BOOL, doc="the gate itself denies while the store shows a breach")
     error_window_sec: float = _f(300, _POS)
     min_events_for_error_rate: int = _f(5, _INT)
+    min_errors_for_error_rate: int = _f(3, _INT, doc="failed runs in the window before the rate can breach "
+                                                     "(one fault among a handful of runs is noise)")
+    breaker_per_agent: bool = _f(True, _BOOL, doc="judge each agent's error rate alone as well as all together")
     reward_floor: float | None = _f(None, _FINITE, optional=True, doc="rolling mean reward below this trips")
     max_reward_drop: float | None = _f(None, _POS, optional=True,
                                        doc="baseline mean minus rolling mean above this trips")

@@ -49,3 +49,24 @@ def test_fault_storm_end_to_end(store):
     assert "KILL_SWITCH_HALTED" not in after["by_reason"]
     # the storm's errors are still inside the 5-minute window, so the gate's own breaker check refuses
     assert after["by_reason"] == {"CIRCUIT_BREAKER": 1}
+
+
+def test_one_injected_fault_among_a_handful_of_runs_does_not_halt_trading(store):
+    jobs = {j.name: j for j in build_agent_jobs(load_registry())}
+
+    def run(fault_rate):
+        return jobs["agent__momentum"].execute_in_process(
+            resources={"store": StoreResource(), "market": MarketResource(fault_rate=fault_rate)},
+            raise_on_error=False)
+
+    for _ in range(4):
+        assert run(0.0).success
+    assert not run(1.0).success  # one injected fault: 1 of 5 runs in the window
+    cursor = None
+    for _ in range(3):  # more ticks than breaker_consecutive_ticks
+        result = circuit_breaker(dg.build_sensor_context(cursor=cursor, resources={"store": StoreResource()}))
+        cursor = result.cursor if isinstance(result, dg.SensorResult) else cursor
+    assert KillSwitch(default_path()).state is KillSwitchState.ACTIVE
+    after = run(0.0).output_for_node("execute_momentum")
+    assert after["proposals"] == 1 and "CIRCUIT_BREAKER" not in after["by_reason"]
+    assert "KILL_SWITCH_HALTED" not in after["by_reason"]

@@ -11,6 +11,7 @@ from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.defs.trading import sensors
 from agent_pipeline.defs.trading.sensors import circuit_breaker
 from agent_pipeline.store.events import AgentEvent, append_frame, events_frame
+from agent_pipeline.store.importer import import_events
 from agent_pipeline.trading import KillSwitch, KillSwitchState
 from agent_pipeline.trading.kill_switch import default_path
 
@@ -151,3 +152,23 @@ def test_the_daemons_evaluation_path_keeps_the_skip_reason_and_asset_event(store
     assert "TRIPPED" in data.skip_message
     assert [e.asset_key for e in data.asset_events] == [dg.AssetKey("trading_safety")]
     assert json.loads(data.cursor)["consecutive"] == 2
+
+
+def test_one_injected_fault_among_a_handful_of_runs_never_trips(store):
+    history(store, runs=5, error_every=5)  # run 0 failed: 1/5 = 20 %, one fault
+    cursor = None
+    for _ in range(3):
+        result = tick(cursor)
+        cursor = _cursor(result) or cursor
+        assert "no breach" in _skip_text(result) and "too few failures" in _skip_text(result)
+    assert KillSwitch(default_path()).state is KillSwitchState.ACTIVE
+
+
+def test_imported_history_cannot_blind_the_sensor(store, tmp_path):
+    history(store, runs=10, error_every=1)  # a live outage: 10/10
+    lines = tmp_path / "events.jsonl"
+    lines.write_text('{"agent": "momentum", "reward": 0.3}\n' * 500)  # no timestamps: stamped now
+    assert import_events(store, lines).inserted == 500
+    second = tick(_cursor(tick()))
+    kill = KillSwitch(default_path())
+    assert kill.state is KillSwitchState.HALTED and "(10/10 runs" in kill.reason, _skip_text(second)

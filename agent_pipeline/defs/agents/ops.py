@@ -1,13 +1,12 @@
 """One Dagster op per registered agent: run it instrumented, store its event, report agent_events."""
 
 
-import time
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from agent_pipeline.agents import AgentContext, LoadedAgent, run_instrumented
-from agent_pipeline.agents.instrumentation import error_event
+from agent_pipeline.agents import AgentContext, LoadedAgent
+from agent_pipeline.agents.instrumentation import run_and_record
 from agent_pipeline.defs.resources import MarketResource, StoreResource
 from agent_pipeline.reward import RewardConfig
 from agent_pipeline.store import append_event
@@ -31,15 +30,17 @@ def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
         out=dg.Out(dict, description="The stored event: ids, reward and the agent's output."),
     )
     def run_agent(context: dg.OpExecutionContext, store: StoreResource, market: MarketResource):
-        now = datetime.now(UTC)
-        t0 = time.perf_counter()
-        try:
-            ctx = AgentContext(now=now, market=market.make(consumer=name), params=loaded.spec.params,
+        def prepare():
+            ctx = AgentContext(now=datetime.now(UTC), market=market.make(consumer=name), params=loaded.spec.params,
                                run_id=context.run_id)
-            event = run_instrumented(loaded, ctx, RewardConfig.load())
-        except Exception as exc:  # market or config could not be built: still one event
-            event = error_event(loaded, context.run_id, exc, now, time.perf_counter() - t0)
-        append_event(store.store(), event, timeout_s=store.lock_timeout_s)
+            return ctx, RewardConfig.load()
+
+        def record(event):
+            append_event(store.store(), event, timeout_s=store.lock_timeout_s)
+
+        # the event is stored before an interrupt or SystemExit propagates (a failed run is raised below)
+        run = run_and_record(loaded, prepare, run_id=context.run_id, record=record)
+        event = run.event
         metadata = {
             "agent": name, "event_id": event.event_id, "latency_seconds": event.latency_seconds,
             "cost_usd": dg.MetadataValue.float(event.cost_usd) if event.cost_usd is not None else "unknown",
@@ -48,6 +49,8 @@ def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
         }
         if event.error:
             metadata["error"] = event.error
+        if run.thread_running:
+            metadata["agent_thread_still_running"] = True
         yield dg.AssetMaterialization(asset_key=AGENT_EVENTS, description=f"event of {name}", metadata=metadata)
         if event.error:
             raise dg.Failure(description=f"agent {name} failed: {event.error}", metadata=metadata)

@@ -23,10 +23,12 @@ READ_TIMEOUT_S = 2.0
     name=SENSOR_NAME,
     minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Reads agent_events (read-only, bounded wait) every 20 s: an error rate above max_error_rate_5m "
-                "over the last 5 minutes, or a reward collapse (floor / drop against baseline, when configured), "
-                "for breaker_consecutive_ticks ticks in a row trips the persisted kill switch with the measured "
-                "numbers in its reason. Never clears it. Every no-op tick says why in its skip reason.",
+    description="Reads the live runs in agent_events (read-only, bounded wait; imported history never counts) "
+                "every 20 s: at least min_errors_for_error_rate failed runs making an error rate above "
+                "max_error_rate_5m over the last 5 minutes (all agents together or any one agent), or a reward "
+                "collapse (floor / drop against baseline, when configured), for breaker_consecutive_ticks ticks in "
+                "a row trips the persisted kill switch with the measured numbers in its reason. Never clears it. "
+                "Every no-op tick says why in its skip reason.",
 )
 def circuit_breaker(context: dg.SensorEvaluationContext, store: StoreResource):
     cursor = json_cursor(context.cursor)
@@ -48,11 +50,14 @@ def circuit_breaker(context: dg.SensorEvaluationContext, store: StoreResource):
     except FileNotFoundError:
         return dg.SkipReason("no store yet: no agent has run")
     rate = "n/a" if reading.error_rate is None else f"{reading.error_rate:.2f}"
-    numbers = (f"{reading.errors}/{reading.events} runs failed in the last {cfg.error_window_sec:g} s "
-               f"(rate {rate}, limit {cfg.max_error_rate_5m:g}); mean reward {reading.reward_mean} over "
-               f"{reading.reward_n}, baseline {reading.baseline_mean} over {reading.baseline_n}")
+    numbers = (f"{reading.errors}/{reading.events} live runs failed in the last {cfg.error_window_sec:g} s "
+               f"(rate {rate}, limit {cfg.max_error_rate_5m:g} once at least {cfg.min_errors_for_error_rate} "
+               f"failed); mean reward {reading.reward_mean} over {reading.reward_n}, baseline "
+               f"{reading.baseline_mean} over {reading.baseline_n}")
     if reading.events < cfg.min_events_for_error_rate:
         numbers += f" (too few runs to judge the error rate: fewer than {cfg.min_events_for_error_rate})"
+    elif reading.errors < cfg.min_errors_for_error_rate:
+        numbers += f" (too few failures to judge the error rate: fewer than {cfg.min_errors_for_error_rate})"
     if not reading.breached:
         if cursor.get("consecutive"):
             return dg.SensorResult(skip_reason=f"no breach, breach count reset: {numbers}",

@@ -282,9 +282,9 @@ class KillSwitch:
             try:
                 last_row = json.loads(disk.last_line)
                 if not isinstance(last_row, dict):
-                    raise ValueError("not a JSON object")
+                    raise TypeError("not a JSON object")
                 disk.audit_version = _int_version(last_row.get("version"), "the last audit row")
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 audit_problem = audit_problem or f"the audit log's last row is damaged ({exc})"
         try:
             body = self._state_body(disk)
@@ -453,8 +453,9 @@ class KillSwitch:
                 if action != "trip":
                     raise KillSwitchError(f"kill switch not {_PAST[action]}: cannot take its lock ({exc}); "
                                           f"nothing was changed{_lock_advice(exc)}") from None
-                return self._trip_anyway(reason, by, [f"the trip was written without the lock ({exc}); orders "
-                                                      f"being committed at this moment may still complete"])
+                unlocked = (f"the trip was written without the lock ({exc}); orders being committed at this "
+                            f"moment may still complete")
+                return self._trip_anyway(reason, by, [unlocked])
             if action == "trip":
                 return self._trip_anyway(reason, by, [])
             return self._apply_file(state, action, reason, by, [])

@@ -74,6 +74,7 @@ ALG_PLAIN = "sha256"
 ALG_KEYED = "hmac-sha256"
 MAX_STATE_BYTES = 65_536
 AUDIT_TAIL_BYTES = 262_144  # far more than the last two rows (texts are clipped to MAX_TEXT_CHARS)
+_SMALL_TAIL_BYTES = 8_192  # what two ordinary rows take: read first
 MAX_AUDIT_LIST_BYTES = 16 * 1024 * 1024
 MAX_TEXT_CHARS = 2_000
 _POLL_S = 0.002
@@ -265,17 +266,11 @@ class KillSwitch:
         audit_problem = ""
         lines: list[bytes] = []
         try:
-            tail, truncated = read_tail(self.audit_path, AUDIT_TAIL_BYTES)
-            disk.audit_ends_open = bool(tail) and not tail.endswith(b"\n")
-            lines = [line for line in tail.split(b"\n") if line.strip()]
-            if truncated:
-                lines = lines[1:]  # the first piece is (most likely) the end of a longer line
-                if len(lines) < 2:
-                    audit_problem = "the audit log's last rows are longer than any this code writes"
+            lines, disk.audit_ends_open = _last_lines(self.audit_path)
         except FileNotFoundError:
             pass
-        except OSError as exc:
-            audit_problem = f"audit log unusable: {exc}"
+        except (OSError, _Bad) as exc:
+            audit_problem = str(exc) if isinstance(exc, _Bad) else f"audit log unusable: {exc}"
         disk.last_line = lines[-1] if lines else None
         last_row: dict[str, Any] | None = None
         if disk.last_line is not None:
@@ -642,6 +637,19 @@ class KillSwitch:
                     os.close(fd)
                     raise KillSwitchBusy(f"{path}: locked for too long") from None
                 time.sleep(_POLL_S)
+
+
+def _last_lines(audit_path: Path) -> tuple[list[bytes], bool]:
+    """The complete non-empty lines at the end of the audit log (at least the last two when there are two) and
+    whether its last line lacks a newline. Reads a small tail first and a larger one only for long rows."""
+    for limit in (_SMALL_TAIL_BYTES, AUDIT_TAIL_BYTES):
+        tail, truncated = read_tail(audit_path, limit)
+        lines = [line for line in tail.split(b"\n") if line.strip()]
+        if truncated:
+            lines = lines[1:]  # the first piece is (most likely) the end of a longer line
+        if not truncated or len(lines) >= 2:
+            return lines, bool(tail) and not tail.endswith(b"\n")
+    raise _Bad("the audit log's last rows are longer than any this code writes")
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:

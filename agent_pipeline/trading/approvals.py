@@ -11,10 +11,11 @@ with payload ``{"v": 2, "strategy_hash", "agent", "approver", "identity", "os_us
 ``os_user`` the OS account that ran ``agent-pipeline approve``, taken from the process's user id: a claimed name
 is recorded beside who actually signed. Tokens are stored in the DuckDB table ``strategy_approvals``.
 
-People, not spellings: two approvals count as two people only if their canonical identities differ, so "alice",
-"Alice", "ALICE", "ali\\u200bce" and fullwidth "ａｌｉｃｅ" are one person; a name that mixes scripts (a Cyrillic
-"а" among Latin letters) is refused, both when signing and when verifying. Verification recomputes the identity
-from the signed name; nothing in the token is trusted before its signature checks.
+People, not spellings: two approvals count as two people only if their names' skeletons differ
+(``identities.skeleton``), so "alice", "Alice", "ALICE", "ali\\u200bce", "al1ce", "a.lice" and fullwidth
+"ａｌｉｃｅ" are one person; a name that mixes scripts (a Cyrillic "а" among Latin letters) is refused, both when
+signing and when verifying. Verification recomputes the identity from the signed name; nothing in the token is
+trusted before its signature checks.
 
 Keys (HMAC, so whoever verifies can also sign: keep the verifier's keys where the gate runs):
 
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent_pipeline.trading.config import APPROVAL_KEY_ENV
-from agent_pipeline.trading.identities import IdentityError, canonical_identity, display_name, os_user
+from agent_pipeline.trading.identities import IdentityError, canonical_identity, display_name, os_user, skeleton
 from agent_pipeline.trading.reasons import Reason
 
 REQUIRED_APPROVERS = 2
@@ -62,7 +63,7 @@ class ApprovalError(ValueError):
 
 @dataclass(frozen=True)
 class ApprovalKeys:
-    """The keys a verifier holds: the shared key and/or one key per approver (canonical identity -> key).
+    """The keys a verifier holds: the shared key and/or one key per approver (``skeleton`` of the name -> key).
 
     ``problem`` is set when the configuration itself is broken; then nothing verifies (fail closed).
     """
@@ -91,9 +92,9 @@ def _approver_keys(raw: str) -> dict[str, bytes]:
             raise ApprovalError(f"{APPROVER_KEYS_ENV}: {exc}") from None
         if not isinstance(key, str) or not key:
             raise ApprovalError(f"{APPROVER_KEYS_ENV}: the key of {name!r} must be a non-empty string")
-        if identity in keys:
+        if skeleton(identity) in keys:
             raise ApprovalError(f"{APPROVER_KEYS_ENV}: two entries are the same person ({identity!r})")
-        keys[identity] = key.encode()
+        keys[skeleton(identity)] = key.encode()
     return keys
 
 
@@ -118,10 +119,10 @@ def signing_key(identity: str, environ=None) -> bytes:
         return own.encode()
     if env.get(APPROVER_KEYS_ENV, ""):
         keys = _approver_keys(env[APPROVER_KEYS_ENV])
-        if identity not in keys:
+        if skeleton(identity) not in keys:
             raise ApprovalError(f"{APPROVER_KEYS_ENV} has no key for {identity!r}; set {APPROVER_KEY_ENV} to "
                                 f"your own approver key")
-        return keys[identity]
+        return keys[skeleton(identity)]
     shared = env.get(APPROVAL_KEY_ENV, "")
     if not shared:
         raise ApprovalError(f"set {APPROVER_KEY_ENV} (your own approver key) or {APPROVAL_KEY_ENV} (the shared "
@@ -241,7 +242,7 @@ def _identity_of(token: object, strategy_hash: str, keys: ApprovalKeys, stamp: f
         raise _Refused(Reason.APPROVAL_FORGED, f"a token does not parse: {type(exc).__name__}: {exc}") from None
     if keys.approvers:  # the signed name picks the one key that may have signed it
         identity = _identity(claimed)
-        key = keys.approvers.get(identity)
+        key = keys.approvers.get(skeleton(identity))
         if key is None:
             raise _Refused(Reason.APPROVAL_APPROVER_INVALID,
                            f"{identity!r} has no approver key in {APPROVER_KEYS_ENV}: their approval does not count")
@@ -285,14 +286,16 @@ def verify(tokens: Iterable[str] | None, strategy_hash: str, *, key: bytes | App
     if keys.problem:
         return ApprovalCheck(False, Reason.APPROVAL_KEY_MISSING, keys.problem)
     stamp = now.timestamp()
-    people: set[str] = set()
+    people: dict[str, str] = {}  # skeleton -> the first identity seen for it
     problems: dict[Reason, str] = {}
     for token in tokens:
         try:
-            people.add(_identity_of(token, strategy_hash, keys, stamp))
+            identity = _identity_of(token, strategy_hash, keys, stamp)
         except _Refused as refused:
             problems.setdefault(refused.code, refused.message)
-    approvers = tuple(sorted(people))
+            continue
+        people.setdefault(skeleton(identity), identity)
+    approvers = tuple(sorted(people.values()))
     if len(people) >= REQUIRED_APPROVERS:
         return ApprovalCheck(True, Reason.OK, "approved by " + ", ".join(approvers), approvers)
     for code in _DENIAL_ORDER:

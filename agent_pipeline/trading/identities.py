@@ -16,6 +16,11 @@ is compared:
 
 Only letters, digits (any script's digits count as their value) and `` .-_'@+`` are allowed; anything else
 (symbols, emoji, control characters, invisible braille blanks) is refused with an error naming the character.
+
+Two names are the same person when their ``skeleton`` is the same: the canonical identity without separators
+(`` .-_'``: "alice smith", "alice.smith" and "alicesmith" are one person) and with the Latin look-alikes of UTS #39
+folded together ("0" and "o"; "1", "i" and "l"; "rn" and "m"; "vv" and "w"; "cl" and "d"), so "al1ce" or a
+capital "I" typed for an "l" does not make a second approver. The skeleton is only compared, never shown.
 """
 
 from __future__ import annotations
@@ -108,6 +113,24 @@ def canonical_identity(name: object) -> str:
     if not any(ch.isalnum() for ch in text):
         raise IdentityError(f"approver name {shown!r} has no letters or digits")
     return text
+
+
+_SEPARATORS = str.maketrans("", "", " .-_'")
+_SKELETON_LETTERS = str.maketrans({"0": "o", "1": "l", "i": "l"})
+_SKELETON_PAIRS = (("rn", "m"), ("vv", "w"), ("cl", "d"))
+
+
+def skeleton(identity: str) -> str:
+    """What a canonical identity looks like, for comparison: separators dropped, Latin look-alikes folded."""
+    text = identity.translate(_SEPARATORS).translate(_SKELETON_LETTERS)
+    for pair, single in _SKELETON_PAIRS:
+        text = text.replace(pair, single)
+    return text
+
+
+def same_person_key(name: object) -> str:
+    """``skeleton(canonical_identity(name))``: equal for two spellings of one person."""
+    return skeleton(canonical_identity(name))
 
 
 def os_user() -> str:

@@ -192,3 +192,18 @@ def test_signing_uses_the_approvers_own_key_first(monkeypatch):
 
     bob = issue("h1", "bob", now=NOW).token
     assert verify([tok("alice", key=b"alice-key"), bob], "h1", key=approval_key(ROSTER), now=NOW).ok
+
+
+@pytest.mark.parametrize("spelling", ["al1ce", "aIice", "a.lice", "a lice", "ali-ce", "alice_", "ALI CE"])
+def test_latin_look_alikes_and_separators_do_not_make_a_second_person(spelling):
+    result = verify([tok("alice"), tok(spelling)], "h1", key=KEY, now=NOW)
+    assert result.code is Reason.APPROVAL_SINGLE_APPROVER and len(result.approvers) == 1
+
+
+def test_a_look_alike_of_a_rostered_name_still_needs_that_persons_key():
+    from agent_pipeline.trading.approvals import approval_key
+
+    keys = approval_key(ROSTER)
+    alice = tok("alice", key=b"alice-key")
+    assert verify([alice, tok("al1ce", key=b"bob-key")], "h1", key=keys, now=NOW).code is Reason.APPROVAL_FORGED
+    assert verify([alice, tok("b0b", key=b"bob-key")], "h1", key=keys, now=NOW).ok  # "b0b" looks like bob: his key

@@ -256,7 +256,8 @@ def _identity_of(token: object, strategy_hash: str, keys: ApprovalKeys, stamp: f
     if payload.get("v") not in TOKEN_VERSIONS or isinstance(payload.get("v"), bool):
         raise _Refused(Reason.APPROVAL_FORGED, f"a token has unknown version {payload.get('v')!r}")
     if bound != strategy_hash:
-        raise _Refused(Reason.APPROVAL_MISMATCH, f"a token approves strategy {str(bound)[:12]}, not {strategy_hash[:12]}")
+        raise _Refused(Reason.APPROVAL_MISMATCH,
+                       f"a token approves strategy {str(bound)[:12]}, not {strategy_hash[:12]}")
     if not math.isfinite(expires) or expires <= stamp:
         raise _Refused(Reason.APPROVAL_EXPIRED, f"{identity}'s approval expired")
     if not math.isfinite(issued) or expires - issued > MAX_TTL.total_seconds() + _LIFETIME_SLACK_S:

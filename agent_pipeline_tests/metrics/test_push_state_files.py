@@ -41,7 +41,7 @@ def test_metrics_exposition_does_not_hang_on_fifo_state_files(store, pipeline_ho
 def test_the_metrics_endpoint_answers_with_a_fifo_push_state(store, pipeline_home):
     write(store, event("a", 1))
     fifo = plant("fifo", pipeline_home / STATE_FILE)
-    server, thread = serve(port=free_port())
+    server, _thread = serve(port=free_port())
     try:
         url = f"http://127.0.0.1:{server.server_port}/metrics"
         body = within(DEADLINE_S, lambda: urllib.request.urlopen(url, timeout=DEADLINE_S).read(), fifos=[fifo])

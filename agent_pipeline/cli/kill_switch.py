@@ -32,8 +32,11 @@ def _status(args: argparse.Namespace) -> int:
     if rows:
         print("audit (latest last):")
         for row in rows:
+            if "action" not in row:  # a damaged line, or the log itself unreadable
+                print(f"  {row.get('raw', row)}")
+                continue
             print(f"  {row.get('at', '?')}  {row.get('action', '?'):6} {row.get('from_state', '?')} -> "
-                  f"{row.get('to_state', '?')}  by {row.get('by', '?')}: {row.get('reason', row.get('raw', ''))}")
+                  f"{row.get('to_state', '?')}  by {row.get('by', '?')}: {row.get('reason', '')}")
     return 0
 
 

@@ -1,13 +1,17 @@
 """``agent-pipeline kill-switch status|trip|reduce|clear``: operate the persisted kill switch.
 
 The switch is a file under $AGENT_PIPELINE_HOME, so these commands work while the pipeline is writing DuckDB.
-Trip, reduce and clear require ``--reason``; every one of them is an audit row with who, when and why.
+Trip, reduce and clear require ``--reason``; every one of them is an audit row with who (claimed, and the OS
+account), when and why. A reduce or clear that cannot be made (damaged lock, audit log not writable) changes
+nothing and exits 2 with a sentence saying why; a trip always ends HALTED and exits 1 if anything failed on the
+way, listing what.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from agent_pipeline.trading.kill_switch import KillSwitch, _default_actor, default_path
 
@@ -28,8 +32,11 @@ def _status(args: argparse.Namespace) -> int:
     if rows:
         print("audit (latest last):")
         for row in rows:
+            if "action" not in row:  # a damaged line, or the log itself unreadable
+                print(f"  {row.get('raw', row)}")
+                continue
             print(f"  {row.get('at', '?')}  {row.get('action', '?'):6} {row.get('from_state', '?')} -> "
-                  f"{row.get('to_state', '?')}  by {row.get('by', '?')}: {row.get('reason', row.get('raw', ''))}")
+                  f"{row.get('to_state', '?')}  by {row.get('by', '?')}: {row.get('reason', '')}")
     return 0
 
 
@@ -40,7 +47,9 @@ def _change(action: str):
             raise ValueError(f"kill-switch {action} needs --reason")
         status = getattr(KillSwitch(default_path()), action)(reason, by=args.by or _default_actor())
         print(f"kill switch: {status.state.value} ({status.reason})")
-        return 0
+        for problem in status.problems:
+            print(f"agent-pipeline kill-switch {action}: warning: {problem}", file=sys.stderr)
+        return 1 if status.problems else 0
     return run
 
 

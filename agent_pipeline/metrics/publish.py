@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from prometheus_client.exposition import basic_auth_handler, default_handler, ge
 from agent_pipeline.metrics.collector import DEFAULT_STORE_TIMEOUT_S, SnapshotCollector, StoreCollector, take_snapshot
 from agent_pipeline.metrics.loop import Sample
 from agent_pipeline.metrics.spec import DEFAULT_JOB
+from agent_pipeline.numbers import finite_number
+from agent_pipeline.safe_files import read_regular, replace_atomically
 from agent_pipeline.settings import ConfigError, config_section, pipeline_home, strict_fields
 from agent_pipeline.store import LockBusy, Store, StoreBusy, file_lock
 
@@ -33,6 +36,7 @@ STATE_FILE = "metrics_push_state.json"
 LOCK_FILE = "metrics_push.lock"
 GATEWAY_ENV = "AGENT_PIPELINE_PUSHGATEWAY_URL"
 DEFAULT_GATEWAY = "http://127.0.0.1:9091"
+MAX_STATE_BYTES = 65_536
 
 
 @dataclass(frozen=True)
@@ -77,19 +81,36 @@ class PushState:
 
     @classmethod
     def read(cls, path: Path) -> PushState:
+        """The saved counters; "no state" (zeros) when the file is missing, damaged, or not a regular file (a
+        FIFO, socket, device, directory or link is never opened for a blocking read or followed)."""
         try:
-            raw = json.loads(path.read_text())
-            return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+            raw = json.loads(read_regular(path, MAX_STATE_BYTES))
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
+            return cls(**{name: cls._field(name, raw[name]) for name in cls.__dataclass_fields__ if name in raw})
         except FileNotFoundError:
             return cls()
         except (OSError, ValueError, TypeError) as exc:
             log.warning("metrics: unreadable push state %s (%s); starting from zero", path, exc)
             return cls()
 
+    @classmethod
+    def _field(cls, name: str, value):
+        if name == "last_error":
+            if not isinstance(value, str):
+                raise ValueError(f"{name} is not text")
+            return value[:2000]
+        number = finite_number(value)
+        if number is None or number < 0:
+            raise ValueError(f"{name} is not a finite non-negative number: {value!r}")
+        return int(number) if name in ("pushes", "failures", "skipped_busy") else number
+
     def write(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self), sort_keys=True))
-        os.replace(tmp, path)
+        """Replace the state file (never writing through a link); a failure is logged, never raised."""
+        try:
+            replace_atomically(path, json.dumps(asdict(self), sort_keys=True).encode(), durable=False)
+        except OSError as exc:
+            log.warning("metrics: cannot save push state %s (%s); its counters are not kept", path, exc)
 
     def samples(self) -> list[Sample]:
         return [Sample("agent_pipeline_metrics_pushes_total", (), float(self.pushes)),
@@ -98,7 +119,7 @@ class PushState:
 
 @dataclass
 class PushResult:
-    """Outcome of one publish. ``status``: pushed | failed | store_unavailable | lock_busy | stale."""
+    """Outcome of one publish. ``status``: pushed | failed | store_unavailable | lock_busy | lock_unusable | stale."""
 
     status: str
     gateway: str
@@ -142,14 +163,20 @@ def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s
     home_path = pipeline_home(home)
     store = store or Store.at_home(home_path)
     t0 = time.perf_counter()
-    try:
-        with file_lock(home_path / LOCK_FILE, lock_timeout_s or cfg.lock_timeout_s, what="push lock"):
-            return _publish_locked(store, home_path, gateway_url, job, t0,
-                                   store_timeout_s=store_timeout_s or cfg.store_timeout_s,
-                                   timeout_s=timeout_s or cfg.timeout_s, handler=_handler(username, password))
-    except LockBusy:
-        log.warning("metrics: another publisher held the push lock too long; this push is skipped")
-        return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
+    with ExitStack() as held:
+        try:
+            held.enter_context(file_lock(home_path / LOCK_FILE, lock_timeout_s or cfg.lock_timeout_s,
+                                         what="push lock"))
+        except LockBusy:
+            log.warning("metrics: another publisher held the push lock too long; this push is skipped")
+            return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
+        except OSError as exc:  # the lock file is a FIFO, a directory, a link...: skip, never hang or raise
+            log.warning("metrics: push lock unusable (%s); this push is skipped", exc)
+            return PushResult("lock_unusable", gateway_url, error=f"push lock unusable: {exc}",
+                              seconds=time.perf_counter() - t0)
+        return _publish_locked(store, home_path, gateway_url, job, t0,
+                               store_timeout_s=store_timeout_s or cfg.store_timeout_s,
+                               timeout_s=timeout_s or cfg.timeout_s, handler=_handler(username, password))
 
 
 def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t0: float, *,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from agent_pipeline.safe_files import open_regular
 from agent_pipeline.settings import pipeline_home
 
 DB_FILE = "agent_pipeline.duckdb"
@@ -37,7 +38,7 @@ class StoreBusy(LockBusy):
 def file_lock(lock_path: Path, timeout_s: float, *, busy: type[LockBusy] = LockBusy,
               what: str = "lock") -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_path`` for the block; raise ``busy`` after ``timeout_s`` of waiting."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_regular(lock_path, os.O_RDWR | os.O_CREAT)  # never a FIFO, device or followed link
     try:
         deadline = time.monotonic() + timeout_s
         while True:

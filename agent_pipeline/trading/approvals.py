@@ -5,10 +5,29 @@ changing the code reference or any parameter makes earlier approvals stop counti
 
     base64url(JSON payload) "." hex(HMAC-SHA256(key, base64url part))
 
-with payload ``{"v": 1, "strategy_hash", "agent", "approver", "issued_at", "expires_at", "nonce"}`` (times as
-Unix seconds). The key comes from the environment variable ``AGENT_PIPELINE_APPROVAL_KEY``; without it nothing
-can be approved or verified. Tokens are stored in the DuckDB table ``strategy_approvals`` by
-``agent-pipeline approve``.
+with payload ``{"v": 2, "strategy_hash", "agent", "approver", "identity", "os_user", "issued_at", "expires_at",
+"nonce"}`` (times as Unix seconds; version 1 tokens of the prototype, without identity and os_user, still verify).
+``approver`` is the name as claimed, ``identity`` its canonical form (``identities.canonical_identity``) and
+``os_user`` the OS account that ran ``agent-pipeline approve``, taken from the process's user id: a claimed name
+is recorded beside who actually signed. Tokens are stored in the DuckDB table ``strategy_approvals``.
+
+People, not spellings: two approvals count as two people only if their names' skeletons differ
+(``identities.skeleton``), so "alice", "Alice", "ALICE", "ali\\u200bce", "al1ce", "a.lice" and fullwidth
+"ａｌｉｃｅ" are one person; a name that mixes scripts (a Cyrillic "а" among Latin letters) is refused, both when
+signing and when verifying. Verification recomputes the identity from the signed name; nothing in the token is
+trusted before its signature checks.
+
+Keys (HMAC, so whoever verifies can also sign: keep the verifier's keys where the gate runs):
+
+- ``AGENT_PIPELINE_APPROVAL_KEY``: one shared key. Anyone who has it can sign as anyone; with only this key a name
+  is a claim, kept honest by the audit columns (``os_user``).
+- ``AGENT_PIPELINE_APPROVER_KEYS``: per-approver keys, a JSON object ``{"alice": "<alice's key>", "bob": "..."}``
+  in the gate's environment. Once it is set, a token counts for a name only if it is signed with that name's
+  key: a shared-key token, a token signed with another person's key and a token for a name not in the object do
+  not count. Each approver signs with their own key from ``AGENT_PIPELINE_APPROVER_KEY`` (or, where the whole
+  object is present, with their entry in it).
+
+Without any key nothing can be approved or verified.
 """
 
 from __future__ import annotations
@@ -20,24 +39,95 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent_pipeline.trading.config import APPROVAL_KEY_ENV
+from agent_pipeline.trading.identities import IdentityError, canonical_identity, display_name, os_user, skeleton
 from agent_pipeline.trading.reasons import Reason
 
 REQUIRED_APPROVERS = 2
 DEFAULT_TTL = timedelta(days=30)
+MAX_TTL = timedelta(days=365)
+APPROVER_KEYS_ENV = "AGENT_PIPELINE_APPROVER_KEYS"
+APPROVER_KEY_ENV = "AGENT_PIPELINE_APPROVER_KEY"
+TOKEN_VERSIONS = (1, 2)
+MAX_TOKEN_CHARS = 4096
+_LIFETIME_SLACK_S = 60.0
 
 
 class ApprovalError(ValueError):
     """An approval cannot be issued (no key, bad input)."""
 
 
-def approval_key(environ=None) -> bytes | None:
-    raw = (environ if environ is not None else os.environ).get(APPROVAL_KEY_ENV, "")
-    return raw.encode() if raw else None
+@dataclass(frozen=True)
+class ApprovalKeys:
+    """The keys a verifier holds: the shared key and/or one key per approver (``skeleton`` of the name -> key).
+
+    ``problem`` is set when the configuration itself is broken; then nothing verifies (fail closed).
+    """
+
+    shared: bytes | None = None
+    approvers: Mapping[str, bytes] = field(default_factory=dict)
+    problem: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.shared or self.approvers or self.problem)
+
+
+def _approver_keys(raw: str) -> dict[str, bytes]:
+    """Parse ``AGENT_PIPELINE_APPROVER_KEYS``; raises ApprovalError naming what is wrong."""
+    try:
+        table = json.loads(raw)
+    except ValueError as exc:
+        raise ApprovalError(f"{APPROVER_KEYS_ENV} is not JSON ({exc}); expected {{\"name\": \"key\", ...}}") from None
+    if not isinstance(table, dict) or not table:
+        raise ApprovalError(f"{APPROVER_KEYS_ENV} must be a non-empty JSON object {{\"name\": \"key\", ...}}")
+    keys: dict[str, bytes] = {}
+    for name, key in table.items():
+        try:
+            identity = canonical_identity(name)
+        except IdentityError as exc:
+            raise ApprovalError(f"{APPROVER_KEYS_ENV}: {exc}") from None
+        if not isinstance(key, str) or not key:
+            raise ApprovalError(f"{APPROVER_KEYS_ENV}: the key of {name!r} must be a non-empty string")
+        if skeleton(identity) in keys:
+            raise ApprovalError(f"{APPROVER_KEYS_ENV}: two entries are the same person ({identity!r})")
+        keys[skeleton(identity)] = key.encode()
+    return keys
+
+
+def approval_key(environ=None) -> ApprovalKeys | None:
+    """The verifier's keys from the environment, or None when no key is configured at all."""
+    env = environ if environ is not None else os.environ
+    shared = env.get(APPROVAL_KEY_ENV, "").encode() or None
+    raw = env.get(APPROVER_KEYS_ENV, "")
+    if not raw:
+        return ApprovalKeys(shared) if shared else None
+    try:
+        return ApprovalKeys(shared, _approver_keys(raw))
+    except ApprovalError as exc:
+        return ApprovalKeys(shared, problem=f"{exc}: approvals cannot be verified")
+
+
+def signing_key(identity: str, environ=None) -> bytes:
+    """The key this process signs ``identity``'s approval with: the approver's own key before the shared one."""
+    env = environ if environ is not None else os.environ
+    own = env.get(APPROVER_KEY_ENV, "")
+    if own:
+        return own.encode()
+    if env.get(APPROVER_KEYS_ENV, ""):
+        keys = _approver_keys(env[APPROVER_KEYS_ENV])
+        if skeleton(identity) not in keys:
+            raise ApprovalError(f"{APPROVER_KEYS_ENV} has no key for {identity!r}; set {APPROVER_KEY_ENV} to "
+                                f"your own approver key")
+        return keys[skeleton(identity)]
+    shared = env.get(APPROVAL_KEY_ENV, "")
+    if not shared:
+        raise ApprovalError(f"set {APPROVER_KEY_ENV} (your own approver key) or {APPROVAL_KEY_ENV} (the shared "
+                            f"key) to sign approvals")
+    return shared.encode()
 
 
 def _b64(data: bytes) -> str:
@@ -61,27 +151,41 @@ class Approval:
     expires_at: float
     nonce: str
     token: str
+    identity: str = ""
+    os_user: str = ""
+
+
+def check_ttl(ttl: timedelta) -> float:
+    """The lifetime in seconds if it is positive and at most ``MAX_TTL``; else ApprovalError."""
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float("nan")
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_TTL.total_seconds():
+        raise ApprovalError(f"ttl must be more than 0 and at most {MAX_TTL.days} days, got {ttl!r}")
+    return seconds
 
 
 def issue(strategy_hash: str, approver: str, *, agent: str = "", key: bytes | None = None,
           ttl: timedelta = DEFAULT_TTL, now: datetime | None = None) -> Approval:
-    """Sign one person's approval of one strategy hash."""
-    key = key if key is not None else approval_key()
-    if not key:
-        raise ApprovalError(f"set {APPROVAL_KEY_ENV} to sign approvals")
+    """Sign one person's approval of one strategy hash (with ``key``, else ``signing_key``)."""
     if not strategy_hash or not isinstance(strategy_hash, str):
         raise ApprovalError("strategy_hash must be a non-empty string")
-    if not approver or not isinstance(approver, str) or not approver.strip():
-        raise ApprovalError("approver must be a non-empty name")
-    seconds = ttl.total_seconds()
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ApprovalError(f"ttl must be positive, got {ttl}")
+    try:
+        identity = canonical_identity(approver)
+    except IdentityError as exc:
+        raise ApprovalError(str(exc)) from None
+    key = key if key is not None else signing_key(identity)
+    if not key:
+        raise ApprovalError(f"set {APPROVER_KEY_ENV} (your own approver key) or {APPROVAL_KEY_ENV} (the shared "
+                            f"key) to sign approvals")
+    seconds = check_ttl(ttl)
     issued = (now or datetime.now(UTC)).timestamp()
-    payload = {"v": 1, "strategy_hash": strategy_hash, "agent": agent, "approver": approver.strip(),
-               "issued_at": issued, "expires_at": issued + seconds, "nonce": secrets.token_hex(8)}
+    signer = os_user()
+    payload = {"v": 2, "strategy_hash": strategy_hash, "agent": agent, "approver": display_name(approver),
+               "identity": identity, "os_user": signer, "issued_at": issued, "expires_at": issued + seconds,
+               "nonce": secrets.token_hex(8)}
     body = _b64(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
     token = f"{body}.{_sign(key, body)}"
-    return Approval(strategy_hash, agent, payload["approver"], issued, payload["expires_at"], payload["nonce"], token)
+    return Approval(strategy_hash, agent, payload["approver"], issued, payload["expires_at"], payload["nonce"], token,
+                    identity, signer)
 
 
 def decode(token: str) -> dict:
@@ -101,51 +205,107 @@ class ApprovalCheck:
     approvers: tuple[str, ...] = ()
 
 
-def verify(tokens: Iterable[str] | None, strategy_hash: str, *, key: bytes | None,
+class _Refused(Exception):
+    def __init__(self, code: Reason, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _as_keys(key: bytes | ApprovalKeys | None) -> ApprovalKeys | None:
+    if isinstance(key, ApprovalKeys):
+        return key if key else None
+    return ApprovalKeys(bytes(key)) if key else None
+
+
+def _identity(claimed: object) -> str:
+    try:
+        return canonical_identity(claimed)
+    except IdentityError as exc:
+        raise _Refused(Reason.APPROVAL_APPROVER_INVALID, f"a token's approver is refused: {exc}") from None
+
+
+def _identity_of(token: object, strategy_hash: str, keys: ApprovalKeys, stamp: float) -> str:
+    """The canonical identity a valid token approves for; raises _Refused with the reason it does not count."""
+    if not isinstance(token, str):
+        raise _Refused(Reason.APPROVAL_FORGED, f"token is not a string: {type(token).__name__}")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise _Refused(Reason.APPROVAL_FORGED, f"a token is longer than {MAX_TOKEN_CHARS} characters")
+    body, dot, sig = token.partition(".")
+    try:
+        payload = decode(token) if dot else None
+        if payload is None:
+            raise ValueError("no signature part")
+        claimed = payload["approver"]
+        expires, issued = float(payload["expires_at"]), float(payload.get("issued_at", "nan"))
+        bound = payload["strategy_hash"]
+    except Exception as exc:
+        raise _Refused(Reason.APPROVAL_FORGED, f"a token does not parse: {type(exc).__name__}: {exc}") from None
+    if keys.approvers:  # the signed name picks the one key that may have signed it
+        identity = _identity(claimed)
+        key = keys.approvers.get(skeleton(identity))
+        if key is None:
+            raise _Refused(Reason.APPROVAL_APPROVER_INVALID,
+                           f"{identity!r} has no approver key in {APPROVER_KEYS_ENV}: their approval does not count")
+        if not hmac.compare_digest(_sign(key, body), sig):
+            raise _Refused(Reason.APPROVAL_FORGED, f"{identity!r}'s approval is not signed with their own key "
+                           f"(a shared-key or another approver's token does not count)")
+    else:
+        if keys.shared is None or not hmac.compare_digest(_sign(keys.shared, body), sig):
+            raise _Refused(Reason.APPROVAL_FORGED, "a token's signature does not verify")
+        identity = _identity(claimed)
+    if payload.get("v") not in TOKEN_VERSIONS or isinstance(payload.get("v"), bool):
+        raise _Refused(Reason.APPROVAL_FORGED, f"a token has unknown version {payload.get('v')!r}")
+    if bound != strategy_hash:
+        raise _Refused(Reason.APPROVAL_MISMATCH,
+                       f"a token approves strategy {str(bound)[:12]}, not {strategy_hash[:12]}")
+    if not math.isfinite(expires) or expires <= stamp:
+        raise _Refused(Reason.APPROVAL_EXPIRED, f"{identity}'s approval expired")
+    if not math.isfinite(issued) or expires - issued > MAX_TTL.total_seconds() + _LIFETIME_SLACK_S:
+        raise _Refused(Reason.APPROVAL_EXPIRED,
+                       f"{identity}'s approval claims a lifetime beyond the {MAX_TTL.days}-day maximum")
+    return identity
+
+
+_DENIAL_ORDER = (Reason.APPROVAL_FORGED, Reason.APPROVAL_APPROVER_INVALID, Reason.APPROVAL_EXPIRED,
+                 Reason.APPROVAL_MISMATCH)
+
+
+def verify(tokens: Iterable[str] | None, strategy_hash: str, *, key: bytes | ApprovalKeys | None,
            now: datetime) -> ApprovalCheck:
-    """Two valid approvals from distinct approvers for exactly this hash, else the most telling denial."""
+    """Two valid approvals from distinct people for exactly this hash, else the most telling denial.
+
+    ``key`` is the shared key (bytes) or the ``ApprovalKeys`` from ``approval_key()``.
+    """
     tokens = list(tokens or [])
     if not tokens:
         return ApprovalCheck(False, Reason.APPROVAL_MISSING,
                              f"strategy {strategy_hash[:12]} has no approvals; run `agent-pipeline approve` twice")
-    if not key:
+    keys = _as_keys(key)
+    if keys is None:
         return ApprovalCheck(False, Reason.APPROVAL_KEY_MISSING,
-                             f"{APPROVAL_KEY_ENV} is not set: approvals cannot be verified")
+                             f"neither {APPROVAL_KEY_ENV} nor {APPROVER_KEYS_ENV} is set: approvals cannot be verified")
+    if keys.problem:
+        return ApprovalCheck(False, Reason.APPROVAL_KEY_MISSING, keys.problem)
     stamp = now.timestamp()
-    approvers: set[str] = set()
+    people: dict[str, str] = {}  # skeleton -> the first identity seen for it
     problems: dict[Reason, str] = {}
     for token in tokens:
-        if not isinstance(token, str):
-            problems.setdefault(Reason.APPROVAL_FORGED, f"token is not a string: {type(token).__name__}")
-            continue
-        body, dot, sig = token.partition(".")
-        if not dot or not hmac.compare_digest(_sign(key, body), sig):
-            problems.setdefault(Reason.APPROVAL_FORGED, "a token's signature does not verify")
-            continue
         try:
-            payload = decode(token)
-            expires = float(payload["expires_at"])
-            approver = str(payload["approver"])
-            bound = payload["strategy_hash"]
-        except Exception as exc:
-            problems.setdefault(Reason.APPROVAL_FORGED, f"a signed token does not parse: {exc}")
+            identity = _identity_of(token, strategy_hash, keys, stamp)
+        except _Refused as refused:
+            problems.setdefault(refused.code, refused.message)
             continue
-        if bound != strategy_hash:
-            problems.setdefault(Reason.APPROVAL_MISMATCH,
-                                f"a token approves strategy {str(bound)[:12]}, not {strategy_hash[:12]}")
-            continue
-        if not math.isfinite(expires) or expires <= stamp:
-            problems.setdefault(Reason.APPROVAL_EXPIRED, f"{approver}'s approval expired")
-            continue
-        approvers.add(approver)
-    if len(approvers) >= REQUIRED_APPROVERS:
-        return ApprovalCheck(True, Reason.OK, "approved by " + ", ".join(sorted(approvers)), tuple(sorted(approvers)))
-    for code in (Reason.APPROVAL_FORGED, Reason.APPROVAL_EXPIRED, Reason.APPROVAL_MISMATCH):
+        people.setdefault(skeleton(identity), identity)
+    approvers = tuple(sorted(people.values()))
+    if len(people) >= REQUIRED_APPROVERS:
+        return ApprovalCheck(True, Reason.OK, "approved by " + ", ".join(approvers), approvers)
+    for code in _DENIAL_ORDER:
         if code in problems:
-            return ApprovalCheck(False, code, problems[code], tuple(sorted(approvers)))
+            return ApprovalCheck(False, code, problems[code], approvers)
     return ApprovalCheck(False, Reason.APPROVAL_SINGLE_APPROVER,
-                         f"only {len(approvers)} distinct approver(s) ({', '.join(sorted(approvers))}); "
-                         f"{REQUIRED_APPROVERS} needed", tuple(sorted(approvers)))
+                         f"only {len(people)} distinct approver(s) ({', '.join(approvers)}); "
+                         f"{REQUIRED_APPROVERS} needed (names are compared case- and spelling-insensitively)",
+                         approvers)
 
 
 def builtin_fingerprints() -> frozenset[str]:

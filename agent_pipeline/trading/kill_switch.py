@@ -1,49 +1,85 @@
 """The kill switch: ACTIVE, REDUCING (only position-reducing orders) or HALTED; latched; persisted in a file.
 
-``KillSwitch()`` lives in memory (the seed's behaviour). ``KillSwitch(path)`` keeps its state in a small JSON file
-(default ``$AGENT_PIPELINE_HOME/kill_switch.json``), not in DuckDB, so the gate, the CLI, the sensor and the
-metrics exporter can read it while another process holds the DuckDB write lock. The file is replaced atomically
-(write a temporary file, fsync, ``os.replace``), so a reader sees the old or the new state, never half of one.
-Every read ``stat``s the file and re-reads it whenever it changed (a replace is a new inode), so the gate pays
-one system call per order for the persisted state.
+``KillSwitch()`` lives in memory (the prototype's behaviour). ``KillSwitch(path)`` keeps its state in a small JSON
+file (default ``$AGENT_PIPELINE_HOME/kill_switch.json``), not in DuckDB, so the gate, the CLI, the sensor and the
+metrics exporter can read it while another process holds the DuckDB write lock.
 
-State file (read it with ``KillSwitch(path).status()``; the metrics exporter may parse it directly)::
+State file and audit log::
 
-    {"state": "HALTED", "reason": "...", "by": "alice", "at": "2026-01-01T00:00:00+00:00", "version": 3,
-     "checksum": "<sha256 of the other fields as sorted compact JSON>"}
+    kill_switch.json              {"state": "HALTED", "reason": "...", "by": "alice", "at": "...", "version": 7,
+                                   "alg": "sha256" | "hmac-sha256", "checksum": "<digest of the other fields>"}
+    kill_switch.json.audit.jsonl  one row per trip, reduce and clear: at, action, from_state, to_state, by
+                                  (claimed), os_user (the account that ran it), reason, version, committed_at_epoch,
+                                  state_checksum (the checksum of the state it wrote), prev (sha256 of the previous
+                                  line), alg, checksum
 
-Fail closed: a state file that cannot be read, does not parse, fails its checksum or names an unknown state reads
-as HALTED. A missing file reads as ACTIVE only if the audit log is missing too (nothing was ever tripped).
+Validity is tied to the audit trail, so an old file cannot be replayed. The state file reads as what it says only
+if the audit log's last row is the change that wrote it: same version, same state, same ``state_checksum``; that
+row follows the one before it (``prev``, increasing versions); and the version is not below one this process has
+already seen. An older valid file copied or linked back in, a hand-written file with a recomputed checksum, or a
+state whose audit row is missing therefore reads HALTED with a reason saying which. With
+``AGENT_PIPELINE_KILL_SWITCH_KEY`` set, checksums are HMAC-SHA256 under that key (state and audit rows), so neither
+can be forged without it, a file written without the key reads HALTED, and a switch with no state yet starts
+HALTED until a person clears it. Without a key, anyone who can write both files can still forge a matching pair,
+and someone who truncates the audit log and restores the matching old state together fools a process that starts
+afterwards: set the key where that matters.
 
-Audit: every trip, reduce and clear appends one JSON line to ``<state file>.audit.jsonl`` with
-``at, action, from_state, to_state, by, reason, version``.
+Fail closed: a state or audit file that is missing (once anything was audited), not a regular file (a FIFO, socket,
+device, directory or symbolic link: nothing is ever followed or waited on, see ``agent_pipeline.safe_files``), too
+large, unparsable, fails its checksum or names an unknown state reads as HALTED. A missing state file reads ACTIVE
+only if nothing was ever audited and no key is configured.
 
-Races: a trip takes an exclusive ``flock`` on ``<state file>.lock``; the execution layer holds a shared lock on it
-from reading the state until its orders are committed (``guard()``). So once ``trip`` returns, every order accepted
-before it is already committed and no order can be accepted after it.
+Order of writes: the audit row is appended and fsynced first, then the state file is replaced atomically (a fresh
+temporary file, fsync, rename). A crash in between leaves a state that does not match the audit: HALTED. If the
+audit cannot be written, ``reduce`` and ``clear`` change nothing and raise ``KillSwitchError`` saying so. A trip
+always ends HALTED: if the lock is damaged or busy it is written without the lock, if the audit cannot be written
+the state is written anyway (it then reads HALTED for lack of its audit row), and if even that fails the state file
+is truncated (an empty file reads HALTED); what failed is listed in the returned status's ``problems``.
+
+Cost: every read ``lstat``s the state file and the audit log and re-validates only when either changed (a replace
+is a new inode, an append a new size), and at least every ``_REVALIDATE_S``: the gate pays two system calls per
+order.
+
+Races: a change takes an exclusive ``flock`` on ``<state file>.lock``; the execution layer holds a shared lock on
+it from reading the state until its orders are committed (``guard()``). So once ``trip`` returns (with the lock),
+every order accepted before it is already committed and no order can be accepted after it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import getpass
 import hashlib
+import hmac
 import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agent_pipeline.safe_files import FileTooLarge, fsync_dir, open_regular, read_regular, read_tail, replace_atomically
+from agent_pipeline.trading.identities import os_user
+
 STATE_FILE = "kill_switch.json"
+KEY_ENV = "AGENT_PIPELINE_KILL_SWITCH_KEY"
+ALG_PLAIN = "sha256"
+ALG_KEYED = "hmac-sha256"
+MAX_STATE_BYTES = 65_536
+AUDIT_TAIL_BYTES = 262_144  # far more than the last two rows (texts are clipped to MAX_TEXT_CHARS)
+_SMALL_TAIL_BYTES = 8_192  # what two ordinary rows take: read first
+MAX_AUDIT_LIST_BYTES = 16 * 1024 * 1024
+MAX_TEXT_CHARS = 2_000
 _POLL_S = 0.002
 _REVALIDATE_S = 1.0
+_PAST = {"trip": "tripped", "reduce": "set to reduce-only", "clear": "cleared"}
 
 
 class KillSwitchState(StrEnum):
@@ -56,6 +92,10 @@ class KillSwitchBusy(TimeoutError):
     """The kill switch lock could not be taken in time."""
 
 
+class KillSwitchError(RuntimeError):
+    """A change could not be made; the message says what failed and what state the switch is in."""
+
+
 @dataclass(frozen=True)
 class KillSwitchStatus:
     state: KillSwitchState
@@ -64,6 +104,7 @@ class KillSwitchStatus:
     at: str = ""
     version: int = 0
     readable: bool = True
+    problems: tuple[str, ...] = ()  # what went wrong while writing this state (a trip that ended HALTED anyway)
 
     @property
     def enabled(self) -> bool:
@@ -71,7 +112,22 @@ class KillSwitchStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state.value, "reason": self.reason, "by": self.by, "at": self.at,
-                "version": self.version, "readable": self.readable}
+                "version": self.version, "readable": self.readable, "problems": list(self.problems)}
+
+
+class _Bad(ValueError):
+    """The files on disk do not make a valid state; the message says why."""
+
+
+@dataclass
+class _Disk:
+    """What the files say, for the reader's verdict and the writer's next version."""
+
+    status: KillSwitchStatus
+    file_version: int = 0
+    audit_version: int = 0
+    last_line: bytes | None = None
+    audit_ends_open: bool = False  # the last line has no newline (a torn append): the next row starts on a new one
 
 
 def _default_actor() -> str:
@@ -81,9 +137,63 @@ def _default_actor() -> str:
         return f"uid:{os.getuid()}"
 
 
-def _checksum(body: dict[str, Any]) -> str:
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in body.items() if k != "checksum"}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def _seal(body: dict[str, Any], key: bytes | None) -> str:
+    data = _canonical(body)
+    return hmac.new(key, data, hashlib.sha256).hexdigest() if key else hashlib.sha256(data).hexdigest()
+
+
+def _legacy_checksum(body: dict[str, Any]) -> str:
+    """The prototype's unkeyed checksum over five fields (state files written before ``alg`` existed)."""
     payload = {k: body[k] for k in ("state", "reason", "by", "at", "version")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _check_seal(body: dict[str, Any], key: bytes | None, what: str,
+                legacy: Callable[[dict[str, Any]], str] | None) -> None:
+    """Raise _Bad unless ``body`` carries a valid checksum: HMAC under ``key`` when one is configured.
+
+    Without a key, a body without ``alg`` was written by the prototype: ``legacy`` gives its expected checksum
+    (None: such bodies carried none and are accepted; only the audit tie vouches for them).
+    """
+    alg = body.get("alg")
+    if key:
+        if alg != ALG_KEYED:
+            raise _Bad(f"{what} is not signed with {KEY_ENV} (alg {alg!r}): written without the key, or forged")
+        expected = _seal(body, key)
+    elif alg == ALG_KEYED:
+        raise _Bad(f"{what} is signed with a key, but {KEY_ENV} is not set in this process")
+    elif alg == ALG_PLAIN:
+        expected = _seal(body, None)
+    elif alg is None:
+        if legacy is None:
+            return
+        expected = legacy(body)
+    else:
+        raise _Bad(f"{what} names an unknown checksum algorithm {alg!r}")
+    checksum = body.get("checksum")
+    if not isinstance(checksum, str) or not hmac.compare_digest(checksum, expected):
+        raise _Bad(f"{what} fails its checksum (edited by hand, forged or damaged)")
+
+
+def _int_version(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _Bad(f"{what} has no valid version ({value!r})")
+    return value
+
+
+def _clip(text: str) -> str:
+    text = str(text)
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + " [clipped]"
+
+
+def _env_key() -> bytes | None:
+    raw = os.environ.get(KEY_ENV, "")
+    return raw.encode() if raw else None
 
 
 def default_path(home=None) -> Path:
@@ -93,21 +203,31 @@ def default_path(home=None) -> Path:
 
 
 class KillSwitch:
-    """Manual and automatic halt. ``enabled`` is True unless ACTIVE (the seed's meaning: "trading is stopped")."""
+    """Manual and automatic halt. ``enabled`` is True unless ACTIVE (the prototype's meaning: "trading is stopped").
+
+    ``key``: the MAC key for the persisted state; None reads ``$AGENT_PIPELINE_KILL_SWITCH_KEY``, ``b""`` means
+    unkeyed whatever the environment says.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout_s: float = 10.0,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, key: bytes | None = None):
         self.path = Path(path) if path is not None else None
         self.lock_timeout_s = lock_timeout_s
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._key = _env_key() if key is None else (key or None)
         self._mem = KillSwitchStatus(KillSwitchState.ACTIVE)
         self._mem_audit: list[dict[str, Any]] = []
         self._tls = threading.local()
-        self._cache: tuple[tuple[int, ...], float, KillSwitchStatus] | None = None
+        self._cache: tuple[tuple[Any, ...], float, KillSwitchStatus] | None = None
+        self._high_water = 0  # the highest version this instance has seen valid: never accepted going back
         if self.path is not None:
             self.audit_path = self.path.with_name(self.path.name + ".audit.jsonl")
             self.lock_path = self.path.with_name(self.path.name + ".lock")
             self.turnstile_path = self.path.with_name(self.path.name + ".turnstile")
+
+    @property
+    def keyed(self) -> bool:
+        return self._key is not None
 
     # -- reading ---------------------------------------------------------------------------------------------
     def status(self) -> KillSwitchStatus:
@@ -119,59 +239,140 @@ class KillSwitch:
         return self._read()
 
     def _read(self) -> KillSwitchStatus:
-        """The state on disk. One ``stat`` per call; the file is re-read and re-verified whenever its identity
-        (inode, size, mtime, ctime) changes, and at least every ``_REVALIDATE_S`` regardless. Writers replace the
-        file (a new inode), so a trip is seen by the very next read."""
+        """The state on disk, re-validated whenever the state file or the audit log changed identity (mode,
+        inode, size, mtime, ctime) and at least every ``_REVALIDATE_S``."""
         assert self.path is not None
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._cache = None
-            try:
-                audited = self.audit_path.stat().st_size > 0
-            except FileNotFoundError:
-                audited = False
-            except OSError as exc:
-                return self._unreadable(f"audit log unreadable: {exc}")
-            if audited:
-                return self._unreadable("state file missing although the audit log has entries")
-            return KillSwitchStatus(KillSwitchState.ACTIVE, reason="never tripped")
+            identity = (_identity(self.path), _identity(self.audit_path))
         except OSError as exc:
             self._cache = None
             return self._unreadable(f"{type(exc).__name__}: {exc}")
-        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         cached = self._cache
         now = time.monotonic()
         if cached is not None and cached[0] == identity and now - cached[1] < _REVALIDATE_S:
             return cached[2]
-        self._cache = None
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                raw = os.read(fd, 65_536)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            return self._unreadable(f"{type(exc).__name__}: {exc}")
-        try:
-            body = json.loads(raw)
-            if not isinstance(body, dict):
-                raise ValueError("not a JSON object")
-            if body.get("checksum") != _checksum(body):
-                raise ValueError("checksum mismatch (edited by hand or damaged)")
-            state = KillSwitchState(body["state"])
-            version = body["version"]
-            if isinstance(version, bool) or not isinstance(version, int):
-                raise ValueError("version is not an integer")
-            status = KillSwitchStatus(state, str(body["reason"]), str(body["by"]), str(body["at"]), version)
-        except Exception as exc:  # anything odd in the file is a halt
-            return self._unreadable(f"corrupt state file: {type(exc).__name__}: {exc}")
+        status = self._load().status
         self._cache = (identity, now, status)
         return status
 
     def _unreadable(self, why: str) -> KillSwitchStatus:
         return KillSwitchStatus(KillSwitchState.HALTED, reason=f"kill switch state unreadable ({why}); "
                                 f"reads as HALTED until cleared", readable=False)
+
+    def _load(self) -> _Disk:
+        """Read both files (bounded, never blocking, never following a link) and decide what they mean."""
+        assert self.path is not None
+        disk = _Disk(KillSwitchStatus(KillSwitchState.HALTED, readable=False))
+        audit_problem = ""
+        lines: list[bytes] = []
+        try:
+            lines, disk.audit_ends_open = _last_lines(self.audit_path)
+        except FileNotFoundError:
+            pass
+        except (OSError, _Bad) as exc:
+            audit_problem = str(exc) if isinstance(exc, _Bad) else f"audit log unusable: {exc}"
+        disk.last_line = lines[-1] if lines else None
+        last_row: dict[str, Any] | None = None
+        if disk.last_line is not None:
+            try:
+                last_row = json.loads(disk.last_line)
+                if not isinstance(last_row, dict):
+                    raise TypeError("not a JSON object")
+                disk.audit_version = _int_version(last_row.get("version"), "the last audit row")
+            except (TypeError, ValueError) as exc:
+                audit_problem = audit_problem or f"the audit log's last row is damaged ({exc})"
+        try:
+            body = self._state_body(disk)
+        except FileNotFoundError:
+            if audit_problem:
+                disk.status = self._unreadable(audit_problem)
+            elif disk.last_line is not None:
+                disk.status = self._unreadable("state file missing although the audit log has entries")
+            elif self._key is not None:
+                disk.status = self._unreadable(f"no state file yet and {KEY_ENV} is set: a keyed switch starts "
+                                               f"HALTED until `agent-pipeline kill-switch clear` writes a signed state")
+            elif self._high_water:
+                disk.status = self._unreadable(f"state file disappeared after version {self._high_water} was seen")
+            else:
+                disk.status = KillSwitchStatus(KillSwitchState.ACTIVE, reason="never tripped")
+            return disk
+        except (OSError, FileTooLarge, _Bad) as exc:
+            disk.status = self._unreadable(str(exc) if isinstance(exc, _Bad) else f"{type(exc).__name__}: {exc}")
+            return disk
+        if audit_problem:
+            disk.status = self._unreadable(audit_problem)
+            return disk
+        try:
+            self._check_audit_tie(body, last_row, lines)
+        except _Bad as exc:
+            disk.status = self._unreadable(str(exc))
+            return disk
+        version = body["version"]
+        if version < self._high_water:
+            disk.status = self._unreadable(f"state version {version} is older than version {self._high_water} "
+                                           f"this process already saw (rolled back)")
+            return disk
+        self._high_water = version
+        disk.status = KillSwitchStatus(KillSwitchState(body["state"]), body["reason"], body["by"], body["at"],
+                                       version)
+        return disk
+
+    def _state_body(self, disk: _Disk) -> dict[str, Any]:
+        """The parsed, checksum-verified state file; raises _Bad (or OSError) saying what is wrong with it."""
+        assert self.path is not None
+        raw = read_regular(self.path, MAX_STATE_BYTES)
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise _Bad(f"corrupt state file: {type(exc).__name__}: {exc}") from None
+        if not isinstance(body, dict):
+            raise _Bad("corrupt state file: not a JSON object")
+        if isinstance(body.get("version"), int) and not isinstance(body.get("version"), bool):
+            disk.file_version = max(0, body["version"])
+        try:
+            _check_seal(body, self._key, "the state file", _legacy_checksum)
+            KillSwitchState(body.get("state"))
+            for name in ("reason", "by", "at"):
+                if not isinstance(body.get(name), str):
+                    raise _Bad(f"the state file's {name!r} is not text")
+        except (KeyError, ValueError) as exc:
+            raise _Bad(f"corrupt state file: {exc}") from None
+        _int_version(body.get("version"), "the state file")
+        return body
+
+    def _check_audit_tie(self, body: dict[str, Any], row: dict[str, Any] | None, lines: list[bytes]) -> None:
+        """The state is valid only as the result of the audit log's last row."""
+        version, state = body["version"], body["state"]
+        if row is None:
+            raise _Bad(f"state version {version} has no audit row (written by hand, copied in, or its audit "
+                       f"row was lost)")
+        _check_seal(row, self._key, "the last audit row", None)
+        audited = _int_version(row.get("version"), "the last audit row")
+        if version < audited:
+            raise _Bad(f"state version {version} is older than the last audited version {audited} (an old copy "
+                       f"was put back, or a change was interrupted)")
+        if version > audited:
+            raise _Bad(f"state version {version} has no audit row; the last audited version is {audited} "
+                       f"(written by hand or without its audit row)")
+        if row.get("to_state") != state:
+            raise _Bad(f"the state file says {state} but the last audit row says the switch became "
+                       f"{row.get('to_state')!r}")
+        if "state_checksum" in row and row["state_checksum"] != body.get("checksum"):
+            raise _Bad(f"the state file is not the one audit row {audited} wrote")
+        previous = lines[-2] if len(lines) >= 2 else None
+        if "prev" in row:
+            expected = hashlib.sha256(previous).hexdigest() if previous is not None else ""
+            if row["prev"] != expected:
+                raise _Bad(f"audit row {audited} does not follow the row before it (rows removed, reordered "
+                           f"or copied)")
+        if previous is not None:
+            try:
+                before = json.loads(previous)
+                earlier = before.get("version") if isinstance(before, dict) else None
+            except ValueError:
+                earlier = None
+            if isinstance(earlier, int) and not isinstance(earlier, bool) and earlier >= audited:
+                raise _Bad(f"audit versions do not increase ({earlier} then {audited})")
 
     @property
     def state(self) -> KillSwitchState:
@@ -186,37 +387,50 @@ class KillSwitch:
         return self.status().reason
 
     def audit(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Trip/clear rows, oldest first (the last ``limit``). Damaged lines are returned as ``{"raw": ...}``."""
+        """Trip/clear rows, oldest first (the last ``limit``; at most the last 16 MiB of the log). Damaged lines,
+        and an audit log that cannot be read, are returned as ``{"raw": ...}``."""
         if self.path is None:
             rows = list(self._mem_audit)
         else:
             try:
-                lines = self.audit_path.read_text().splitlines()
+                tail, truncated = read_tail(self.audit_path, MAX_AUDIT_LIST_BYTES)
             except FileNotFoundError:
-                lines = []
+                tail, truncated = b"", False
+            except OSError as exc:
+                return [{"raw": f"(audit log unreadable: {exc})"}]
+            lines = tail.split(b"\n")
+            if truncated:
+                lines = lines[1:]
             rows = []
             for line in lines:
+                if not line.strip():
+                    continue
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
+                    rows.append(row if isinstance(row, dict) else {"raw": line.decode(errors="replace")})
                 except ValueError:
-                    rows.append({"raw": line})
+                    rows.append({"raw": line.decode(errors="replace")})
         return rows[-limit:] if limit else rows
 
     # -- changing --------------------------------------------------------------------------------------------
     def trip(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        """Halt trading. Latched: only ``clear`` undoes it, also across restarts."""
+        """Halt trading. Latched: only ``clear`` undoes it, also across restarts. Always ends HALTED; what failed
+        on the way is in the returned status's ``problems`` (raises ``KillSwitchError`` only if nothing at all
+        could make the state read HALTED)."""
         return self._set(KillSwitchState.HALTED, "trip", reason or "tripped without a reason", by)
 
     def reduce(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        """Allow only orders that reduce an existing position."""
+        """Allow only orders that reduce an existing position. Raises ``KillSwitchError`` if it cannot be audited."""
         return self._set(KillSwitchState.REDUCING, "reduce", reason or "reduce-only without a reason", by)
 
     def clear(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        """Resume trading. A person does this (the CLI requires a reason); nothing clears automatically."""
+        """Resume trading. A person does this (the CLI requires a reason); nothing clears automatically. Raises
+        ``KillSwitchError`` (and changes nothing) if the lock cannot be taken or the audit cannot be written."""
         return self._set(KillSwitchState.ACTIVE, "clear", reason or "cleared", by)
 
     def _set(self, state: KillSwitchState, action: str, reason: str, by: str | None) -> KillSwitchStatus:
-        by = by or _default_actor()
+        by = _clip(by or _default_actor())
+        reason = _clip(reason)
         if getattr(self._tls, "depth", 0) > 0:
             # Inside guard(): this thread holds the shared lock, so the persisted change waits for the guard's
             # exit; meanwhile this process already behaves as if it had happened.
@@ -227,8 +441,19 @@ class KillSwitch:
             return self.status()
         if self.path is None:
             return self._apply_memory(state, action, reason, by)
-        with self._lock(fcntl.LOCK_EX):
-            return self._apply_file(state, action, reason, by)
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(self._lock(fcntl.LOCK_EX))
+            except (KillSwitchBusy, OSError) as exc:
+                if action != "trip":
+                    raise KillSwitchError(f"kill switch not {_PAST[action]}: cannot take its lock ({exc}); "
+                                          f"nothing was changed{_lock_advice(exc)}") from None
+                unlocked = (f"the trip was written without the lock ({exc}); orders being committed at this "
+                            f"moment may still complete")
+                return self._trip_anyway(reason, by, [unlocked])
+            if action == "trip":
+                return self._trip_anyway(reason, by, [])
+            return self._apply_file(state, action, reason, by, [])
 
     def _now(self) -> str:
         return self._clock().astimezone(UTC).isoformat()
@@ -237,46 +462,98 @@ class KillSwitch:
              by: str) -> dict[str, Any]:
         """What was asked (who, why) and what it did; the state keeps the first trip's reason while latched."""
         return {"at": self._now(), "action": action, "from_state": before.state.value,
-                "to_state": after.state.value, "by": by, "reason": reason, "version": after.version,
-                "committed_at_epoch": time.time()}
+                "to_state": after.state.value, "by": by, "os_user": os_user(), "reason": reason,
+                "version": after.version, "committed_at_epoch": time.time()}
 
     def _apply_memory(self, state, action, reason, by) -> KillSwitchStatus:
         before = self._mem
-        after = _next(before, state, action, reason, by, self._now())
+        after = _next(before, state, action, reason, by, self._now(), before.version + 1)
         self._mem = after
         self._mem_audit.append(self._row(before, after, action, reason, by))
         return after
 
-    def _apply_file(self, state, action, reason, by) -> KillSwitchStatus:
+    def _trip_anyway(self, reason: str, by: str, problems: list[str]) -> KillSwitchStatus:
+        """A trip that ends HALTED whatever fails: the normal write, else an empty state file, then a re-read."""
+        try:
+            status = self._apply_file(KillSwitchState.HALTED, "trip", reason, by, problems)
+        except Exception as exc:  # anything at all: fall through to the last resort
+            problems.append(f"{type(exc).__name__}: {exc}")
+            status = self._read()
+        if status.state is not KillSwitchState.HALTED:
+            problems.append(self._blank_state())
+            self._cache = None
+            status = self._read()
+        if status.state is not KillSwitchState.HALTED:
+            raise KillSwitchError("kill switch trip FAILED, trading is not halted: " + "; ".join(problems))
+        return dataclasses.replace(status, problems=tuple(problems))
+
+    def _blank_state(self) -> str:
+        """Last resort of a trip: an empty state file reads HALTED (truncating works even on a full disk)."""
         assert self.path is not None
-        self._cache = None  # a writer always reads the file itself
-        before = self._read()
-        after = _next(before, state, action, reason, by, self._now())
+        try:
+            os.close(open_regular(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+            return f"the state file {self.path} was emptied so that it reads HALTED"
+        except OSError as exc:
+            return f"the state file {self.path} could not be emptied either ({exc})"
+
+    def _apply_file(self, state: KillSwitchState, action: str, reason: str, by: str,
+                    problems: list[str]) -> KillSwitchStatus:
+        """Audit row first (appended, fsynced), then the state file. Raises KillSwitchError for reduce and clear
+        when either cannot be written; a trip records the problem and goes on."""
+        assert self.path is not None
+        self._cache = None  # a writer always reads the files itself
+        disk = self._load()
+        before = disk.status
+        version = max(disk.file_version, disk.audit_version, self._high_water, before.version) + 1
+        after = _next(before, state, action, reason, by, self._now(), version)
         body = {"state": after.state.value, "reason": after.reason, "by": after.by, "at": after.at,
-                "version": after.version}
-        body["checksum"] = _checksum(body)
+                "version": version, "alg": ALG_KEYED if self._key else ALG_PLAIN}
+        body["checksum"] = _seal(body, self._key)
+        row = self._row(before, after, action, reason, by)
+        row.update(state_checksum=body["checksum"], alg=body["alg"],
+                   prev=hashlib.sha256(disk.last_line).hexdigest() if disk.last_line is not None else "")
+        row["checksum"] = _seal(row, self._key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "w") as fh:
-            json.dump(body, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self._append_audit(row, disk.audit_ends_open)
+        except OSError as exc:
+            if action != "trip":
+                raise KillSwitchError(f"kill switch not {_PAST[action]}: the audit log {self.audit_path} cannot "
+                                      f"be written ({exc}); the state is unchanged ({before.state.value})") from None
+            problems.append(f"the audit log {self.audit_path} cannot be written ({exc}); the HALTED state was "
+                            f"written without its audit row")
+        try:
+            replace_atomically(self.path, json.dumps(body).encode())
+        except OSError as exc:
+            if action != "trip":
+                raise KillSwitchError(f"kill switch not {_PAST[action]}: its audit row was written but the state "
+                                      f"file {self.path} cannot be replaced ({exc}); the switch reads HALTED until "
+                                      f"a change succeeds") from None
+            problems.append(f"the state file {self.path} cannot be replaced ({exc})")
         self._cache = None
-        _fsync_dir(self.path.parent)
-        with open(self.audit_path, "a") as fh:
-            fh.write(json.dumps(self._row(before, after, action, reason, by)) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        return after
+        status = self._read()
+        return dataclasses.replace(status, problems=tuple(problems))
+
+    def _append_audit(self, row: dict[str, Any], start_new_line: bool) -> None:
+        data = (b"\n" if start_new_line else b"") + json.dumps(row).encode() + b"\n"
+        fd = open_regular(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.audit_path.parent)
 
     # -- serialising orders against trips ------------------------------------------------------------------
     @contextmanager
     def guard(self) -> Iterator[KillSwitchStatus]:
         """Hold the state steady while orders are checked and committed; yields the state at entry.
 
-        If the shared lock cannot be had (a trip is being written), the block runs as HALTED: fail closed.
-        Trips requested inside the block apply at once in this process and reach the file on exit.
+        If the shared lock cannot be had (a trip is being written, or the lock file is damaged), the block runs as
+        HALTED: fail closed. Trips requested inside the block apply at once in this process and reach the file on
+        exit.
         """
         depth = getattr(self._tls, "depth", 0)
         if depth > 0 or self.path is None:
@@ -291,13 +568,17 @@ class KillSwitch:
                     self._flush_pending()
             return
         self._tls.pending = []
+        lock = self._lock(fcntl.LOCK_SH)
         try:
-            lock = self._lock(fcntl.LOCK_SH)
             lock.__enter__()
         except KillSwitchBusy:
             lock = None
             self._tls.override = KillSwitchStatus(KillSwitchState.HALTED, "kill switch busy: a trip is being "
                                                   "written; orders wait for the next run", readable=False)
+        except OSError as exc:
+            lock = None
+            self._tls.override = KillSwitchStatus(KillSwitchState.HALTED, f"kill switch lock unusable ({exc}); "
+                                                  f"no orders until it is repaired", readable=False)
         self._tls.depth = 1
         try:
             yield self.status()
@@ -320,6 +601,7 @@ class KillSwitch:
         ``flock`` lets new shared holders in while a writer waits, so a steady flow of orders could starve a
         trip. Everyone therefore passes a turnstile (``<state>.turnstile``, held exclusively for an instant by
         readers, and for the whole write by a writer): once a trip is waiting, no new order batch starts.
+        Both lock files are opened like every other file here: regular files only, never a link or a FIFO.
         """
         assert self.path is not None
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,7 +624,7 @@ class KillSwitch:
 
     @staticmethod
     def _flock(path: Path, mode: int, deadline: float) -> int:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT)
         while True:
             try:
                 fcntl.flock(fd, mode | fcntl.LOCK_NB)
@@ -357,28 +639,42 @@ class KillSwitch:
                 time.sleep(_POLL_S)
 
 
+def _last_lines(audit_path: Path) -> tuple[list[bytes], bool]:
+    """The complete non-empty lines at the end of the audit log (at least the last two when there are two) and
+    whether its last line lacks a newline. Reads a small tail first and a larger one only for long rows."""
+    for limit in (_SMALL_TAIL_BYTES, AUDIT_TAIL_BYTES):
+        tail, truncated = read_tail(audit_path, limit)
+        lines = [line for line in tail.split(b"\n") if line.strip()]
+        if truncated:
+            lines = lines[1:]  # the first piece is (most likely) the end of a longer line
+        if not truncated or len(lines) >= 2:
+            return lines, bool(tail) and not tail.endswith(b"\n")
+    raise _Bad("the audit log's last rows are longer than any this code writes")
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _lock_advice(exc: BaseException) -> str:
+    if isinstance(exc, KillSwitchBusy):
+        return "; orders are being committed or another change is running: retry"
+    return "; replace the damaged lock file with an empty regular file (or remove it) and retry"
+
+
 def _rank(state: KillSwitchState) -> int:
     return {KillSwitchState.ACTIVE: 0, KillSwitchState.REDUCING: 1, KillSwitchState.HALTED: 2}[state]
 
 
-def _next(before: KillSwitchStatus, state: KillSwitchState, action: str, reason: str, by: str,
-          at: str) -> KillSwitchStatus:
+def _next(before: KillSwitchStatus, state: KillSwitchState, action: str, reason: str, by: str, at: str,
+          version: int) -> KillSwitchStatus:
     """Latching: a trip never downgrades HALTED to REDUCING and keeps the first trip's reason."""
     if action != "clear" and _rank(before.state) > _rank(state):
         state = before.state
     if action != "clear" and before.state is state and before.readable and before.state is not KillSwitchState.ACTIVE:
-        return KillSwitchStatus(state, before.reason, before.by, before.at, before.version + 1)
-    return KillSwitchStatus(state, reason, by, at, before.version + 1)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return KillSwitchStatus(state, before.reason, before.by, before.at, version)
+    return KillSwitchStatus(state, reason, by, at, version)

@@ -16,7 +16,9 @@ Tables (component ``trading``; read them freely, write them only through this mo
                     (average-cost accounting; one row per strategy and symbol).
 ``daily_pnl``       trading_date (UTC date), realized_pnl_usd (net), loss_usd (sum of losing fills: what
                     ``max_daily_loss_usd`` limits), fills, updated_at.
-``strategy_approvals``  token, agent, strategy_hash, approver, issued_at, expires_at, recorded_at.
+``strategy_approvals``  token, agent, strategy_hash, approver (the name as claimed), issued_at, expires_at,
+                    recorded_at, identity (the canonical name the two-person rule counts), os_user (the OS account
+                    that signed, from the process's user id).
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ MIGRATIONS: list[str] = [
         expires_at TIMESTAMPTZ NOT NULL,
         recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
     );
+    """,
+    # who signed, beside the claimed name: the canonical identity the two-person rule counts, and the OS account
+    """
+    ALTER TABLE strategy_approvals ADD COLUMN identity VARCHAR;
+    ALTER TABLE strategy_approvals ADD COLUMN os_user VARCHAR;
     """,
 ]
 
@@ -319,9 +326,11 @@ def approval_tokens(conn, agent: str, strategy_hash: str | None) -> list[str]:
 
 
 def store_approval(store: Store, approval) -> None:
+    """Record one issued approval (``approvals.Approval``); the gate re-verifies the token, not these columns."""
     with transaction(store) as conn:
         conn.execute("INSERT OR IGNORE INTO strategy_approvals (token, agent, strategy_hash, approver, issued_at, "
-                     "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     "expires_at, identity, os_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      [approval.token, approval.agent, approval.strategy_hash, approval.approver,
                       datetime.fromtimestamp(approval.issued_at, UTC),
-                      datetime.fromtimestamp(approval.expires_at, UTC)])
+                      datetime.fromtimestamp(approval.expires_at, UTC),
+                      getattr(approval, "identity", "") or None, getattr(approval, "os_user", "") or None])

@@ -51,6 +51,7 @@ class Reason(StrEnum):
     APPROVAL_EXPIRED = "APPROVAL_EXPIRED"
     APPROVAL_MISMATCH = "APPROVAL_MISMATCH"      # signed for another strategy hash
     APPROVAL_SINGLE_APPROVER = "APPROVAL_SINGLE_APPROVER"
+    APPROVAL_APPROVER_INVALID = "APPROVAL_APPROVER_INVALID"  # name refused (mixed scripts, ...) or without own key
     # execution layer
     NO_CAPITAL = "NO_CAPITAL"                    # the allocator gave this agent no capital
     CHECK_ERROR = "CHECK_ERROR"                  # a check raised: denied, never passed

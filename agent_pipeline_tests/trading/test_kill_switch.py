@@ -117,3 +117,25 @@ def test_a_reader_sees_a_trip_by_another_writer_at_once(tmp_path):
     assert reader.state is KillSwitchState.ACTIVE
     path.write_text(path.read_text().replace('"back"', '"edited in place!"'))  # same inode, new size
     assert reader.state is KillSwitchState.HALTED
+
+
+def test_long_reasons_are_clipped_and_long_rows_still_validate(tmp_path):
+    """Rows far larger than the small tail the reader tries first (non-ASCII text is escaped six-fold)."""
+    path = tmp_path / "ks.json"
+    KillSwitch(path).trip("\u00e9" * 5_000, by="\u00e8" * 5_000)
+    KillSwitch(path).clear("\u00e0" * 1_900, by="ops")
+    KillSwitch(path).trip("\u00e7" * 1_900, by="\u00f9" * 1_900)
+    status = KillSwitch(path).status()
+    assert status.state is KillSwitchState.HALTED and status.readable
+    assert status.reason.startswith("\u00e7" * 1_900)
+    first = KillSwitch(path).audit()[0]
+    assert len(first["reason"]) < 2_100 and first["reason"].endswith("[clipped]")
+
+
+def test_audit_rows_record_the_os_user_beside_the_claimed_name(tmp_path):
+    from agent_pipeline.trading.identities import os_user
+
+    path = tmp_path / "ks.json"
+    KillSwitch(path).trip("halt", by="somebody else")
+    (row,) = KillSwitch(path).audit()
+    assert row["by"] == "somebody else" and row["os_user"] == os_user()

@@ -44,6 +44,15 @@ class Reason(StrEnum):
     GLOBAL_RATE_LIMIT = "GLOBAL_RATE_LIMIT"
     ROLLING_NOTIONAL_LIMIT = "ROLLING_NOTIONAL_LIMIT"
     DUPLICATE_ORDER = "DUPLICATE_ORDER"
+    ORDERS_PER_RUN_LIMIT = "ORDERS_PER_RUN_LIMIT"  # one agent run placed its maximum number of orders
+    STRATEGY_TURNOVER_LIMIT = "STRATEGY_TURNOVER_LIMIT"  # a strategy's rolling notional, as a multiple of capital
+    NOTIONAL_MISMATCH = "NOTIONAL_MISMATCH"      # notional_usd disagrees with size x price
+    # the market, measured by the execution layer from the market source's own quotes (never the agent's word)
+    MARKET_DATA_MISSING = "MARKET_DATA_MISSING"  # no quote for the venue/symbol, an outage, no measured market
+    QUOTE_INVALID = "QUOTE_INVALID"              # non-finite, zero or negative prices or sizes, no usable timestamp
+    EMPTY_BOOK = "EMPTY_BOOK"                    # nothing quoted (or nothing left in this batch) on a side
+    LIMIT_PRICE_OFF_MARKET = "LIMIT_PRICE_OFF_MARKET"  # the order's limit is far from the price it would fill at
+    MARKET_CLAIM_MISMATCH = "MARKET_CLAIM_MISMATCH"  # an agent's claim about the market is far from the measurement
     # two-person rule
     APPROVAL_MISSING = "APPROVAL_MISSING"
     APPROVAL_KEY_MISSING = "APPROVAL_KEY_MISSING"

@@ -30,8 +30,10 @@ class GateState(Protocol):
     def orders_since(self, since: datetime, strategy: str | None = None) -> tuple[int, float]: ...
     def gross_exposure_usd(self, strategy: str) -> float: ...
     def position_qty(self, strategy: str, symbol: str) -> float: ...
+    def orders_in_run(self, run: str) -> int: ...
     def breaker_breach(self, now: datetime) -> str | None: ...
-    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None) -> None: ...
+    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None,
+                   run: str | None = None) -> None: ...
 
 
 class _OrderLog:
@@ -78,6 +80,7 @@ class MemoryGateState:
         self._all = _OrderLog()
         self._by_strategy: dict[str, _OrderLog] = defaultdict(_OrderLog)
         self._positions: dict[tuple[str, str], tuple[float, float]] = {}
+        self._runs: dict[str, int] = defaultdict(int)
         self._breach: str | None = None
 
     def daily_loss_usd(self, day: date) -> float:
@@ -106,15 +109,21 @@ class MemoryGateState:
     def set_position(self, strategy: str, symbol: str, qty: float, price: float) -> None:
         self._positions[(strategy, symbol)] = (qty, price)
 
+    def orders_in_run(self, run: str) -> int:
+        return self._runs.get(run, 0)
+
     def breaker_breach(self, now: datetime) -> str | None:
         return self._breach
 
     def set_breach(self, message: str | None) -> None:
         self._breach = message
 
-    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None) -> None:
+    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None,
+                   run: str | None = None) -> None:
         if order_key:
             self._keys.add(order_key)
+        if run:
+            self._runs[run] += 1
         stamp = at.timestamp()
         self._all.add(stamp, notional_usd)
         self._by_strategy[strategy].add(stamp, notional_usd)

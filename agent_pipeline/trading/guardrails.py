@@ -50,7 +50,7 @@ from agent_pipeline.trading.config import GuardrailConfig
 from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchState, KillSwitchStatus
 from agent_pipeline.trading.market_facts import FILL_NOTIONAL_TOLERANCE, MarketFacts
 from agent_pipeline.trading.reasons import ALWAYS_TRIP, Reason
-from agent_pipeline.trading.state import GateState, MemoryGateState, trading_date
+from agent_pipeline.trading.state import GateState, MemoryGateState, position_after, trading_date
 
 SEED_KEYS = ("notional_usd", "expected_edge_bps", "spread_bps", "slippage_bps", "data_age_sec", "paper")
 SIDES = ("buy", "sell")
@@ -264,7 +264,7 @@ class TradeGuardrails:
             if key in signal:
                 _num(signal, key, **bounds)
         for key in ("strategy", "symbol", "venue"):
-            if key in signal or measured:
+            if key in signal or (measured and key != "strategy"):
                 _text(signal, key)
 
         # -- the market: measured facts, or the seed's fields ----------------------------------------------------
@@ -482,20 +482,30 @@ class TradeGuardrails:
 
     def _exposure_added(self, signal: Mapping[str, Any], side: str | None, notional: float, strategy: str,
                         symbol: str, facts: MarketFacts | None) -> float:
-        """How much the order adds to the strategy's gross exposure (negative when it reduces a position).
+        """How much the order changes the strategy's gross exposure (negative when it reduces a position).
 
-        A paired order buys and sells the same size of one symbol at once, so the position is unchanged. Without
-        a side and size the whole notional counts.
+        Exposure is what the ledger books: |qty| x average price per symbol. The order's legs are applied to the
+        held position with the ledger's own accounting (``state.position_after``) at the measured fill prices
+        (standalone: the signal's price), so a pair that buys and sells one size adds (almost) nothing and a
+        reducing order is never refused for leverage. Without a side and size the whole notional counts.
         """
-        if signal.get("sell_venue"):
-            return 0.0
         size = real_number(signal.get("size"))
         if side not in SIDES or size is None or not math.isfinite(size) or size <= 0:
             return notional
-        price = facts.legs[0].fill_price if facts is not None else notional / size
-        held = self.state.position_qty(strategy, symbol)
-        after = held + size if side == "buy" else held - size
-        return (abs(after) - abs(held)) * price
+        if facts is not None:
+            legs = [(leg.side, leg.fill_price) for leg in facts.legs]
+        else:
+            price = real_number(signal.get("price"))
+            price = price if price is not None and math.isfinite(price) and price > 0 else notional / size
+            legs = [(side, price)]
+            sell_price = real_number(signal.get("sell_price"))
+            if signal.get("sell_venue") and sell_price is not None and math.isfinite(sell_price) and sell_price > 0:
+                legs.append(("sell", sell_price))
+        qty, avg = self.state.position(strategy, symbol)
+        before = abs(qty) * avg
+        for leg_side, price in legs:
+            qty, avg, _ = position_after(qty, avg, leg_side, size, price)
+        return abs(qty) * avg - before
 
     def _require_reducing(self, signal: Mapping[str, Any], side: str | None, status: KillSwitchStatus) -> None:
         strategy = _text(signal, "strategy")

@@ -38,6 +38,7 @@ from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import Store, has_table
 from agent_pipeline.trading.breaker import BreakerReading, read_breaker
 from agent_pipeline.trading.config import GuardrailConfig
+from agent_pipeline.trading.state import position_after
 
 COMPONENT = "trading"
 
@@ -243,10 +244,14 @@ class StoreGateState:
         return float(row[0] or 0.0)
 
     def position_qty(self, strategy: str, symbol: str) -> float:
+        return self.position(strategy, symbol)[0]
+
+    def position(self, strategy: str, symbol: str) -> tuple[float, float]:
+        """(qty, average price) of one strategy's position in one symbol; (0, 0) when flat."""
         with self._connection() as conn:
-            row = conn.execute("SELECT sum(qty) FROM positions WHERE strategy = ? AND symbol = ?",
+            row = conn.execute("SELECT qty, avg_price FROM positions WHERE strategy = ? AND symbol = ?",
                                [strategy, symbol]).fetchone()
-        return float(row[0] or 0.0)
+        return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
 
     def orders_in_run(self, run: str) -> int:
         """Orders accepted for one agent run (its event id), including those of an earlier attempt of the op."""
@@ -291,21 +296,8 @@ def apply_fill(conn, *, strategy: str, symbol: str, side: str, size: float, pric
     row = conn.execute("SELECT qty, avg_price, realized_pnl_usd, fees_usd FROM positions "
                        "WHERE strategy = ? AND symbol = ?", [strategy, symbol]).fetchone()
     qty, avg, realized, fees = row if row else (0.0, 0.0, 0.0, 0.0)
-    signed = size if side == "buy" else -size
-    pnl = -fee_usd
-    if qty == 0 or (qty > 0) == (signed > 0):
-        new_qty = qty + signed
-        new_avg = (abs(qty) * avg + size * price) / abs(new_qty)
-    else:
-        closing = min(abs(signed), abs(qty))
-        pnl += (price - avg) * closing * (1 if qty > 0 else -1)
-        new_qty = qty + signed
-        if abs(new_qty) < 1e-12:
-            new_qty, new_avg = 0.0, 0.0
-        elif (new_qty > 0) == (qty > 0):
-            new_avg = avg
-        else:
-            new_avg = price
+    new_qty, new_avg, gross = position_after(qty, avg, side, size, price)
+    pnl = gross - fee_usd
     if row:
         conn.execute("UPDATE positions SET qty = ?, avg_price = ?, realized_pnl_usd = ?, fees_usd = ?, "
                      "updated_at = ? WHERE strategy = ? AND symbol = ?",

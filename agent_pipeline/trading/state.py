@@ -23,6 +23,26 @@ def trading_date(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
+def position_after(qty: float, avg_price: float, side: str, size: float, price: float) -> tuple[float, float, float]:
+    """Average-cost accounting of one fill: (new qty, new average price, realised PnL before fees).
+
+    The ledger books fills with it and the gate predicts an order's exposure with it, so the leverage check and
+    the stored positions cannot disagree.
+    """
+    signed = size if side == "buy" else -size
+    if qty == 0 or (qty > 0) == (signed > 0):
+        new_qty = qty + signed
+        return new_qty, (abs(qty) * avg_price + size * price) / abs(new_qty), 0.0
+    closing = min(abs(signed), abs(qty))
+    pnl = (price - avg_price) * closing * (1 if qty > 0 else -1)
+    new_qty = qty + signed
+    if abs(new_qty) < 1e-12:
+        return 0.0, 0.0, pnl
+    if (new_qty > 0) == (qty > 0):
+        return new_qty, avg_price, pnl
+    return new_qty, price, pnl
+
+
 class GateState(Protocol):
     def daily_loss_usd(self, day: date) -> float: ...
     def add_pnl(self, day: date, pnl_usd: float) -> None: ...
@@ -30,6 +50,7 @@ class GateState(Protocol):
     def orders_since(self, since: datetime, strategy: str | None = None) -> tuple[int, float]: ...
     def gross_exposure_usd(self, strategy: str) -> float: ...
     def position_qty(self, strategy: str, symbol: str) -> float: ...
+    def position(self, strategy: str, symbol: str) -> tuple[float, float]: ...
     def orders_in_run(self, run: str) -> int: ...
     def breaker_breach(self, now: datetime) -> str | None: ...
     def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None,
@@ -105,6 +126,9 @@ class MemoryGateState:
 
     def position_qty(self, strategy: str, symbol: str) -> float:
         return self._positions.get((strategy, symbol), (0.0, 0.0))[0]
+
+    def position(self, strategy: str, symbol: str) -> tuple[float, float]:
+        return self._positions.get((strategy, symbol), (0.0, 0.0))
 
     def set_position(self, strategy: str, symbol: str, qty: float, price: float) -> None:
         self._positions[(strategy, symbol)] = (qty, price)

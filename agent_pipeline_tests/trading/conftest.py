@@ -103,7 +103,7 @@ def proposal(venue="sim_a", side="buy", price=None, notional=2_000.0, books=None
     quote = next(b for b in (books or [book()]) if isinstance(b, dict) and b["venue"] == venue)
     limit = price if price is not None else (quote["ask"] if side == "buy" else quote["bid"])
     item = {"symbol": quote["symbol"], "side": side, "venue": venue, "price": limit, "notional_usd": notional,
-            "size": notional / limit, "expected_edge_bps": 25.0, "spread_bps": 5.0, "slippage_bps": 3.0,
+            "size": float(notional) / limit, "expected_edge_bps": 25.0, "spread_bps": 5.0, "slippage_bps": 3.0,
             "data_age_sec": 0.1, "confidence": 0.8, "reference_price": (quote["bid"] + quote["ask"]) / 2,
             "quote_size": quote["ask_size"] if side == "buy" else quote["bid_size"], "paper": True}
     item.update(overrides)

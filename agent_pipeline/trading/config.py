@@ -6,7 +6,7 @@ off while its limit is ``None`` and, once set, requires the signal fields it rea
 
 Two layers of defaults:
 
-- the bare code default ``GuardrailConfig()`` keeps the seed's behaviour: a signal with exactly the seed's six keys
+- the bare code default ``GuardrailConfig()`` keeps the prototype's behaviour: a signal with exactly its six keys
   is approved, no exposure limit applies, no approvals are needed;
 - the pipeline (``GuardrailConfig.load`` and every ``ExecutionLayer``, even one built without a config) fills each
   exposure limit left unset with ``SAFE_DEFAULTS`` (orders per run, leverage, rolling turnover per strategy, order
@@ -186,7 +186,9 @@ class ExecutionConfig:
 
     Orders are sized by the allocator's capital for the agent (latest ``allocator_quotas`` period) and, before the
     allocator has decided anything, by ``default_capital_usd``: an order's notional is the agent's proposal capped
-    at ``max_order_fraction`` of that capital.
+    at ``max_order_fraction`` of that capital. The size comes from the book the paper broker fills against (touch
+    plus ``base_slippage_bps + impact_bps_per_quote x size / touch size``), never from the agent's price: every
+    leg's size x fill price stays within the notional (to 1e-9, float rounding).
     """
 
     default_capital_usd: float = 10_000.0

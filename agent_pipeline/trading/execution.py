@@ -45,7 +45,7 @@ from agent_pipeline.trading.broker import OrderIntent, PaperBroker
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
 from agent_pipeline.trading.guardrails import CLAIM_PREFIX, MEASURED_KEYS, SEED_KEYS, SIDES, Decision, TradeGuardrails
 from agent_pipeline.trading.kill_switch import KillSwitch, default_path
-from agent_pipeline.trading.market_facts import MarketFacts, MarketSnapshot, measure_order
+from agent_pipeline.trading.market_facts import MarketSnapshot, measure_order
 from agent_pipeline.trading.reasons import Reason
 
 # Keys only this layer sets: an agent's values for them are dropped (its market facts are kept as claims).
@@ -157,36 +157,11 @@ class ExecutionLayer:
     def _signal(self, item: Mapping[str, Any], key: str, agent: str, strategy: str, event_id: str,
                 capital: float | None, strategy_hash: str | None, tokens: list[str],
                 snapshot: MarketSnapshot) -> dict[str, Any]:
-        signal = {k: v for k, v in item.items() if k not in RESERVED_KEYS and not str(k).startswith(CLAIM_PREFIX)}
-        for claimed in (*MEASURED_KEYS, "size"):  # the agent's word about the market, kept beside the measurement
-            if claimed in signal:
-                signal[CLAIM_PREFIX + claimed] = signal.pop(claimed)
+        signal = measured_signal(item, snapshot=snapshot, capital=capital, now=self._clock(), cfg=self.exec_cfg)
         signal.update(order_key=key, agent=agent, strategy=strategy, event_id=event_id, approvals=list(tokens))
         if strategy_hash:
             signal["strategy_hash"] = strategy_hash
-        has_capital = _finite_positive(capital)
-        signal["capital_usd"] = float(capital) if has_capital else 0.0  # 0 = no capital: the gate denies
-        proposed = finite_number(item.get("notional_usd"))  # the same "number" the gate accepts
-        notional = None
-        if proposed is not None and proposed > 0:
-            notional = min(proposed, float(capital) * self.exec_cfg.max_order_fraction) if has_capital else proposed
-            signal["proposed_notional_usd"] = proposed
-            signal["notional_usd"] = notional
-        facts = measure_order(snapshot, symbol=item.get("symbol"), side=item.get("side"), venue=item.get("venue"),
-                              sell_venue=item.get("sell_venue"), notional=notional, now=self._clock(),
-                              cfg=self.exec_cfg)
-        signal["market"] = facts
-        if facts.ok:
-            self._put_measured(signal, facts)
         return signal
-
-    @staticmethod
-    def _put_measured(signal: dict[str, Any], facts: MarketFacts) -> None:
-        """The measured facts under the seed's keys, so the decision row reads as the gate saw the market."""
-        first = facts.legs[0]
-        signal.update(size=facts.size, spread_bps=facts.spread_bps, slippage_bps=facts.slippage_bps,
-                      data_age_sec=facts.age_at(facts.measured_at), quote_size=facts.quote_size,
-                      reference_price=facts.reference_price, bid=first.bid, ask=first.ask, mid=first.mid)
 
     def _denial(self, code: Reason, message: str, field_name: str | None, signal: dict[str, Any]) -> Decision:
         return Decision(False, code, message, self._clock(), self.kill.status().state.value, field_name, signal)
@@ -245,6 +220,34 @@ class ExecutionLayer:
                           fill.size, fill.price, fill.fee_usd, fill.slippage_bps, fill_pnl])
         report.realized_pnl_usd += pnl
         self.guardrails.record_pnl(pnl)
+
+
+def measured_signal(item: Mapping[str, Any], *, snapshot: MarketSnapshot, capital: float | None, now: datetime,
+                    cfg: ExecutionConfig) -> dict[str, Any]:
+    """The agent's item as the gate sees it: reserved keys dropped, its market facts and size moved aside as
+    claims, the notional capped by the capital, and the market measured from ``snapshot`` at ``now`` under the
+    prototype's signal keys (``market`` holds the full ``MarketFacts``). The caller adds the order's identity keys."""
+    signal = {k: v for k, v in item.items() if k not in RESERVED_KEYS and not str(k).startswith(CLAIM_PREFIX)}
+    for claimed in (*MEASURED_KEYS, "size"):  # the agent's word about the market, kept beside the measurement
+        if claimed in signal:
+            signal[CLAIM_PREFIX + claimed] = signal.pop(claimed)
+    has_capital = _finite_positive(capital)
+    signal["capital_usd"] = float(capital) if has_capital else 0.0  # 0 = no capital: the gate denies
+    proposed = finite_number(item.get("notional_usd"))  # the same "number" the gate accepts
+    notional = None
+    if proposed is not None and proposed > 0:
+        notional = min(proposed, float(capital) * cfg.max_order_fraction) if has_capital else proposed
+        signal["proposed_notional_usd"] = proposed
+        signal["notional_usd"] = notional
+    facts = measure_order(snapshot, symbol=item.get("symbol"), side=item.get("side"), venue=item.get("venue"),
+                          sell_venue=item.get("sell_venue"), notional=notional, now=now, cfg=cfg)
+    signal["market"] = facts
+    if facts.ok:  # the measured facts under the prototype's keys, so the decision row reads as the gate saw it
+        first = facts.legs[0]
+        signal.update(size=facts.size, spread_bps=facts.spread_bps, slippage_bps=facts.slippage_bps,
+                      data_age_sec=facts.age_at(now), quote_size=facts.quote_size,
+                      reference_price=facts.reference_price, bid=first.bid, ask=first.ask, mid=first.mid)
+    return signal
 
 
 def _intent(signal: Mapping[str, Any], key: str, agent: str, strategy: str) -> tuple[OrderIntent | None, str | None]:

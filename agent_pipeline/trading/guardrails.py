@@ -7,7 +7,7 @@ denial, never an approval. ``check`` itself never raises.
 
 Two ways to use the gate:
 
-- standalone (the seed's contract): every number is read from the signal. Fields (the seed's six are always
+- standalone (the prototype's contract): every number is read from the signal. Fields (its six are always
   required; the others only once the check that reads them is configured, or when present)::
 
     notional_usd > 0, expected_edge_bps (any finite), spread_bps >= 0 (negative = crossed quote),
@@ -267,7 +267,7 @@ class TradeGuardrails:
             if key in signal or (measured and key != "strategy"):
                 _text(signal, key)
 
-        # -- the market: measured facts, or the seed's fields ----------------------------------------------------
+        # -- the market: measured facts, or the prototype's fields -----------------------------------------------
         facts: MarketFacts | None = None
         if measured:
             facts = self._measured_market(signal, side, notional)
@@ -302,7 +302,7 @@ class TradeGuardrails:
         if status.state is KillSwitchState.REDUCING:
             self._require_reducing(signal, side, status)
 
-        # -- the seed's limits (on measured values when the market is measured) ------------------------------
+        # -- the prototype's limits (on measured values when the market is measured) ---------------------------
         what = "measured " if measured else ""
         if notional > cfg.max_order_notional_usd:
             raise _Deny(Reason.NOTIONAL_LIMIT, f"notional {notional:.2f} USD exceeds {cfg.max_order_notional_usd:g}",

@@ -20,8 +20,8 @@ class Reason(StrEnum):
     FIELD_NEGATIVE = "FIELD_NEGATIVE"
     FIELD_OUT_OF_RANGE = "FIELD_OUT_OF_RANGE"    # e.g. zero notional, confidence outside [0, 1]
     FIELD_INVALID = "FIELD_INVALID"              # a non-number field with a wrong value (paper not a bool, side)
-    FUTURE_DATED_DATA = "FUTURE_DATED_DATA"      # negative data age: the data claims to come from the future
-    CROSSED_QUOTE = "CROSSED_QUOTE"              # negative spread, or bid above ask
+    FUTURE_DATED_DATA = "FUTURE_DATED_DATA"      # negative data age, or a quote stamped after the decision time
+    CROSSED_QUOTE = "CROSSED_QUOTE"              # negative spread, or bid above ask (claimed or in the book)
     # kill switch and circuit breaker
     KILL_SWITCH_HALTED = "KILL_SWITCH_HALTED"
     KILL_SWITCH_REDUCING = "KILL_SWITCH_REDUCING"  # REDUCING state and the order does not reduce a position
@@ -34,7 +34,7 @@ class Reason(StrEnum):
     EDGE_TOO_LOW = "EDGE_TOO_LOW"
     SPREAD_TOO_WIDE = "SPREAD_TOO_WIDE"
     SLIPPAGE_TOO_HIGH = "SLIPPAGE_TOO_HIGH"
-    STALE_DATA = "STALE_DATA"
+    STALE_DATA = "STALE_DATA"                    # measured: the quote's age at decision time (or the signal's field)
     # checks beyond the seed (each applies once configured)
     CONFIDENCE_TOO_LOW = "CONFIDENCE_TOO_LOW"
     LIQUIDITY = "LIQUIDITY"                      # order size too large against the quoted size

@@ -15,10 +15,9 @@ from agent_pipeline.trading.broker import PaperBroker
 from agent_pipeline.trading.execution import ExecutionLayer
 from agent_pipeline.trading.ledger import store_approval
 
-R = Reason
-
 from .conftest import BookMarket, book, market_signal, proposal
 
+R = Reason
 KEY = {"AGENT_PIPELINE_APPROVAL_KEY": "test-key"}
 
 

@@ -6,7 +6,7 @@ The market here is ``BookMarket``: exactly the books a test gives, fetched by th
 """
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -231,7 +231,7 @@ def test_rc3_turnover_and_order_rate_per_strategy(store, tmp_path):
 def test_rc3_safe_defaults_are_on_out_of_the_box_and_users_loosen_them(store, tmp_path, pipeline_home):
     bare = GuardrailConfig()
     for name in SAFE_DEFAULTS:
-        assert getattr(bare, name) is None  # the seed's contract: the bare gate has no exposure limit
+        assert getattr(bare, name) is None  # the prototype's contract: the bare gate has no exposure limit
     for cfg in (ExecutionLayer(store, BookMarket([DEEP])).cfg, ExecutionLayer(store, BookMarket([DEEP]),
                                                                                 guardrails=bare).cfg,
                 GuardrailConfig.load()):
@@ -302,7 +302,7 @@ def test_the_standalone_gate_built_for_execution_denies_an_order_without_measure
     gate = TradeGuardrails(GuardrailConfig(), KillSwitch(), require_market=True)
     decision = gate.check(full_signal(market={"spread_bps": 0.0}))
     assert decision.code is R.MARKET_DATA_MISSING
-    assert TradeGuardrails(GuardrailConfig(), KillSwitch()).check(full_signal()).ok  # the seed's gate unchanged
+    assert TradeGuardrails(GuardrailConfig(), KillSwitch()).check(full_signal()).ok  # the prototype's gate unchanged
 
 
 def test_a_quote_just_inside_the_staleness_limit_is_filled(store, tmp_path):

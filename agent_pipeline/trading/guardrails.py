@@ -267,6 +267,13 @@ class TradeGuardrails:
             if key in signal or (measured and key != "strategy"):
                 _text(signal, key)
 
+        # -- duplicates: an order already placed stays placed, whatever the market does now ----------------
+        if cfg.require_order_key or "order_key" in signal:
+            key = _text(signal, "order_key")
+            if self.state.order_key_seen(key):
+                raise _Deny(Reason.DUPLICATE_ORDER, f"order {key} was already placed (retry of an op or run)",
+                            "order_key")
+
         # -- the market: measured facts, or the prototype's fields -----------------------------------------------
         facts: MarketFacts | None = None
         if measured:
@@ -281,12 +288,7 @@ class TradeGuardrails:
         if "capital_usd" in signal and _num(signal, "capital_usd", minimum=0.0) == 0:
             raise _Deny(Reason.NO_CAPITAL, "the strategy has no capital (capital_usd is 0)", "capital_usd")
 
-        # -- duplicates, paper, daily loss, circuit breaker ----------------------------------------------------
-        if cfg.require_order_key or "order_key" in signal:
-            key = _text(signal, "order_key")
-            if self.state.order_key_seen(key):
-                raise _Deny(Reason.DUPLICATE_ORDER, f"order {key} was already placed (retry of an op or run)",
-                            "order_key")
+        # -- paper, daily loss, circuit breaker --------------------------------------------------------------
         if cfg.paper_only and paper is not True:
             raise _Deny(Reason.PAPER_ONLY, "paper-only mode: signal is not marked paper", "paper")
         day = trading_date(now)

@@ -326,3 +326,12 @@ def test_the_age_is_taken_at_decision_time_not_when_the_snapshot_was_read(store,
     report = run(ex, proposal(data_age_sec=25.0))  # 25 s old when read, 35 s old when decided
     assert report.by_reason == {"STALE_DATA": 1}, report.denials
     assert "35" in report.denials[0][2]
+
+
+def test_a_retry_after_the_market_moved_is_still_a_duplicate_and_places_nothing(store, tmp_path):
+    market = BookMarket([book()])
+    ex = ExecutionLayer(store, market, kill_switch=KillSwitch(tmp_path / "ks.json"), clock=Clock())
+    assert run(ex, proposal()).filled == 1
+    market.books = [book(bid=51_000.0, ask=51_010.0, age=90.0)]  # the op is retried on a stale, moved book
+    assert run(ex, proposal()).by_reason == {"DUPLICATE_ORDER": 1}
+    assert query(store, "SELECT count(*) FROM orders") == [(1,)]

@@ -1,27 +1,34 @@
-"""The paper broker: fills approved orders against the market source, with slippage and fees.
+"""The paper broker: fills approved orders against the batch's market snapshot, with slippage and fees.
 
 Only ``agent_pipeline.trading.execution`` may import this module (a test enforces it), and ``submit`` refuses any
 order that does not come with the gate's approving decision for that very order key.
 
-Fill model: a buy pays the venue's ask, a sell receives its bid, each moved against the order by
-``base_slippage_bps + impact_bps_per_quote * size / quoted size``; the fee is the venue's fee in bps of the filled
-notional (``market.fee_bps(venue)`` when the source knows it, else ``default_fee_bps``). Quotes are read once
-per batch before the execution layer takes any lock (``prefetch``), so a slow source never holds the store. A
-paired arbitrage order (``sell_venue`` set) fills two legs: buy on ``venue``, sell the same size on
-``sell_venue`` (at ``sell_price``). The order's prices are limits: a leg that would fill worse than its price by
-more than ``max_fill_deviation_bps`` (a stale or wrong price from the agent) rejects the whole order, as does a
-missing or unusable quote; nothing is filled partly.
+Fill model (``agent_pipeline.trading.market_facts``, the same functions the gate measured with): a buy pays the
+venue's ask, a sell receives its bid, each moved against the order by ``base_slippage_bps + impact_bps_per_quote
+x size / touch size``; the fee is the venue's fee in bps of the filled notional (``market.fee_bps(venue)`` when
+the source knows it, else ``default_fee_bps``). Quotes are read once per batch before the execution layer takes
+any lock (``prefetch``), so a slow source never holds the store, and the gate measures the very same snapshot.
+Each fill takes its size from the touch for the rest of the batch. A paired arbitrage order (``sell_venue`` set)
+fills two legs: buy on ``venue``, sell the same size on ``sell_venue`` (limit ``sell_price``).
+
+The broker trusts the gate no more than the gate trusts the agent. It refuses the whole order (nothing is filled
+partly) when a leg's quote is missing, crossed, empty, non-finite, future-dated or older than
+``max_quote_age_sec``; when a leg would fill worse than its limit by more than ``max_fill_deviation_bps``; and when
+a leg's filled notional (size x fill price) would exceed the checked notional by more than
+``market_facts.FILL_NOTIONAL_TOLERANCE`` (1e-9, float rounding).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from agent_pipeline.market.base import MarketSource, Quote
+from agent_pipeline.market.base import MarketSource
 from agent_pipeline.trading.config import ExecutionConfig
+from agent_pipeline.trading.market_facts import (MarketSnapshot, fill_price, fill_problem, impact_slippage_bps,
+                                                 leg_facts)
 
 
 @dataclass(frozen=True)
@@ -62,22 +69,20 @@ class BrokerResult:
 
 class PaperBroker:
     def __init__(self, market: MarketSource, cfg: ExecutionConfig | None = None,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, *, max_quote_age_sec: float = 30.0):
         self.market = market
         self.cfg = cfg or ExecutionConfig()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._quotes: list[Quote] | None = None
-        self._quote_error: str | None = None
+        self.max_quote_age_sec = max_quote_age_sec
+        self._snapshot: MarketSnapshot | None = None
 
-    def prefetch(self) -> None:
+    def prefetch(self) -> MarketSnapshot:
         """Read the market once for a batch, before any lock is taken (a network source may be slow)."""
-        try:
-            self._quotes, self._quote_error = list(self.market.quotes(self._clock())), None
-        except Exception as exc:  # outage: the batch's orders are rejected, nothing fills
-            self._quotes, self._quote_error = None, f"no market data: {type(exc).__name__}: {exc}"
+        self._snapshot = MarketSnapshot.take(self.market, self._clock, self.cfg)
+        return self._snapshot
 
     def release(self) -> None:
-        self._quotes, self._quote_error = None, None
+        self._snapshot = None
 
     def submit(self, order: OrderIntent, decision) -> BrokerResult:
         if not getattr(decision, "ok", False) or decision.inputs.get("order_key") != order.order_key:
@@ -88,49 +93,30 @@ class PaperBroker:
                 return BrokerResult("rejected", reject_reason="a paired order buys on venue and sells on sell_venue "
                                                               "at sell_price")
             legs.append(("sell", order.sell_venue, order.sell_price))
-        if self._quote_error is not None:
-            return BrokerResult("rejected", reject_reason=self._quote_error)
-        if self._quotes is not None:
-            quotes = self._quotes
-        else:
-            try:
-                quotes = self.market.quotes(self._clock())
-            except Exception as exc:  # outage: nothing fills
-                return BrokerResult("rejected", reject_reason=f"no market data: {type(exc).__name__}: {exc}")
+        if not (math.isfinite(order.size) and order.size > 0 and math.isfinite(order.notional_usd)
+                and order.notional_usd > 0):
+            return BrokerResult("rejected", reject_reason=f"unusable size {order.size!r} or notional "
+                                                          f"{order.notional_usd!r}")
+        snapshot = self._snapshot if self._snapshot is not None else MarketSnapshot.take(self.market, self._clock,
+                                                                                         self.cfg)
+        now = self._clock()
         fills = []
-        tolerance = self.cfg.max_fill_deviation_bps / 10_000.0
-        for leg, (side, venue, limit) in enumerate(legs):
-            quote = _find(quotes, venue, order.symbol)
-            if quote is None or not quote.valid:
-                return BrokerResult("rejected", reject_reason=f"no valid quote for {order.symbol} on {venue}")
-            touch, quoted = (quote.ask, quote.ask_size) if side == "buy" else (quote.bid, quote.bid_size)
-            slip = self.cfg.base_slippage_bps + self.cfg.impact_bps_per_quote * order.size / max(quoted, 1e-12)
-            price = touch * (1 + slip / 10_000.0) if side == "buy" else touch * (1 - slip / 10_000.0)
-            fee_bps = self._fee_bps(venue)
-            fee = price * order.size * fee_bps / 10_000.0
+        for index, (side, venue, limit) in enumerate(legs):
+            leg, problem = leg_facts(snapshot, venue, order.symbol, side, now)
+            if problem is not None:
+                return BrokerResult("rejected", reject_reason=f"{problem.code.value}: {problem.message}")
+            slip = impact_slippage_bps(order.size, leg.touch_size, self.cfg)
+            price = fill_price(leg.touch_price, side, slip)
+            fee = price * order.size * leg.fee_bps / 10_000.0
             if not all(math.isfinite(x) for x in (price, fee, slip)) or price <= 0:
                 return BrokerResult("rejected", reject_reason=f"unusable fill price on {venue}")
-            worse = price > limit * (1 + tolerance) if side == "buy" else price < limit * (1 - tolerance)
-            if worse:
-                return BrokerResult("rejected", reject_reason=f"{side} on {venue} would fill at {price:.6g}, beyond "
-                                    f"the order's price {limit:.6g} by more than {self.cfg.max_fill_deviation_bps:g} bps")
-            fills.append(Fill(leg, order.symbol, venue, side, order.size, price, fee, slip))
+            sized = replace(leg, size=order.size, fill_price=price, slippage_bps=slip)
+            refusal = fill_problem(sized, notional=order.notional_usd, limit=limit, now=now,
+                                   max_age_sec=self.max_quote_age_sec,
+                                   max_deviation_bps=self.cfg.max_fill_deviation_bps)
+            if refusal is not None:
+                return BrokerResult("rejected", reject_reason=refusal)
+            fills.append(Fill(index, order.symbol, venue, side, order.size, price, fee, slip))
+        for fill in fills:
+            snapshot.take_depth(fill.venue, fill.symbol, fill.side, fill.size)
         return BrokerResult("filled", tuple(fills))
-
-    def _fee_bps(self, venue: str) -> float:
-        fee = getattr(self.market, "fee_bps", None)
-        if callable(fee):
-            try:
-                value = float(fee(venue))
-                if math.isfinite(value) and value >= 0:
-                    return value
-            except Exception:
-                pass
-        return self.cfg.default_fee_bps
-
-
-def _find(quotes: list[Quote], venue: str, symbol: str) -> Quote | None:
-    for q in quotes:
-        if q.venue == venue and q.symbol == symbol:
-            return q
-    return None

@@ -4,18 +4,28 @@
 positive and finite or the config does not build; there is no "0 means disabled". A check beyond the seed's is
 off while its limit is ``None`` and, once set, requires the signal fields it reads (a missing field is a denial).
 
+Two layers of defaults:
+
+- the bare code default ``GuardrailConfig()`` keeps the prototype's behaviour: a signal with exactly its six keys
+  is approved, no exposure limit applies, no approvals are needed;
+- the pipeline (``GuardrailConfig.load`` and every ``ExecutionLayer``, even one built without a config) fills each
+  exposure limit left unset with ``SAFE_DEFAULTS`` (orders per run, leverage, rolling turnover per strategy, order
+  rates, share of the book) and ``load`` turns the two-person rule on. Users loosen a limit by setting a larger
+  value in ``[guardrails]``; it cannot be switched off.
+
+The measured-market thresholds (``max_limit_distance_bps`` and the ``claim_*`` tolerances) apply only to orders
+that carry market facts measured by the execution layer (``agent_pipeline.trading.market_facts``).
+
 Configuration file (``$AGENT_PIPELINE_HOME/config.toml``)::
 
     [guardrails]              # GuardrailConfig; unknown keys fail
     max_order_notional_usd = 5000
     min_confidence = 0.3
+    max_orders_per_run = 20   # loosen a safe default
     trip_on = ["PRICE_COLLAR", "CHECK_ERROR"]   # denials that also trip the kill switch
 
     [execution]               # ExecutionConfig: sizing and the paper broker
     default_capital_usd = 10000
-
-The code default keeps the seed's behaviour (no approvals needed). The pipeline's loader
-(``GuardrailConfig.load``) turns the two-person rule on unless ``[guardrails] require_approval = false``.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_pipeline.numbers import finite_number
+from agent_pipeline.numbers import finite_number, real_number
 from agent_pipeline.settings import ConfigError, config_section, strict_fields
 from agent_pipeline.trading.reasons import CODES
 
@@ -67,8 +77,26 @@ class GuardrailConfig:
     max_orders_per_window_per_strategy: int | None = _f(None, _INT, optional=True, doc="needs `strategy`")
     rate_window_sec: float = _f(60, _POS)
     max_rolling_notional_usd: float | None = _f(None, _POS, optional=True,
-                                                doc="sum of accepted notional over the rolling window")
+                                                doc="sum of accepted notional over the rolling window, all strategies")
+    max_strategy_turnover: float | None = _f(None, _POS, optional=True,
+                                             doc="per strategy: accepted notional over the rolling window as a "
+                                                 "multiple of `capital_usd`; needs `strategy`, `capital_usd`")
     rolling_notional_window_sec: float = _f(3_600, _POS)
+    max_orders_per_run: int | None = _f(None, _INT, optional=True,
+                                        doc="accepted orders per agent run; needs `event_id` (the run's event)")
+    max_notional_mismatch_bps: float = _f(100.0, _POS, doc="`notional_usd` and `size` x `price` must agree "
+                                                           "within this, when both are present")
+    # -- the measured market: only for orders carrying market facts measured by the execution layer ----------
+    max_limit_distance_bps: float = _f(50.0, _POS, doc="the order's limit this far from the price it would fill "
+                                                       "at (either way) is refused")
+    claim_spread_tolerance_bps: float = _f(10.0, _POS, doc="a claimed spread may understate the measured one by "
+                                                           "this much")
+    claim_slippage_tolerance_bps: float = _f(20.0, _POS, doc="a claimed slippage may understate the expected one "
+                                                             "by this much")
+    claim_age_tolerance_sec: float = _f(15.0, _POS, doc="a claimed data age may be this much younger than the "
+                                                        "quote's measured age")
+    claim_reference_tolerance_bps: float = _f(150.0, _POS, doc="a claimed reference price (or bid/ask) may be "
+                                                               "this far from the measured mids")
     require_order_key: bool = _f(False, _BOOL, doc="deny signals without `order_key` (duplicate protection)")
     require_approval: bool = _f(False, _BOOL, doc="two-person rule: needs `strategy_hash` and `approvals`")
     approval_exempt_builtins: bool = _f(True, _BOOL,
@@ -108,9 +136,10 @@ class GuardrailConfig:
                     raise ConfigError(f"{where}: unknown reason code(s) {unknown}; known: {sorted(CODES - {'OK'})}")
                 object.__setattr__(self, f.name, tuple(str(c) for c in value))
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            number = real_number(value)
+            if number is None:
                 raise ConfigError(f"{where} must be a number, got {value!r}")
-            if not math.isfinite(value):
+            if not math.isfinite(number):
                 raise ConfigError(f"{where} must be finite, got {value!r}")
             if kind == _INT and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"{where} must be a positive integer, got {value!r}")
@@ -128,11 +157,30 @@ class GuardrailConfig:
 
     @classmethod
     def load(cls, home=None) -> GuardrailConfig:
-        """The pipeline's configuration: ``[guardrails]`` over the code defaults, two-person rule on."""
-        return cls.from_mapping({"require_approval": True, **config_section("guardrails", home)})
+        """The pipeline's configuration: ``[guardrails]`` over the safe defaults, two-person rule on."""
+        return cls.from_mapping({"require_approval": True, **config_section("guardrails", home)}).with_safe_defaults()
+
+    def with_safe_defaults(self) -> GuardrailConfig:
+        """This config with every exposure limit it leaves unset filled from ``SAFE_DEFAULTS``."""
+        unset = {name: value for name, value in SAFE_DEFAULTS.items() if getattr(self, name) is None}
+        return dataclasses.replace(self, **unset) if unset else self
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+# The limits the pipeline applies when [guardrails] leaves them unset (README "Trading safety" says what each
+# protects against). Chosen so the built-in agents trade as usual at the default cadence (about one run per agent
+# per minute, 10,000 USD of capital each before the allocator decides) while a run that proposes 60 orders, or
+# a strategy that turns its capital over again and again, is stopped.
+SAFE_DEFAULTS: dict[str, Any] = {
+    "max_orders_per_run": 10,                   # a runaway or hostile output places at most this many orders
+    "max_leverage": 1.0,                        # gross exposure per strategy at most its capital
+    "max_strategy_turnover": 20.0,              # per strategy, notional per rolling hour at most 20x its capital
+    "max_orders_per_window_per_strategy": 20,   # per strategy, orders per rate_window_sec (60 s)
+    "max_orders_per_window": 60,                # all strategies together, orders per rate_window_sec (60 s)
+    "max_quote_fraction": 1.0,                  # never more than the size quoted at the touch
+}
 
 
 @dataclass(frozen=True)
@@ -141,7 +189,9 @@ class ExecutionConfig:
 
     Orders are sized by the allocator's capital for the agent (latest ``allocator_quotas`` period) and, before the
     allocator has decided anything, by ``default_capital_usd``: an order's notional is the agent's proposal capped
-    at ``max_order_fraction`` of that capital.
+    at ``max_order_fraction`` of that capital. The size comes from the book the paper broker fills against (touch
+    plus ``base_slippage_bps + impact_bps_per_quote x size / touch size``), never from the agent's price: every
+    leg's size x fill price stays within the notional (to 1e-9, float rounding).
     """
 
     default_capital_usd: float = 10_000.0

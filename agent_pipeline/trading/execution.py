@@ -2,14 +2,24 @@
 
 For each output item that proposes a trade (it carries ``side`` or any of the seed's signal keys):
 
-1. build the signal the gate sees: the agent's item, minus the keys only this layer may set (``order_key``,
-   ``strategy``, ``strategy_hash``, ``approvals``, ``capital_usd``, ``agent``), plus those keys;
-2. size it: the notional is the agent's proposal capped at ``max_order_fraction`` of the agent's capital (the
-   latest ``allocator_quotas`` period, else ``[execution] default_capital_usd``), and the size is that notional
-   over the price (an agent's own ``size`` is replaced); no capital, no order;
-3. check it (``TradeGuardrails`` over the DuckDB-backed state) and record the decision in ``gate_decisions``;
-4. if approved, send it to the paper broker and record the order, its fills, the position and the realised PnL
-   (which feeds the daily loss budget).
+1. build the signal the gate sees: the agent's item, minus the keys only this layer may set (``RESERVED_KEYS``:
+   ``order_key``, ``strategy``, ``strategy_hash``, ``approvals``, ``capital_usd``, ``agent``, ``event_id``,
+   ``market``, ...), plus those keys. The agent's market facts (``spread_bps``, ``slippage_bps``,
+   ``data_age_sec``, ``quote_size``, ``reference_price``, ``bid``, ``ask``, ``mid``) and its ``size`` are moved
+   aside as claims (``claimed_spread_bps``, ...);
+2. measure the market (``market_facts.measure_order``) from the batch's one snapshot of the market source, the
+   very quotes the paper broker fills against, at decision time, and put the measured facts in their place;
+3. size it: the notional is the agent's proposal capped at ``max_order_fraction`` of the agent's capital (the
+   latest ``allocator_quotas`` period, else ``[execution] default_capital_usd``); the size comes from the book the
+   broker fills against, so that for every leg ``size x fill price <= notional x (1 + 1e-9)``
+   (``market_facts.FILL_NOTIONAL_TOLERANCE``, float rounding only). The agent's ``price`` is a limit: one far
+   enough from the market to change the size, or that would not fill, is refused (``LIMIT_PRICE_OFF_MARKET``);
+4. check it (``TradeGuardrails(require_market=True)`` over the DuckDB-backed state, with ``SAFE_DEFAULTS`` for
+   every exposure limit the configuration leaves unset) and record the decision in ``gate_decisions``: its
+   ``inputs`` keep what the agent claimed beside what the market showed (``market``: per leg venue, ts, bid,
+   ask, sizes, mid, spread, age, touch, expected fill price and slippage);
+5. if approved, send it to the paper broker (which checks the quotes and the notional again) and record the
+   order, its fills, the position and the realised PnL (which feeds the daily loss budget).
 
 The order key is a hash of (agent, event id, item index, symbol, side, venues): an op retry or a run re-executed from
 failure sees the same agent event and so the same keys, and ``orders.order_key`` is unique, so nothing is placed
@@ -33,12 +43,14 @@ from agent_pipeline.store import Store
 from agent_pipeline.trading import ledger
 from agent_pipeline.trading.broker import OrderIntent, PaperBroker
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
-from agent_pipeline.trading.guardrails import SEED_KEYS, SIDES, Decision, TradeGuardrails
+from agent_pipeline.trading.guardrails import CLAIM_PREFIX, MEASURED_KEYS, SEED_KEYS, SIDES, Decision, TradeGuardrails
 from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.trading.market_facts import MarketSnapshot, measure_order
 from agent_pipeline.trading.reasons import Reason
 
+# Keys only this layer sets: an agent's values for them are dropped (its market facts are kept as claims).
 RESERVED_KEYS = ("order_key", "strategy", "strategy_hash", "approvals", "capital_usd", "agent",
-                 "proposed_notional_usd")
+                 "proposed_notional_usd", "event_id", "run_id", "market")
 
 
 def is_trade_proposal(item: Any) -> bool:
@@ -89,13 +101,15 @@ class ExecutionLayer:
                  execution: ExecutionConfig | None = None, kill_switch: KillSwitch | None = None,
                  clock: Callable[[], datetime] | None = None, environ: Mapping[str, str] | None = None):
         self.store = store
-        self.cfg = dataclasses.replace(guardrails or GuardrailConfig(), require_order_key=True)
+        # the safe defaults apply whatever the caller passed: a limit can be loosened, never left off
+        self.cfg = dataclasses.replace((guardrails or GuardrailConfig()).with_safe_defaults(), require_order_key=True)
         self.exec_cfg = execution or ExecutionConfig()
         self.kill = kill_switch if kill_switch is not None else KillSwitch(default_path())
         self._clock = clock or (lambda: datetime.now(UTC))
         self.state = ledger.StoreGateState(store, self.cfg, timeout_s=self.exec_cfg.lock_timeout_s)
-        self.guardrails = TradeGuardrails(self.cfg, self.kill, state=self.state, clock=self._clock, environ=environ)
-        self._broker = PaperBroker(market, self.exec_cfg, self._clock)
+        self.guardrails = TradeGuardrails(self.cfg, self.kill, state=self.state, clock=self._clock, environ=environ,
+                                          require_market=True)
+        self._broker = PaperBroker(market, self.exec_cfg, self._clock, max_quote_age_sec=self.cfg.max_staleness_sec)
 
     @classmethod
     def from_home(cls, store: Store, market: MarketSource, **kwargs: Any) -> ExecutionLayer:
@@ -115,14 +129,14 @@ class ExecutionLayer:
         if not proposals:
             report.kill_switch_state = self.kill.state.value
             return report
-        self._broker.prefetch()
+        snapshot = self._broker.prefetch()  # one snapshot per batch, read before any lock is taken
         try:
-            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash)
+            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash, snapshot)
         finally:
             self._broker.release()
 
     def _execute(self, report: ExecutionReport, proposals: list, agent: str, strategy: str, event_id: str,
-                 run_id: str, strategy_hash: str | None) -> ExecutionReport:
+                 run_id: str, strategy_hash: str | None, snapshot: MarketSnapshot) -> ExecutionReport:
         with self.kill.guard() as status:
             report.kill_switch_state = status.state.value
             with ledger.transaction(self.store, self.exec_cfg.lock_timeout_s) as conn:
@@ -135,27 +149,18 @@ class ExecutionLayer:
                     tokens = ledger.approval_tokens(conn, agent, strategy_hash)
                     for index, item in proposals:
                         self._one(conn, report, index, item, agent, strategy, event_id, run_id, capital,
-                                  strategy_hash, tokens)
+                                  strategy_hash, tokens, snapshot)
         report.kill_switch_state = self.kill.state.value
         return report
 
     # -- one proposal ----------------------------------------------------------------------------------------
-    def _signal(self, item: Mapping[str, Any], key: str, agent: str, strategy: str, capital: float | None,
-                strategy_hash: str | None, tokens: list[str]) -> dict[str, Any]:
-        signal = {k: v for k, v in item.items() if k not in RESERVED_KEYS}
-        signal.update(order_key=key, agent=agent, strategy=strategy, approvals=list(tokens))
+    def _signal(self, item: Mapping[str, Any], key: str, agent: str, strategy: str, event_id: str,
+                capital: float | None, strategy_hash: str | None, tokens: list[str],
+                snapshot: MarketSnapshot) -> dict[str, Any]:
+        signal = measured_signal(item, snapshot=snapshot, capital=capital, now=self._clock(), cfg=self.exec_cfg)
+        signal.update(order_key=key, agent=agent, strategy=strategy, event_id=event_id, approvals=list(tokens))
         if strategy_hash:
             signal["strategy_hash"] = strategy_hash
-        if _finite_positive(capital):
-            signal["capital_usd"] = float(capital)
-            proposed = item.get("notional_usd")
-            if _finite_positive(proposed):
-                sized = min(float(proposed), float(capital) * self.exec_cfg.max_order_fraction)
-                signal["proposed_notional_usd"] = float(proposed)
-                signal["notional_usd"] = sized
-                if _finite_positive(item.get("price")):
-                    # the size the broker fills follows the checked notional, never the agent's own size
-                    signal["size"] = sized / float(item["price"])
         return signal
 
     def _denial(self, code: Reason, message: str, field_name: str | None, signal: dict[str, Any]) -> Decision:
@@ -163,10 +168,10 @@ class ExecutionLayer:
 
     def _one(self, conn, report: ExecutionReport, index: int, item: Mapping[str, Any], agent: str, strategy: str,
              event_id: str, run_id: str, capital: float | None, strategy_hash: str | None,
-             tokens: list[str]) -> None:
+             tokens: list[str], snapshot: MarketSnapshot) -> None:
         key = order_key(agent, event_id, index, item)
         try:
-            signal = self._signal(item, key, agent, strategy, capital, strategy_hash, tokens)
+            signal = self._signal(item, key, agent, strategy, event_id, capital, strategy_hash, tokens, snapshot)
         except Exception as exc:  # building the signal failed: recorded as a denial, never a pass
             signal = {"order_key": key, "agent": agent, "strategy": strategy, "item": repr(item)[:500]}
             decision = self._denial(Reason.CHECK_ERROR, f"could not build the signal: {type(exc).__name__}: {exc}",
@@ -215,6 +220,34 @@ class ExecutionLayer:
                           fill.size, fill.price, fill.fee_usd, fill.slippage_bps, fill_pnl])
         report.realized_pnl_usd += pnl
         self.guardrails.record_pnl(pnl)
+
+
+def measured_signal(item: Mapping[str, Any], *, snapshot: MarketSnapshot, capital: float | None, now: datetime,
+                    cfg: ExecutionConfig) -> dict[str, Any]:
+    """The agent's item as the gate sees it: reserved keys dropped, its market facts and size moved aside as
+    claims, the notional capped by the capital, and the market measured from ``snapshot`` at ``now`` under the
+    prototype's signal keys (``market`` holds the full ``MarketFacts``). The caller adds the order's identity keys."""
+    signal = {k: v for k, v in item.items() if k not in RESERVED_KEYS and not str(k).startswith(CLAIM_PREFIX)}
+    for claimed in (*MEASURED_KEYS, "size"):  # the agent's word about the market, kept beside the measurement
+        if claimed in signal:
+            signal[CLAIM_PREFIX + claimed] = signal.pop(claimed)
+    has_capital = _finite_positive(capital)
+    signal["capital_usd"] = float(capital) if has_capital else 0.0  # 0 = no capital: the gate denies
+    proposed = finite_number(item.get("notional_usd"))  # the same "number" the gate accepts
+    notional = None
+    if proposed is not None and proposed > 0:
+        notional = min(proposed, float(capital) * cfg.max_order_fraction) if has_capital else proposed
+        signal["proposed_notional_usd"] = proposed
+        signal["notional_usd"] = notional
+    facts = measure_order(snapshot, symbol=item.get("symbol"), side=item.get("side"), venue=item.get("venue"),
+                          sell_venue=item.get("sell_venue"), notional=notional, now=now, cfg=cfg)
+    signal["market"] = facts
+    if facts.ok:  # the measured facts under the prototype's keys, so the decision row reads as the gate saw it
+        first = facts.legs[0]
+        signal.update(size=facts.size, spread_bps=facts.spread_bps, slippage_bps=facts.slippage_bps,
+                      data_age_sec=facts.age_at(now), quote_size=facts.quote_size,
+                      reference_price=facts.reference_price, bid=first.bid, ask=first.ask, mid=first.mid)
+    return signal
 
 
 def _intent(signal: Mapping[str, Any], key: str, agent: str, strategy: str) -> tuple[OrderIntent | None, str | None]:

@@ -1,20 +1,35 @@
 """Pre-trade checks: ``TradeGuardrails(cfg, kill_switch).check(signal)`` -> ``Decision`` (``ok, reason = ...``).
 
 The seed's checks, made fail-closed: every field a check reads must be present, a real number (not a bool, not
-a string), finite and in range, or the order is denied with a reason code saying which (``reasons.Reason``);
-an exception inside any check is a ``CHECK_ERROR`` denial, never an approval. ``check`` itself never raises.
+a string: ``agent_pipeline.numbers``, the same definition sizing uses), finite and in range, or the order is
+denied with a reason code saying which (``reasons.Reason``); an exception inside any check is a ``CHECK_ERROR``
+denial, never an approval. ``check`` itself never raises.
 
-Signal fields (the seed's six are always required; the others only once the check that reads them is
-configured, or when present):
+Two ways to use the gate:
+
+- standalone (the prototype's contract): every number is read from the signal. Fields (its six are always
+  required; the others only once the check that reads them is configured, or when present)::
 
     notional_usd > 0, expected_edge_bps (any finite), spread_bps >= 0 (negative = crossed quote),
     slippage_bps >= 0, data_age_sec >= 0 (negative = future-dated), paper (a bool)
-    confidence in [0, 1]; size > 0 and quote_size >= 0; price > 0 and reference_price > 0; capital_usd > 0;
-    strategy, symbol, venue (strings); side ("buy" | "sell"); bid <= ask when both given; order_key (a string);
-    strategy_hash and approvals (list of tokens) for the two-person rule.
+    confidence in [0, 1]; size > 0 and quote_size >= 0; price > 0 and reference_price > 0; capital_usd >= 0
+    (0 = no capital); strategy, symbol, venue (strings); side ("buy" | "sell"); bid <= ask when both given;
+    order_key (a string); event_id (the agent run, for orders per run); strategy_hash and approvals (list of
+    tokens) for the two-person rule.
 
-A field from this list that is present is validated even when no configured limit reads it, so an approved
-order never carries a non-finite or out-of-range number the broker might use.
+- measured (``require_market=True``, as the execution layer builds it): the signal must carry ``market``, the
+  ``market_facts.MarketFacts`` the execution layer measured from the market source's own quotes, and every
+  market fact (spread, expected slippage, data age at decision time, touch size, the collar's reference mid, a
+  pair's edge) is read from it; a missing, crossed, empty, stale or future-dated book is a denial. The agent's
+  own values travel beside them as ``claimed_<key>``: validated, recorded, and a denial
+  (``MARKET_CLAIM_MISMATCH``) when far from the measurement in the agent's favour, but never used to decide.
+  ``symbol``, ``side``, ``venue`` and the limit ``price`` (and ``sell_price`` for a pair) are required. The limit
+  is only a limit: one farther than ``max_limit_distance_bps`` from the price the order would fill at is refused
+  (``LIMIT_PRICE_OFF_MARKET``), and every leg's ``size x fill price`` must stay within the notional.
+
+A field from these lists that is present is validated even when no configured limit reads it, so an approved
+order never carries a non-finite or out-of-range number the broker might use. When both ``notional_usd`` and
+``size x price`` are present they must agree within ``max_notional_mismatch_bps`` (``NOTIONAL_MISMATCH``).
 
 The daily loss is the sum of realised losses (negative PnL; gains do not offset it, as in the seed) of the
 current UTC trading date; more than ``max_daily_loss_usd`` denies and trips the kill switch.
@@ -23,18 +38,19 @@ current UTC trading date; more than ``max_daily_loss_usd`` denies and trips the 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterator, Mapping
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from agent_pipeline.numbers import real_number
 from agent_pipeline.trading.approvals import approval_key, builtin_fingerprints, verify
 from agent_pipeline.trading.config import GuardrailConfig
 from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchState, KillSwitchStatus
+from agent_pipeline.trading.market_facts import FILL_NOTIONAL_TOLERANCE, MarketFacts
 from agent_pipeline.trading.reasons import ALWAYS_TRIP, Reason
-from agent_pipeline.trading.state import GateState, MemoryGateState, trading_date
+from agent_pipeline.trading.state import GateState, MemoryGateState, position_after, trading_date
 
 SEED_KEYS = ("notional_usd", "expected_edge_bps", "spread_bps", "slippage_bps", "data_age_sec", "paper")
 SIDES = ("buy", "sell")
@@ -44,9 +60,24 @@ OPTIONAL_NUMBERS: dict[str, dict[str, Any]] = {
     "quote_size": {"minimum": 0.0},
     "price": {"minimum": 0.0, "strict_min": True},
     "reference_price": {"minimum": 0.0, "strict_min": True},
-    "capital_usd": {"minimum": 0.0, "strict_min": True},
+    "capital_usd": {"minimum": 0.0},
     "sell_price": {"minimum": 0.0, "strict_min": True},
     "buy_price": {"minimum": 0.0, "strict_min": True},
+}
+
+# Market facts the measured gate reads from ``market`` only; the agent's values for them are claims.
+MEASURED_KEYS = ("spread_bps", "slippage_bps", "data_age_sec", "quote_size", "reference_price", "bid", "ask", "mid")
+CLAIM_PREFIX = "claimed_"
+CLAIMS: dict[str, dict[str, Any]] = {
+    "spread_bps": {"minimum": 0.0, "negative": Reason.CROSSED_QUOTE},
+    "slippage_bps": {"minimum": 0.0},
+    "data_age_sec": {"minimum": 0.0, "negative": Reason.FUTURE_DATED_DATA},
+    "quote_size": {"minimum": 0.0},
+    "reference_price": {"minimum": 0.0, "strict_min": True},
+    "bid": {"minimum": 0.0, "strict_min": True},
+    "ask": {"minimum": 0.0, "strict_min": True},
+    "mid": {"minimum": 0.0, "strict_min": True},
+    "size": {"minimum": 0.0, "strict_min": True},
 }
 
 
@@ -87,12 +118,9 @@ def _num(signal: Mapping[str, Any], key: str, *, minimum: float | None = None, s
     if key not in signal:
         raise _Deny(Reason.FIELD_MISSING, f"{key} is missing", key)
     raw = signal[key]
-    if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+    value = real_number(raw)
+    if value is None:
         raise _Deny(Reason.FIELD_NOT_NUMBER, f"{key} must be a number, got {type(raw).__name__} {raw!r:.40}", key)
-    try:
-        value = float(raw)
-    except (OverflowError, ValueError, TypeError):
-        raise _Deny(Reason.FIELD_NOT_FINITE, f"{key} is not representable as a finite float", key) from None
     if not math.isfinite(value):
         raise _Deny(Reason.FIELD_NOT_FINITE, f"{key} must be finite, got {value!r}", key)
     if minimum is not None:
@@ -122,8 +150,9 @@ class TradeGuardrails:
 
     def __init__(self, cfg: GuardrailConfig | None = None, kill_switch: KillSwitch | None = None, *,
                  state: GateState | None = None, clock: Callable[[], datetime] | None = None,
-                 environ: Mapping[str, str] | None = None):
+                 environ: Mapping[str, str] | None = None, require_market: bool = False):
         self.cfg = cfg if cfg is not None else GuardrailConfig()
+        self.require_market = require_market  # every order must carry measured market facts
         self.kill = kill_switch if kill_switch is not None else KillSwitch()
         self.state: GateState = state if state is not None else MemoryGateState()
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -145,11 +174,12 @@ class TradeGuardrails:
         A PnL that is not a finite number means the books are unknown: the kill switch trips and ValueError
         is raised.
         """
-        if isinstance(pnl_usd, bool) or not isinstance(pnl_usd, numbers.Real) or not math.isfinite(float(pnl_usd)):
+        number = real_number(pnl_usd)
+        if number is None or not math.isfinite(number):
             self.kill.trip(f"record_pnl got a non-finite or non-numeric PnL {pnl_usd!r}; books unknown", by="gate")
             raise ValueError(f"record_pnl: PnL must be a finite number, got {pnl_usd!r}")
         day = trading_date(self._clock())
-        self.state.add_pnl(day, float(pnl_usd))
+        self.state.add_pnl(day, number)
         loss = self.state.daily_loss_usd(day)
         if loss > self.cfg.max_daily_loss_usd:
             self.kill.trip(self._loss_message(loss, day), by="gate")
@@ -176,8 +206,10 @@ class TradeGuardrails:
     def record_order(self, signal: Mapping[str, Any], decision: Decision) -> None:
         """Count an accepted order towards rate limits, the rolling notional and duplicate protection."""
         if decision.ok:
+            run = signal.get("event_id")
             self.state.note_order(decision.decided_at, str(signal.get("strategy") or ""),
-                                  float(signal["notional_usd"]), signal.get("order_key"))
+                                  float(real_number(signal["notional_usd"])), signal.get("order_key"),
+                                  run=run if isinstance(run, str) else None)
 
     # -- internals -------------------------------------------------------------------------------------------
     def _deny(self, code: Reason, message: str, now: datetime, status: KillSwitchStatus | None,
@@ -202,37 +234,61 @@ class TradeGuardrails:
             raise _Deny(code, f"kill switch HALTED: {status.reason}")
         if status.state is not KillSwitchState.REDUCING and status.state is not KillSwitchState.ACTIVE:
             raise _Deny(Reason.KILL_SWITCH_UNREADABLE, f"unknown kill switch state {status.state!r}")
+        measured = self.require_market or "market" in signal
 
-        # -- the seed's six fields, always required and validated --------------------------------------------
+        # -- the agent's own fields, always validated ----------------------------------------------------------
         notional = _num(signal, "notional_usd", minimum=0.0, strict_min=True)
         edge = _num(signal, "expected_edge_bps")
-        spread = _num(signal, "spread_bps", minimum=0.0, negative=Reason.CROSSED_QUOTE)
-        slippage = _num(signal, "slippage_bps", minimum=0.0)
-        age = _num(signal, "data_age_sec", minimum=0.0, negative=Reason.FUTURE_DATED_DATA)
+        claims: dict[str, float] = {}
+        if measured:  # the market comes from `market`; the agent's values are claims, validated all the same
+            for key, bounds in CLAIMS.items():
+                if CLAIM_PREFIX + key in signal:
+                    claims[key] = _num(signal, CLAIM_PREFIX + key, **bounds)
+        else:
+            spread = _num(signal, "spread_bps", minimum=0.0, negative=Reason.CROSSED_QUOTE)
+            slippage = _num(signal, "slippage_bps", minimum=0.0)
+            age = _num(signal, "data_age_sec", minimum=0.0, negative=Reason.FUTURE_DATED_DATA)
         if "paper" not in signal:
             raise _Deny(Reason.FIELD_MISSING, "paper is missing", "paper")
         paper = signal["paper"]
         if not isinstance(paper, bool):
             raise _Deny(Reason.FIELD_INVALID, f"paper must be true or false, got {paper!r:.40}", "paper")
-        if "bid" in signal or "ask" in signal:
-            bid = _num(signal, "bid", minimum=0.0, strict_min=True)
-            ask = _num(signal, "ask", minimum=0.0, strict_min=True)
+        prefix = CLAIM_PREFIX if measured else ""
+        if prefix + "bid" in signal or prefix + "ask" in signal:
+            bid = _num(signal, prefix + "bid", minimum=0.0, strict_min=True)
+            ask = _num(signal, prefix + "ask", minimum=0.0, strict_min=True)
             if bid > ask:
-                raise _Deny(Reason.CROSSED_QUOTE, f"crossed quote: bid {bid:g} > ask {ask:g}", "bid")
-        side = _text(signal, "side", SIDES) if "side" in signal else None
+                raise _Deny(Reason.CROSSED_QUOTE, f"crossed quote: bid {bid:g} > ask {ask:g}", prefix + "bid")
+        side = _text(signal, "side", SIDES) if "side" in signal or measured else None
         for key, bounds in OPTIONAL_NUMBERS.items():  # present means checked, even if no limit reads it
             if key in signal:
                 _num(signal, key, **bounds)
         for key in ("strategy", "symbol", "venue"):
-            if key in signal:
+            if key in signal or (measured and key != "strategy"):
                 _text(signal, key)
 
-        # -- duplicates, paper, daily loss, circuit breaker ----------------------------------------------------
+        # -- duplicates: an order already placed stays placed, whatever the market does now ----------------
         if cfg.require_order_key or "order_key" in signal:
             key = _text(signal, "order_key")
             if self.state.order_key_seen(key):
                 raise _Deny(Reason.DUPLICATE_ORDER, f"order {key} was already placed (retry of an op or run)",
                             "order_key")
+
+        # -- the market: measured facts, or the prototype's fields -----------------------------------------------
+        facts: MarketFacts | None = None
+        if measured:
+            facts = self._measured_market(signal, side, notional)
+            spread, slippage, age = facts.spread_bps, facts.slippage_bps, facts.age_at(now)
+            if age < 0:
+                raise _Deny(Reason.FUTURE_DATED_DATA, f"quote stamped {-age:.3g} s after the decision time",
+                            "data_age_sec")
+            if facts.edge_bps is not None:  # a pair's edge is a market fact: the smaller of claim and measurement
+                edge = min(edge, facts.edge_bps)
+        self._check_notional_agrees(signal, notional, measured)
+        if "capital_usd" in signal and _num(signal, "capital_usd", minimum=0.0) == 0:
+            raise _Deny(Reason.NO_CAPITAL, "the strategy has no capital (capital_usd is 0)", "capital_usd")
+
+        # -- paper, daily loss, circuit breaker --------------------------------------------------------------
         if cfg.paper_only and paper is not True:
             raise _Deny(Reason.PAPER_ONLY, "paper-only mode: signal is not marked paper", "paper")
         day = trading_date(now)
@@ -248,21 +304,27 @@ class TradeGuardrails:
         if status.state is KillSwitchState.REDUCING:
             self._require_reducing(signal, side, status)
 
-        # -- the seed's limits ------------------------------------------------------------------------------
+        # -- the prototype's limits (on measured values when the market is measured) ---------------------------
+        what = "measured " if measured else ""
         if notional > cfg.max_order_notional_usd:
             raise _Deny(Reason.NOTIONAL_LIMIT, f"notional {notional:.2f} USD exceeds {cfg.max_order_notional_usd:g}",
                         "notional_usd")
         if edge < cfg.min_expected_edge_bps:
-            raise _Deny(Reason.EDGE_TOO_LOW, f"expected edge {edge:.3g} bps below {cfg.min_expected_edge_bps:g}",
-                        "expected_edge_bps")
+            source = "measured pair " if facts is not None and facts.edge_bps is not None and edge == \
+                facts.edge_bps else ""
+            raise _Deny(Reason.EDGE_TOO_LOW, f"{source}expected edge {edge:.3g} bps below "
+                        f"{cfg.min_expected_edge_bps:g}", "expected_edge_bps")
         if spread > cfg.max_spread_bps:
-            raise _Deny(Reason.SPREAD_TOO_WIDE, f"spread {spread:.3g} bps above {cfg.max_spread_bps:g}", "spread_bps")
+            raise _Deny(Reason.SPREAD_TOO_WIDE, f"{what}spread {spread:.3g} bps above {cfg.max_spread_bps:g}",
+                        "spread_bps")
         if slippage > cfg.max_slippage_bps:
-            raise _Deny(Reason.SLIPPAGE_TOO_HIGH, f"slippage {slippage:.3g} bps above {cfg.max_slippage_bps:g}",
-                        "slippage_bps")
+            raise _Deny(Reason.SLIPPAGE_TOO_HIGH, f"{what}slippage {slippage:.3g} bps above "
+                        f"{cfg.max_slippage_bps:g}", "slippage_bps")
         if age > cfg.max_staleness_sec:
-            raise _Deny(Reason.STALE_DATA, f"data {age:.3g} s old, limit {cfg.max_staleness_sec:g} s",
+            raise _Deny(Reason.STALE_DATA, f"{what}data {age:.3g} s old, limit {cfg.max_staleness_sec:g} s",
                         "data_age_sec")
+        if facts is not None:
+            self._check_claims(claims, facts)
 
         # -- checks beyond the seed, each once configured ----------------------------------------------------
         if cfg.min_confidence is not None:
@@ -272,28 +334,38 @@ class TradeGuardrails:
                             "confidence")
         if cfg.max_quote_fraction is not None:
             size = _num(signal, "size", minimum=0.0, strict_min=True)
-            quoted = _num(signal, "quote_size", minimum=0.0)
+            quoted = facts.quote_size if facts is not None else _num(signal, "quote_size", minimum=0.0)
             if quoted <= 0 or size / quoted > cfg.max_quote_fraction:
-                raise _Deny(Reason.LIQUIDITY, f"size {size:.6g} against quoted {quoted:.6g} exceeds "
+                raise _Deny(Reason.LIQUIDITY, f"size {size:.6g} against {what}quoted {quoted:.6g} exceeds "
                             f"{cfg.max_quote_fraction:g} of the book", "size")
         if cfg.max_price_deviation_bps is not None:
             price = _num(signal, "price", minimum=0.0, strict_min=True)
-            reference = _num(signal, "reference_price", minimum=0.0, strict_min=True)
+            reference = (facts.reference_price if facts is not None
+                         else _num(signal, "reference_price", minimum=0.0, strict_min=True))
             deviation = abs(price / reference - 1.0) * 10_000.0
             if not deviation <= cfg.max_price_deviation_bps:
-                raise _Deny(Reason.PRICE_COLLAR, f"price {price:.6g} is {deviation:.1f} bps from reference "
+                raise _Deny(Reason.PRICE_COLLAR, f"price {price:.6g} is {deviation:.1f} bps from {what}reference "
                             f"{reference:.6g} (collar {cfg.max_price_deviation_bps:g} bps)", "price")
         strategy = None
-        if cfg.max_leverage is not None or cfg.max_orders_per_window_per_strategy is not None:
+        if (cfg.max_leverage is not None or cfg.max_orders_per_window_per_strategy is not None
+                or cfg.max_strategy_turnover is not None):
             strategy = _text(signal, "strategy")
         if cfg.max_leverage is not None:
             capital = _num(signal, "capital_usd", minimum=0.0, strict_min=True)
-            _text(signal, "symbol")
-            exposure = self.state.gross_exposure_usd(strategy) + notional
-            leverage = exposure / capital
-            if not leverage <= cfg.max_leverage:
-                raise _Deny(Reason.LEVERAGE_LIMIT, f"leverage {leverage:.2f}x (exposure {exposure:.0f} USD on "
-                            f"{capital:.0f} USD) above {cfg.max_leverage:g}x", "capital_usd")
+            symbol = _text(signal, "symbol")
+            exposure = self.state.gross_exposure_usd(strategy)
+            added = self._exposure_added(signal, side, notional, strategy, symbol, facts)
+            leverage = (exposure + added) / capital
+            if added > 0 and not leverage <= cfg.max_leverage:
+                raise _Deny(Reason.LEVERAGE_LIMIT, f"leverage {leverage:.2f}x (gross exposure {exposure:.0f} USD "
+                            f"+ {added:.0f} on {capital:.0f} USD of capital) above {cfg.max_leverage:g}x",
+                            "capital_usd")
+        if cfg.max_orders_per_run is not None:
+            run = _text(signal, "event_id")
+            placed = self.state.orders_in_run(run)
+            if placed >= cfg.max_orders_per_run:
+                raise _Deny(Reason.ORDERS_PER_RUN_LIMIT, f"agent run {run[:16]} already placed {placed} orders "
+                            f"(limit {cfg.max_orders_per_run})", "event_id")
         window_start = now - timedelta(seconds=cfg.rate_window_sec)
         if cfg.max_orders_per_window is not None:
             count, _ = self.state.orders_since(window_start)
@@ -306,14 +378,136 @@ class TradeGuardrails:
                 raise _Deny(Reason.STRATEGY_RATE_LIMIT, f"strategy {strategy}: {count} orders in the last "
                             f"{cfg.rate_window_sec:g} s (limit {cfg.max_orders_per_window_per_strategy})",
                             "strategy")
+        rolling_start = now - timedelta(seconds=cfg.rolling_notional_window_sec)
         if cfg.max_rolling_notional_usd is not None:
-            _, spent = self.state.orders_since(now - timedelta(seconds=cfg.rolling_notional_window_sec))
+            _, spent = self.state.orders_since(rolling_start)
             if not spent + notional <= cfg.max_rolling_notional_usd:
                 raise _Deny(Reason.ROLLING_NOTIONAL_LIMIT, f"{spent:.0f} USD already placed in the last "
                             f"{cfg.rolling_notional_window_sec:g} s; {notional:.0f} more exceeds "
                             f"{cfg.max_rolling_notional_usd:g}", "notional_usd")
+        if cfg.max_strategy_turnover is not None:
+            capital = _num(signal, "capital_usd", minimum=0.0, strict_min=True)
+            _, spent = self.state.orders_since(rolling_start, strategy)
+            turnover = (spent + notional) / capital
+            if not turnover <= cfg.max_strategy_turnover:
+                raise _Deny(Reason.STRATEGY_TURNOVER_LIMIT, f"strategy {strategy}: {spent:.0f} USD placed in the "
+                            f"last {cfg.rolling_notional_window_sec:g} s; {notional:.0f} more is {turnover:.2f}x its "
+                            f"capital {capital:.0f} USD (limit {cfg.max_strategy_turnover:g}x)", "notional_usd")
         if cfg.require_approval:
             self._require_approvals(signal, now)
+
+    def _measured_market(self, signal: Mapping[str, Any], side: str | None, notional: float) -> MarketFacts:
+        """The order's measured market facts, checked to belong to this very order and to be tradeable."""
+        facts = signal.get("market")
+        if not isinstance(facts, MarketFacts):
+            raise _Deny(Reason.MARKET_DATA_MISSING, "no measured market facts for this order (the gate decides on "
+                        "the market source's quotes, never on the agent's word)", "market")
+        price = _num(signal, "price", minimum=0.0, strict_min=True)
+        limits = [("price", signal["venue"], side, price)]
+        sell_venue = signal.get("sell_venue")
+        if sell_venue is not None:
+            sell_venue = _text(signal, "sell_venue")
+            if side != "buy":
+                raise _Deny(Reason.FIELD_INVALID, "a paired order buys on venue and sells on sell_venue; side must "
+                            "be buy", "side")
+            limits.append(("sell_price", sell_venue, "sell", _num(signal, "sell_price", minimum=0.0,
+                                                                   strict_min=True)))
+        if facts.problem is not None:
+            raise _Deny(facts.problem.code, facts.problem.message, facts.problem.field)
+        if not facts.ok or len(facts.legs) != len(limits) or facts.notional_usd != notional or any(
+                leg.venue != venue or leg.side != leg_side or leg.symbol != signal["symbol"]
+                for leg, (_, venue, leg_side, _) in zip(facts.legs, limits, strict=False)):
+            raise _Deny(Reason.MARKET_DATA_MISSING, "the measured market facts are not those of this order "
+                        "(venue, side, symbol or notional differ)", "market")
+        size = _num(signal, "size", minimum=0.0, strict_min=True)
+        if size != facts.size:
+            raise _Deny(Reason.NOTIONAL_MISMATCH, f"size {size:.8g} is not the size measured from the book "
+                        f"({facts.size:.8g})", "size")
+        for leg, (key, _, _, limit) in zip(facts.legs, limits, strict=True):
+            filled = leg.size * leg.fill_price
+            if filled > notional * (1.0 + FILL_NOTIONAL_TOLERANCE):
+                raise _Deny(Reason.NOTIONAL_MISMATCH, f"{leg.side} on {leg.venue} would fill {filled:.2f} USD, more "
+                            f"than the checked notional {notional:.2f} USD", "size")
+            distance = abs(limit / leg.fill_price - 1.0) * 10_000.0
+            if not distance <= self.cfg.max_limit_distance_bps:
+                raise _Deny(Reason.LIMIT_PRICE_OFF_MARKET, f"{key} {limit:.8g} is {distance:.1f} bps from the "
+                            f"{leg.side} fill price {leg.fill_price:.8g} on {leg.venue} (bid {leg.bid:.8g}, ask "
+                            f"{leg.ask:.8g}; limit {self.cfg.max_limit_distance_bps:g} bps)", key)
+        return facts
+
+    def _check_notional_agrees(self, signal: Mapping[str, Any], notional: float, measured: bool) -> None:
+        """``notional_usd`` and ``size x price`` are one amount: a disagreement means a broken or hostile agent.
+
+        Measured, the agent's own proposal (``proposed_notional_usd``, ``claimed_size``, ``price``) is compared;
+        the checked size comes from the book and was checked leg by leg above.
+        """
+        size_key, amount = (CLAIM_PREFIX + "size", real_number(signal.get("proposed_notional_usd"))) if measured \
+            else ("size", notional)
+        if size_key not in signal or "price" not in signal:
+            return
+        if amount is None or not math.isfinite(amount) or amount <= 0:
+            amount = notional
+        implied = _num(signal, size_key, minimum=0.0, strict_min=True) * _num(signal, "price", minimum=0.0,
+                                                                              strict_min=True)
+        gap = abs(implied / amount - 1.0) * 10_000.0
+        if not gap <= self.cfg.max_notional_mismatch_bps:
+            raise _Deny(Reason.NOTIONAL_MISMATCH, f"notional {amount:.2f} USD disagrees with {size_key} x price = "
+                        f"{implied:.2f} USD by {gap:.0f} bps (tolerance {self.cfg.max_notional_mismatch_bps:g} bps)",
+                        "notional_usd")
+
+    def _check_claims(self, claims: Mapping[str, float], facts: MarketFacts) -> None:
+        """A claim far from the market in the agent's favour is a denial; the decision used the measurement."""
+        cfg = self.cfg
+
+        def deny(key: str, claimed: float, measured: float, how_far: str, tolerance: str) -> None:
+            raise _Deny(Reason.MARKET_CLAIM_MISMATCH, f"claimed {key} {claimed:.6g} against the measured "
+                        f"{measured:.6g}: {how_far} (tolerance {tolerance})", CLAIM_PREFIX + key)
+
+        for key, measured, tolerance in (("spread_bps", facts.spread_bps, cfg.claim_spread_tolerance_bps),
+                                         ("slippage_bps", facts.slippage_bps, cfg.claim_slippage_tolerance_bps)):
+            if key in claims and measured - claims[key] > tolerance:
+                deny(key, claims[key], measured, f"{measured - claims[key]:.3g} bps too low", f"{tolerance:g} bps")
+        age = facts.snapshot_age_sec
+        if "data_age_sec" in claims and age - claims["data_age_sec"] > cfg.claim_age_tolerance_sec:
+            deny("data_age_sec", claims["data_age_sec"], age, f"{age - claims['data_age_sec']:.3g} s too young",
+                 f"{cfg.claim_age_tolerance_sec:g} s")
+        mids = [leg.mid for leg in facts.legs]
+        leg0 = facts.legs[0]
+        for key, low, high in (("reference_price", min(mids), max(mids)), ("mid", min(mids), max(mids)),
+                               ("bid", leg0.bid, leg0.bid), ("ask", leg0.ask, leg0.ask)):
+            if key in claims:
+                nearest = min(max(claims[key], low), high)
+                distance = abs(claims[key] / nearest - 1.0) * 10_000.0
+                if distance > cfg.claim_reference_tolerance_bps:
+                    deny(key, claims[key], nearest, f"{distance:.0f} bps away",
+                         f"{cfg.claim_reference_tolerance_bps:g} bps")
+
+    def _exposure_added(self, signal: Mapping[str, Any], side: str | None, notional: float, strategy: str,
+                        symbol: str, facts: MarketFacts | None) -> float:
+        """How much the order changes the strategy's gross exposure (negative when it reduces a position).
+
+        Exposure is what the ledger books: |qty| x average price per symbol. The order's legs are applied to the
+        held position with the ledger's own accounting (``state.position_after``) at the measured fill prices
+        (standalone: the signal's price), so a pair that buys and sells one size adds (almost) nothing and a
+        reducing order is never refused for leverage. Without a side and size the whole notional counts.
+        """
+        size = real_number(signal.get("size"))
+        if side not in SIDES or size is None or not math.isfinite(size) or size <= 0:
+            return notional
+        if facts is not None:
+            legs = [(leg.side, leg.fill_price) for leg in facts.legs]
+        else:
+            price = real_number(signal.get("price"))
+            price = price if price is not None and math.isfinite(price) and price > 0 else notional / size
+            legs = [(side, price)]
+            sell_price = real_number(signal.get("sell_price"))
+            if signal.get("sell_venue") and sell_price is not None and math.isfinite(sell_price) and sell_price > 0:
+                legs.append(("sell", sell_price))
+        qty, avg = self.state.position(strategy, symbol)
+        before = abs(qty) * avg
+        for leg_side, price in legs:
+            qty, avg, _ = position_after(qty, avg, leg_side, size, price)
+        return abs(qty) * avg - before
 
     def _require_reducing(self, signal: Mapping[str, Any], side: str | None, status: KillSwitchStatus) -> None:
         strategy = _text(signal, "strategy")

@@ -5,7 +5,12 @@ Tables (component ``trading``; read them freely, write them only through this mo
 ``gate_decisions``  every decision, approved or denied: decision_id, decided_at, run_id, event_id, agent,
                     strategy, order_key, symbol, side, notional_usd, approved, reason_code (``reasons.Reason``),
                     reason (human text with the numbers), kill_switch_state (state the gate saw), inputs (JSON: the
-                    signal as the gate saw it; non-finite numbers stored as strings such as "nan").
+                    signal as the gate saw it; non-finite numbers stored as strings such as "nan"). For orders
+                    from the execution layer, ``inputs`` keeps what the agent claimed (``claimed_spread_bps``,
+                    ``claimed_size``, ..., ``proposed_notional_usd``, its limit ``price``) beside what the market
+                    showed (the measured ``spread_bps``, ``slippage_bps``, ``data_age_sec``, ... and ``market``:
+                    per leg venue, ts, bid, ask, sizes, mid, spread, touch, fee, expected fill price and
+                    slippage, measured_at and fetched_at), so a reviewer sees why an order passed or not.
 ``orders``          one row per accepted order: order_id, order_key (unique: duplicate protection across op and
                     run retries), created_at, run_id, event_id, agent, strategy, symbol, side, venue, sell_venue
                     (paired arbitrage), size, limit_price, notional_usd, capital_usd, status ('filled' |
@@ -35,6 +40,7 @@ from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import Store, has_table
 from agent_pipeline.trading.breaker import BreakerReading, read_breaker
 from agent_pipeline.trading.config import GuardrailConfig
+from agent_pipeline.trading.state import position_after
 
 COMPONENT = "trading"
 
@@ -154,6 +160,11 @@ def json_safe(value: Any, depth: int = 0) -> Any:
         return value if abs(value) < 2 ** 63 else repr(value)[:40] + "..."
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    as_record = getattr(value, "as_record", None)  # measured market facts
+    if callable(as_record) and not isinstance(value, type):
+        return json_safe(as_record(), depth + 1)
     if isinstance(value, Mapping):
         return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -240,10 +251,19 @@ class StoreGateState:
         return float(row[0] or 0.0)
 
     def position_qty(self, strategy: str, symbol: str) -> float:
+        return self.position(strategy, symbol)[0]
+
+    def position(self, strategy: str, symbol: str) -> tuple[float, float]:
+        """(qty, average price) of one strategy's position in one symbol; (0, 0) when flat."""
         with self._connection() as conn:
-            row = conn.execute("SELECT sum(qty) FROM positions WHERE strategy = ? AND symbol = ?",
+            row = conn.execute("SELECT qty, avg_price FROM positions WHERE strategy = ? AND symbol = ?",
                                [strategy, symbol]).fetchone()
-        return float(row[0] or 0.0)
+        return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+
+    def orders_in_run(self, run: str) -> int:
+        """Orders accepted for one agent run (its event id), including those of an earlier attempt of the op."""
+        with self._connection() as conn:
+            return int(conn.execute("SELECT count(*) FROM orders WHERE event_id = ?", [run]).fetchone()[0])
 
     def breaker_breach(self, now: datetime) -> str | None:
         if self._breaker is None or self._conn is None:
@@ -251,7 +271,8 @@ class StoreGateState:
                 self._breaker = read_breaker(conn, self.cfg, now)
         return self._breaker.reason if self._breaker.breached else None
 
-    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None) -> None:
+    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None,
+                   run: str | None = None) -> None:
         """Nothing to do: the execution layer's row in ``orders`` (same transaction) is the record."""
 
 
@@ -282,21 +303,8 @@ def apply_fill(conn, *, strategy: str, symbol: str, side: str, size: float, pric
     row = conn.execute("SELECT qty, avg_price, realized_pnl_usd, fees_usd FROM positions "
                        "WHERE strategy = ? AND symbol = ?", [strategy, symbol]).fetchone()
     qty, avg, realized, fees = row if row else (0.0, 0.0, 0.0, 0.0)
-    signed = size if side == "buy" else -size
-    pnl = -fee_usd
-    if qty == 0 or (qty > 0) == (signed > 0):
-        new_qty = qty + signed
-        new_avg = (abs(qty) * avg + size * price) / abs(new_qty)
-    else:
-        closing = min(abs(signed), abs(qty))
-        pnl += (price - avg) * closing * (1 if qty > 0 else -1)
-        new_qty = qty + signed
-        if abs(new_qty) < 1e-12:
-            new_qty, new_avg = 0.0, 0.0
-        elif (new_qty > 0) == (qty > 0):
-            new_avg = avg
-        else:
-            new_avg = price
+    new_qty, new_avg, gross = position_after(qty, avg, side, size, price)
+    pnl = gross - fee_usd
     if row:
         conn.execute("UPDATE positions SET qty = ?, avg_price = ?, realized_pnl_usd = ?, fees_usd = ?, "
                      "updated_at = ? WHERE strategy = ? AND symbol = ?",

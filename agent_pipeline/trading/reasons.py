@@ -20,8 +20,8 @@ class Reason(StrEnum):
     FIELD_NEGATIVE = "FIELD_NEGATIVE"
     FIELD_OUT_OF_RANGE = "FIELD_OUT_OF_RANGE"    # e.g. zero notional, confidence outside [0, 1]
     FIELD_INVALID = "FIELD_INVALID"              # a non-number field with a wrong value (paper not a bool, side)
-    FUTURE_DATED_DATA = "FUTURE_DATED_DATA"      # negative data age: the data claims to come from the future
-    CROSSED_QUOTE = "CROSSED_QUOTE"              # negative spread, or bid above ask
+    FUTURE_DATED_DATA = "FUTURE_DATED_DATA"      # negative data age, or a quote stamped after the decision time
+    CROSSED_QUOTE = "CROSSED_QUOTE"              # negative spread, or bid above ask (claimed or in the book)
     # kill switch and circuit breaker
     KILL_SWITCH_HALTED = "KILL_SWITCH_HALTED"
     KILL_SWITCH_REDUCING = "KILL_SWITCH_REDUCING"  # REDUCING state and the order does not reduce a position
@@ -34,7 +34,7 @@ class Reason(StrEnum):
     EDGE_TOO_LOW = "EDGE_TOO_LOW"
     SPREAD_TOO_WIDE = "SPREAD_TOO_WIDE"
     SLIPPAGE_TOO_HIGH = "SLIPPAGE_TOO_HIGH"
-    STALE_DATA = "STALE_DATA"
+    STALE_DATA = "STALE_DATA"                    # measured: the quote's age at decision time (or the signal's field)
     # checks beyond the seed (each applies once configured)
     CONFIDENCE_TOO_LOW = "CONFIDENCE_TOO_LOW"
     LIQUIDITY = "LIQUIDITY"                      # order size too large against the quoted size
@@ -44,6 +44,15 @@ class Reason(StrEnum):
     GLOBAL_RATE_LIMIT = "GLOBAL_RATE_LIMIT"
     ROLLING_NOTIONAL_LIMIT = "ROLLING_NOTIONAL_LIMIT"
     DUPLICATE_ORDER = "DUPLICATE_ORDER"
+    ORDERS_PER_RUN_LIMIT = "ORDERS_PER_RUN_LIMIT"  # one agent run placed its maximum number of orders
+    STRATEGY_TURNOVER_LIMIT = "STRATEGY_TURNOVER_LIMIT"  # a strategy's rolling notional, as a multiple of capital
+    NOTIONAL_MISMATCH = "NOTIONAL_MISMATCH"      # notional_usd disagrees with size x price
+    # the market, measured by the execution layer from the market source's own quotes (never the agent's word)
+    MARKET_DATA_MISSING = "MARKET_DATA_MISSING"  # no quote for the venue/symbol, an outage, no measured market
+    QUOTE_INVALID = "QUOTE_INVALID"              # non-finite, zero or negative prices or sizes, no usable timestamp
+    EMPTY_BOOK = "EMPTY_BOOK"                    # nothing quoted (or nothing left in this batch) on a side
+    LIMIT_PRICE_OFF_MARKET = "LIMIT_PRICE_OFF_MARKET"  # the order's limit is far from the price it would fill at
+    MARKET_CLAIM_MISMATCH = "MARKET_CLAIM_MISMATCH"  # an agent's claim about the market is far from the measurement
     # two-person rule
     APPROVAL_MISSING = "APPROVAL_MISSING"
     APPROVAL_KEY_MISSING = "APPROVAL_KEY_MISSING"

@@ -23,6 +23,26 @@ def trading_date(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
+def position_after(qty: float, avg_price: float, side: str, size: float, price: float) -> tuple[float, float, float]:
+    """Average-cost accounting of one fill: (new qty, new average price, realised PnL before fees).
+
+    The ledger books fills with it and the gate predicts an order's exposure with it, so the leverage check and
+    the stored positions cannot disagree.
+    """
+    signed = size if side == "buy" else -size
+    if qty == 0 or (qty > 0) == (signed > 0):
+        new_qty = qty + signed
+        return new_qty, (abs(qty) * avg_price + size * price) / abs(new_qty), 0.0
+    closing = min(abs(signed), abs(qty))
+    pnl = (price - avg_price) * closing * (1 if qty > 0 else -1)
+    new_qty = qty + signed
+    if abs(new_qty) < 1e-12:
+        return 0.0, 0.0, pnl
+    if (new_qty > 0) == (qty > 0):
+        return new_qty, avg_price, pnl
+    return new_qty, price, pnl
+
+
 class GateState(Protocol):
     def daily_loss_usd(self, day: date) -> float: ...
     def add_pnl(self, day: date, pnl_usd: float) -> None: ...
@@ -30,8 +50,11 @@ class GateState(Protocol):
     def orders_since(self, since: datetime, strategy: str | None = None) -> tuple[int, float]: ...
     def gross_exposure_usd(self, strategy: str) -> float: ...
     def position_qty(self, strategy: str, symbol: str) -> float: ...
+    def position(self, strategy: str, symbol: str) -> tuple[float, float]: ...
+    def orders_in_run(self, run: str) -> int: ...
     def breaker_breach(self, now: datetime) -> str | None: ...
-    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None) -> None: ...
+    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None,
+                   run: str | None = None) -> None: ...
 
 
 class _OrderLog:
@@ -78,6 +101,7 @@ class MemoryGateState:
         self._all = _OrderLog()
         self._by_strategy: dict[str, _OrderLog] = defaultdict(_OrderLog)
         self._positions: dict[tuple[str, str], tuple[float, float]] = {}
+        self._runs: dict[str, int] = defaultdict(int)
         self._breach: str | None = None
 
     def daily_loss_usd(self, day: date) -> float:
@@ -103,8 +127,14 @@ class MemoryGateState:
     def position_qty(self, strategy: str, symbol: str) -> float:
         return self._positions.get((strategy, symbol), (0.0, 0.0))[0]
 
+    def position(self, strategy: str, symbol: str) -> tuple[float, float]:
+        return self._positions.get((strategy, symbol), (0.0, 0.0))
+
     def set_position(self, strategy: str, symbol: str, qty: float, price: float) -> None:
         self._positions[(strategy, symbol)] = (qty, price)
+
+    def orders_in_run(self, run: str) -> int:
+        return self._runs.get(run, 0)
 
     def breaker_breach(self, now: datetime) -> str | None:
         return self._breach
@@ -112,9 +142,12 @@ class MemoryGateState:
     def set_breach(self, message: str | None) -> None:
         self._breach = message
 
-    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None) -> None:
+    def note_order(self, at: datetime, strategy: str, notional_usd: float, order_key: str | None,
+                   run: str | None = None) -> None:
         if order_key:
             self._keys.add(order_key)
+        if run:
+            self._runs[run] += 1
         stamp = at.timestamp()
         self._all.add(stamp, notional_usd)
         self._by_strategy[strategy].add(stamp, notional_usd)

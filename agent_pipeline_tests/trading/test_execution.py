@@ -1,6 +1,7 @@
 """The execution layer end to end on the simulated market: decisions, orders, fills, positions, retries,
 sizing by the allocator's capital, the two-person rule, and the breaker already in the store."""
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,9 +15,9 @@ from agent_pipeline.trading.broker import PaperBroker
 from agent_pipeline.trading.execution import ExecutionLayer
 from agent_pipeline.trading.ledger import store_approval
 
-from .test_guardrails import ADVERSARIAL
-from .conftest import market_signal
+from .conftest import BookMarket, book, market_signal, proposal
 
+R = Reason
 KEY = {"AGENT_PIPELINE_APPROVAL_KEY": "test-key"}
 
 
@@ -30,8 +31,8 @@ class CountingBroker(PaperBroker):
         return super().submit(order, decision)
 
 
-def layer(store, tmp_path, *, guardrails=None, execution=None, environ=None, clock=None):
-    ex = ExecutionLayer(store, SimulatedMarket(fault_rate=0.0), guardrails=guardrails or GuardrailConfig(),
+def layer(store, tmp_path, *, guardrails=None, execution=None, environ=None, clock=None, market=None):
+    ex = ExecutionLayer(store, market or SimulatedMarket(fault_rate=0.0), guardrails=guardrails or GuardrailConfig(),
                         execution=execution or ExecutionConfig(), kill_switch=KillSwitch(tmp_path / "ks.json"),
                         environ=environ, clock=clock)
     ex._broker = CountingBroker(ex._broker)
@@ -62,15 +63,70 @@ def test_an_approved_proposal_is_filled_and_booked(store, tmp_path):
     assert pnl < 0 and loss > 0  # round trip pays spread, slippage and fees
 
 
+ARB_BOOKS = [book("sim_a", bid=50_000.0, ask=50_010.0), book("sim_b", bid=50_200.0, ask=50_210.0)]
+
+
 def test_paired_arbitrage_fills_both_legs(store, tmp_path):
-    ex = layer(store, tmp_path)
-    report = ex.execute(run_result(market_signal(venue="sim_a", sell_venue="sim_b")), run_id="r1")
-    assert report.filled == 1
+    ex = layer(store, tmp_path, market=BookMarket(ARB_BOOKS))
+    pair = proposal(books=ARB_BOOKS, sell_venue="sim_b", sell_price=50_200.0)
+    report = ex.execute(run_result(pair), run_id="r1")
+    assert report.filled == 1, report.denials
     assert rows(store, "SELECT leg, venue, side FROM fills ORDER BY leg") == [(0, "sim_a", "buy"),
                                                                               (1, "sim_b", "sell")]
+    flat = ex.execute(run_result(proposal(sell_venue="sim_a", sell_price=50_000.0), event_id="flat"), run_id="r1")
+    assert flat.by_reason == {"EDGE_TOO_LOW": 1}  # a "pair" on one book: its measured edge is negative
 
 
-ADVERSARIAL_ITEMS = [c for c in ADVERSARIAL if isinstance(c[1], dict) and c[1] and "order_key" not in c[1]]
+def _routable(**patch):
+    item = market_signal()
+    for key, value in patch.items():
+        if value is _DROP:
+            item.pop(key)
+        else:
+            item[key] = value
+    notional = patch.get("notional_usd")
+    if "size" not in patch and isinstance(notional, float) and math.isfinite(notional) and notional > 0:
+        item["size"] = notional / item["price"]  # keep the agent's own numbers consistent
+    return item
+
+
+_DROP = object()
+# (case, item, code) through the layer: the agent's own fields are validated, its market facts are claims
+ADVERSARIAL_ITEMS = [
+    ("not routable", {"notional_usd": 1_000.0, "expected_edge_bps": 25.0, "spread_bps": 5.0, "slippage_bps": 3.0,
+                      "data_age_sec": 1.0, "paper": True}, R.FIELD_MISSING),
+    ("nan notional", _routable(notional_usd=math.nan), R.FIELD_NOT_FINITE),
+    ("inf notional", _routable(notional_usd=math.inf), R.FIELD_NOT_FINITE),
+    ("huge int notional", _routable(notional_usd=10 ** 400), R.FIELD_NOT_FINITE),
+    ("string notional", _routable(notional_usd="100"), R.FIELD_NOT_NUMBER),
+    ("bool notional", _routable(notional_usd=True), R.FIELD_NOT_NUMBER),
+    ("negative notional", _routable(notional_usd=-5.0), R.FIELD_NEGATIVE),
+    ("zero notional", _routable(notional_usd=0.0), R.FIELD_OUT_OF_RANGE),
+    ("missing notional", _routable(notional_usd=_DROP), R.FIELD_MISSING),
+    ("nan edge", _routable(expected_edge_bps=math.nan), R.FIELD_NOT_FINITE),
+    ("edge too low", _routable(expected_edge_bps=9.99), R.EDGE_TOO_LOW),
+    ("nan claimed spread", _routable(spread_bps=math.nan), R.FIELD_NOT_FINITE),
+    ("negative claimed spread", _routable(spread_bps=-2.0), R.CROSSED_QUOTE),
+    ("list claimed slippage", _routable(slippage_bps=[1]), R.FIELD_NOT_NUMBER),
+    ("future-dated claim", _routable(data_age_sec=-3.0), R.FUTURE_DATED_DATA),
+    ("crossed claimed bid/ask", _routable(bid=101.0, ask=100.0), R.CROSSED_QUOTE),
+    ("claimed size negative", _routable(size=-1.0), R.FIELD_NEGATIVE),
+    ("paper as string", _routable(paper="true"), R.FIELD_INVALID),
+    ("live order", _routable(paper=False), R.PAPER_ONLY),
+    ("bad side", _routable(side="hold"), R.FIELD_INVALID),
+    ("missing side", _routable(side=_DROP), R.FIELD_MISSING),
+    ("missing venue", _routable(venue=_DROP), R.FIELD_MISSING),
+    ("unknown venue", _routable(venue="nowhere"), R.MARKET_DATA_MISSING),
+    ("unknown symbol", _routable(symbol="DOGE-USD"), R.MARKET_DATA_MISSING),
+    ("empty symbol", _routable(symbol=""), R.FIELD_INVALID),
+    ("missing limit price", _routable(price=_DROP), R.FIELD_MISSING),
+    ("zero price", _routable(price=0.0), R.FIELD_OUT_OF_RANGE),
+    ("confidence above 1", _routable(confidence=1.5), R.FIELD_OUT_OF_RANGE),
+    ("confidence nan", _routable(confidence=math.nan), R.FIELD_NOT_FINITE),
+    ("pair without sell price", _routable(sell_venue="sim_b"), R.FIELD_MISSING),
+    ("pair that sells first", _routable(side="sell", sell_venue="sim_b", sell_price=1.0), R.FIELD_INVALID),
+    ("notional over limit", _routable(notional_usd=10_000.01), R.NOTIONAL_LIMIT),
+]
 
 
 @pytest.mark.parametrize("case,item,code", ADVERSARIAL_ITEMS, ids=[c[0] for c in ADVERSARIAL_ITEMS])
@@ -122,8 +178,8 @@ def test_orders_are_sized_by_the_allocators_latest_capital(store, tmp_path):
     assert report.capital_usd == 2_000.0 and report.capital_source == "allocator_quotas"
     (notional, capital), = rows(store, "SELECT notional_usd, capital_usd FROM orders")
     assert notional == pytest.approx(500.0) and capital == 2_000.0  # 25 % of the latest capital
-    (size, price), = rows(store, "SELECT size, limit_price FROM orders")
-    assert size * price == pytest.approx(500.0)
+    (filled,), = rows(store, "SELECT sum(size * price) FROM fills")  # at the price the broker filled at
+    assert 500.0 * 0.99 < filled <= 500.0 * (1 + 1e-9)
     zero = ex.execute(run_result(market_signal(), agent="arb"), run_id="r1")
     assert zero.by_reason == {"NO_CAPITAL": 1} and len(ex._broker.submitted) == 1
 
@@ -227,15 +283,13 @@ def test_leverage_through_the_layer_counts_stored_exposure(store, tmp_path):
     assert second.by_reason == {"LEVERAGE_LIMIT": 1}  # 2,000 held + 2,000 more on 10,000 > 0.3x
 
 
-def test_prices_are_limits_for_the_paper_broker(store, tmp_path):
-    ex = layer(store, tmp_path)
-    signal = market_signal(side="sell")
-    stale = dict(signal, price=signal["price"] * 1.02, reference_price=signal["price"] * 1.02)  # 2 % above the bid
+def test_prices_are_limits_and_a_limit_off_the_market_is_refused(store, tmp_path):
+    ex = layer(store, tmp_path, market=BookMarket([book()]))
+    stale = proposal(side="sell", price=50_000.0 * 1.02)  # 2 % above the bid: it would not fill
     report = ex.execute(run_result(stale), run_id="r1")
-    assert report.approved == 1 and report.filled == 0 and report.rejected == 1
-    (status, why), = rows(store, "SELECT status, reject_reason FROM orders")
-    assert status == "rejected" and "beyond the order's price" in why
-    assert rows(store, "SELECT count(*) FROM fills")[0][0] == 0
-    paired = market_signal(venue="sim_a", sell_venue="sim_b")
-    paired.pop("sell_price")
-    assert ex.execute(run_result(paired, event_id="p"), run_id="r1").rejected == 1  # a pair needs its sell price
+    assert report.by_reason == {"LIMIT_PRICE_OFF_MARKET": 1}
+    assert rows(store, "SELECT count(*) FROM orders")[0][0] == 0
+    near = proposal(side="sell", price=50_000.0 * 1.002)  # 20 bps off: a limit, filled at the bid
+    assert ex.execute(run_result(near, event_id="near"), run_id="r1").filled == 1
+    (price,), = rows(store, "SELECT price FROM fills")
+    assert price < 50_000.0  # the bid less slippage, not the agent's price

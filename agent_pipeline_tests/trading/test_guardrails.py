@@ -100,7 +100,7 @@ CONFIGURED_CASES = [
     ("size missing", {"size": None}, R.FIELD_MISSING),
     ("quote size zero", {"quote_size": 0.0}, R.LIQUIDITY),
     ("quote size negative", {"quote_size": -1.0}, R.FIELD_NEGATIVE),
-    ("size beyond the book", {"size": 1.5, "quote_size": 2.0}, R.LIQUIDITY),
+    ("size beyond the book", {"quote_size": 0.02}, R.LIQUIDITY),
     ("reference missing", {"reference_price": None}, R.FIELD_MISSING),
     ("price zero", {"price": 0.0}, R.FIELD_OUT_OF_RANGE),
     ("price outside collar", {"price": 60_400.0}, R.PRICE_COLLAR),
@@ -177,7 +177,7 @@ def test_kill_switch_and_trip_on_serious_denials():
     kill = KillSwitch()
     g = gate(GuardrailConfig(trip_on=("PRICE_COLLAR",), max_price_deviation_bps=10), kill=kill)
     assert g.check(full_signal()).ok  # 60,000 against 60,010 is 1.7 bps, inside the 10 bps collar
-    d = g.check(full_signal(price=70_000.0))
+    d = g.check(full_signal(reference_price=70_000.0))
     assert d.code is R.PRICE_COLLAR and d.tripped and kill.enabled
     assert g.check(full_signal(price=60_010.0)).code is R.KILL_SWITCH_HALTED
 
@@ -206,13 +206,17 @@ def test_record_pnl_rejects_non_finite_and_halts(bad):
 def test_reducing_allows_only_position_reducing_orders():
     kill = KillSwitch()
     state = MemoryGateState()
-    state.set_position("s", "BTC-USD", 0.5, 60_000.0)
+    state.set_position("s", "BTC-USD", 0.05, 60_000.0)
     g = gate(kill=kill, state=state)
     kill.reduce("de-risk")
-    sell = full_signal(strategy="s", side="sell", size=0.2)
+
+    def order(side, size):
+        return full_signal(strategy="s", side=side, size=size, notional_usd=size * 60_000.0)
+
+    sell = order("sell", 0.02)
     assert g.check(sell).ok
-    assert g.check(full_signal(strategy="s", side="buy", size=0.2)).code is R.KILL_SWITCH_REDUCING
-    assert g.check(full_signal(strategy="s", side="sell", size=0.6)).code is R.KILL_SWITCH_REDUCING
+    assert g.check(order("buy", 0.02)).code is R.KILL_SWITCH_REDUCING
+    assert g.check(order("sell", 0.06)).code is R.KILL_SWITCH_REDUCING
     assert g.check(seed_signal()).code is R.FIELD_MISSING  # reduce-only needs strategy, symbol, side, size
     kill.trip("now halt")
     assert g.check(sell).code is R.KILL_SWITCH_HALTED

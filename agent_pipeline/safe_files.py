@@ -49,13 +49,16 @@ def _what_is(path: str | os.PathLike[str]) -> str:
         return "not a regular file"
 
 
-def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644, *,
+                 follow_links: bool = False) -> int:
     """A descriptor of the regular file at ``path`` (``flags`` may add O_CREAT, O_APPEND, O_WRONLY, ...).
 
-    Never blocks and never follows a symbolic link in the last component. The caller closes the descriptor.
+    Never blocks and, unless ``follow_links`` (for files a person may keep elsewhere, such as ``config.toml``),
+    never follows a symbolic link in the last component. The caller closes the descriptor.
     """
+    safe = _SAFE & ~os.O_NOFOLLOW if follow_links else _SAFE
     try:
-        fd = os.open(path, flags | _SAFE, mode)
+        fd = os.open(path, flags | safe, mode)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR, errno.ENODEV, errno.EOPNOTSUPP):
             raise NotRegularFile(f"{path} is {_what_is(path)}, not a regular file") from None
@@ -68,9 +71,9 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: i
     return fd
 
 
-def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
+def read_regular(path: str | os.PathLike[str], limit: int, *, follow_links: bool = False) -> bytes:
     """The whole content of a small regular file; ``FileTooLarge`` beyond ``limit`` bytes."""
-    fd = open_regular(path)
+    fd = open_regular(path, follow_links=follow_links)
     try:
         data = _read_upto(fd, limit + 1)
     finally:

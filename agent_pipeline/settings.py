@@ -12,9 +12,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from agent_pipeline.safe_files import FileTooLarge, read_regular
+
 HOME_ENV = "AGENT_PIPELINE_HOME"
 DEFAULT_HOME = Path("~/.agent_pipeline")
 CONFIG_FILE = "config.toml"
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class ConfigError(ValueError):
@@ -32,12 +35,11 @@ def pipeline_home(home: str | os.PathLike[str] | None = None) -> Path:
 def load_config(home: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The parsed ``config.toml`` of the state folder, or ``{}`` when there is none."""
     path = pipeline_home(home) / CONFIG_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return {}
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    try:  # a FIFO or device where the file should be is an error, never a hang (a symlink to a file is fine)
+        return tomllib.loads(read_regular(path, MAX_CONFIG_BYTES, follow_links=True).decode("utf-8"))
+    except (OSError, FileTooLarge, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
 
 

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.defs.trading.assets import TRADING_SAFETY, snapshot_metadata
-from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchError, default_path
 from agent_pipeline.trading.report import snapshot
 
 KILL_SWITCH_JOB = "kill_switch_control"
@@ -32,8 +32,14 @@ def set_kill_switch(context: dg.OpExecutionContext, config: KillSwitchCommand, s
     if config.action != "status":
         if not config.reason.strip():
             raise dg.Failure(description=f"kill switch {config.action} needs a reason")
-        getattr(kill, config.action)(config.reason.strip(), by=config.by or "dagster-ui")
+        try:
+            status = getattr(kill, config.action)(config.reason.strip(), by=config.by or "dagster-ui")
+        except KillSwitchError as exc:  # clear/reduce that could not be audited changed nothing; say so
+            raise dg.Failure(description=f"kill switch {config.action} did not happen: {exc}") from exc
         context.log.warning(f"kill switch {config.action} by {config.by}: {config.reason}")
+        if status.problems:  # a trip that hit a damaged lock or audit still ended HALTED; show what failed
+            context.log.error(f"kill switch {config.action} ended {status.state.value} with problems: "
+                              + "; ".join(status.problems))
     snap = snapshot(store.store(), kill)
     yield dg.AssetMaterialization(asset_key=TRADING_SAFETY, description=f"kill switch {config.action}",
                                   metadata=snapshot_metadata(snap))

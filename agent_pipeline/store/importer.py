@@ -60,6 +60,7 @@ import duckdb
 
 from agent_pipeline.output_bounds import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH
 from agent_pipeline.store.connection import Store, has_table
+from agent_pipeline.store.events import IMPORT_SOURCE, UNDATED_IMPORT_SOURCE
 from agent_pipeline.store.events import ensure_schema as ensure_events_schema
 
 COMPONENT = "import"
@@ -134,7 +135,7 @@ REASONS: dict[str, str] = {
 BATCH_LINES = 100_000
 MAX_FILE_BYTES = 2 * 2**30  # read whole by DuckDB's read_text: one string value, kept well below its 4 GiB limit
 QUARANTINED_LINE_CHARS = 4_000
-UNDATED_SOURCE = "import_undated"
+UNDATED_SOURCE = UNDATED_IMPORT_SOURCE
 # Derived ids are 'imp_' + the first 24 hex digits of the line's md5 + '_' + an 8-digit file key: as long as the
 # earlier version's 'imp_' + md5 ids (a longer key slows every insert into the primary-key index). Two different
 # lines sharing 96 bits of md5 would not be merged silently: the content check quarantines them as a conflict.
@@ -186,10 +187,10 @@ class ImportReport:
         out = [
             f"imported {self.path}: {self.lines:,} lines in {self.seconds:.2f} s",
             f"  file key:            {self.file_key} ({seen})",
-            f"  valid events:        {self.valid:,} ({self.inserted:,} new, {self.already_present:,} duplicate or "
-            "already present, with identical content)",
-            f"  quarantined lines:   {self.quarantined_total:,} ({self.quarantine_added:,} newly recorded in "
-            "import_quarantine)",
+            (f"  valid events:        {self.valid:,} ({self.inserted:,} new, {self.already_present:,} duplicate "
+             "or already present, with identical content)"),
+            (f"  quarantined lines:   {self.quarantined_total:,} ({self.quarantine_added:,} newly recorded in "
+             "import_quarantine)"),
         ]
         for reason, count in sorted(self.quarantined.items()):
             out.append(f"    {reason:<20} {count:>10,}  {REASONS.get(reason, '')}")
@@ -405,7 +406,7 @@ SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run
        coalesce(run_id_given, 'import') AS run_id,
        CASE WHEN error IS NULL THEN reward_raw END AS reward,
        CASE WHEN error IS NOT NULL THEN coalesce(error_type_given, 'ImportedError') END AS error_type,
-       CASE WHEN ts_parsed IS NULL THEN '{UNDATED_SOURCE}' ELSE 'import' END AS source,
+       CASE WHEN ts_parsed IS NULL THEN '{UNDATED_SOURCE}' ELSE '{IMPORT_SOURCE}' END AS source,
        coalesce(given_event_id, 'imp_' || left(line_md5, {ID_MD5_CHARS}) || '_' || $1
                 || CASE WHEN d.occurrence > 1 THEN '_' || d.occurrence ELSE '' END) AS event_id
 FROM r LEFT JOIN _imp_dups d USING (lineno)
@@ -421,7 +422,7 @@ def _differences_sql(line: str, other: str) -> str:
     checks = [f"CASE WHEN {line}.{c} IS DISTINCT FROM {other}.{c} THEN '{c}' END" for c in _COMPARED]
     checks.append(f"CASE WHEN {line}.output IS DISTINCT FROM CAST({other}.output AS JSON) "
                   f"AND {line}.output IS DISTINCT FROM json({other}.output) THEN 'output' END")
-    checks.append(f"CASE WHEN {line}.source = 'import' AND {other}.source <> '{UNDATED_SOURCE}' "
+    checks.append(f"CASE WHEN {line}.source = '{IMPORT_SOURCE}' AND {other}.source <> '{UNDATED_SOURCE}' "
                   f"AND {line}.started_at <> {other}.started_at THEN 'started_at' END")
     return f"concat_ws(', ', {', '.join(checks)})"
 
@@ -511,7 +512,7 @@ _POSSIBLE_DUPLICATES_SQL = rf"""
 INSERT INTO import_possible_duplicates (file, file_key, line_number, event_id, same_line_as)
 SELECT $1, $2, n.lineno, n.event_id, min(e.event_id)
 FROM _imp_new n JOIN agent_events e ON substr(e.event_id, 5, {ID_MD5_CHARS}) = left(n.line_md5, {ID_MD5_CHARS})
-WHERE n.given_event_id IS NULL AND e.source IN ('import', 'import_undated')
+WHERE n.given_event_id IS NULL AND e.source IN ('{IMPORT_SOURCE}', '{UNDATED_SOURCE}')
   AND e.event_id LIKE 'imp\_%' ESCAPE '\' AND e.event_id NOT LIKE ('%\_' || $2 || '%') ESCAPE '\'
 GROUP BY n.lineno, n.event_id
 """

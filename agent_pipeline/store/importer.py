@@ -400,7 +400,6 @@ WITH p AS (
     FROM t
 )
 SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run_id_given),
-       CASE WHEN reason IS NOT NULL THEN line END AS line,
        CAST(NULL AS VARCHAR) AS note,
        coalesce(d.occurrence, 1) AS occurrence,
        coalesce(run_id_given, 'import') AS run_id,
@@ -489,15 +488,15 @@ WHERE l.lineno = p.lineno AND l.legacy_id IN (SELECT event_id FROM agent_events)
 
 _QUARANTINE_SQL = f"""
 INSERT OR IGNORE INTO import_quarantine (file, line_number, line_md5, reason, detail, line, file_key, event_id)
-SELECT $1, lineno, line_md5, reason,
+SELECT $1, lineno, p.line_md5, reason,
        CASE reason {' '.join(f"WHEN '{k}' THEN '{v.replace(chr(39), chr(39) * 2)}'" for k, v in REASONS.items())} END
        || coalesce(': ' || note, '')
        || CASE WHEN source = '{UNDATED_SOURCE}' AND reason IN ('timestamp_too_old', 'timestamp_in_future')
                THEN ' (the line has no timestamp: the file''s modification time, ' || CAST(started_at AS VARCHAR)
                     || ', was used)'
                ELSE '' END,
-       left(line, {QUARANTINED_LINE_CHARS}), $2, CASE WHEN reason = 'id_conflict' THEN event_id END
-FROM _imp_parsed p WHERE reason IS NOT NULL
+       left(l.line, {QUARANTINED_LINE_CHARS}), $2, CASE WHEN reason = 'id_conflict' THEN event_id END
+FROM _imp_parsed p JOIN _imp_lines l USING (lineno) WHERE reason IS NOT NULL
 AND NOT EXISTS (SELECT 1 FROM import_quarantine q
                 WHERE q.file_key = $2 AND q.line_number = p.lineno AND q.line_md5 = p.line_md5)
 """

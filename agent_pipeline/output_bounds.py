@@ -95,5 +95,7 @@ def text_problem(text: str) -> str | None:
     problem = size_problem(text)
     if problem is not None:
         return problem
+    if text.count("[") + text.count("{") <= MAX_OUTPUT_DEPTH:  # cannot nest deeper: skip the scan (repricing)
+        return None
     depth = text_depth(text)
     return depth_message(depth) if depth > MAX_OUTPUT_DEPTH else None

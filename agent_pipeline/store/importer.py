@@ -15,14 +15,16 @@ Encoding: UTF-8; a byte-order mark is dropped; a line that is not valid UTF-8 is
 (``invalid_utf8``, its bytes kept as ``\\xNN`` escapes) and the rest of the file imports. A file that is valid UTF-8
 takes the fast path (``read_text``); only a file with an invalid byte is read as bytes and decoded line by line.
 
-Timestamps: ISO 8601 text (UTC unless it names a zone) or an epoch number whose unit follows from its magnitude:
-``|x| < 1e11`` seconds, ``< 1e14`` milliseconds, ``< 1e17`` microseconds, ``< 1e20`` nanoseconds (today is about
-1.7e9 s, 1.7e12 ms, 1.7e15 us, 1.7e18 ns; each range starts in 1973 and ends in the year 5138, so the units
-cannot be confused for any date this accepts). Integers are converted exactly. A time before 1990-01-01 UTC is
+Timestamps: ISO 8601 text (UTC unless it names a zone) or an epoch number (a JSON number, or a string of one)
+whose unit follows from its magnitude: ``|x| < 1e11`` seconds, ``< 1e14`` milliseconds, ``< 1e17``
+microseconds, ``< 1e20`` nanoseconds, larger is ``invalid_timestamp``. Today is about 1.7e9 s, 1.7e12 ms, 1.7e15
+us, 1.7e18 ns; each boundary is the year 5138 in the coarser unit and 1973 in the finer one, so no date this
+accepts can be read in the wrong unit. Integers are converted exactly. A time before 1990-01-01 UTC is
 quarantined as ``timestamp_too_old``, one more than ``FUTURE_TOLERANCE`` (5 minutes) after the import started as
-``timestamp_in_future``: an event dated 2099 would otherwise be the agent's "last run" for 75 years. A line without a
-timestamp is stamped with the file's modification time (the same rules apply to that time) and stored with
-source ``'import_undated'`` instead of ``'import'``, so liveness checks can tell a guessed time from a recorded one.
+``timestamp_in_future``: an event dated 2099 would otherwise be the agent's "last run" for 75 years. A line
+without a timestamp is stamped with the file's modification time (the same rules apply to that time) and stored
+with source ``'import_undated'`` instead of ``'import'``, so liveness checks can tell a guessed time from a
+recorded one.
 
 Event ids: a line's ``event_id`` when it has one; otherwise ``imp_<md5 of the line>_<file key>`` plus
 ``_<n>`` for the n-th identical line of the file (n > 1). The file key names "the same file": a file imported
@@ -33,7 +35,9 @@ different file gets a new key, so identical lines from two files are two events 
 thing are not one run). Content alone cannot tell a re-import from a second file with the same lines, and a path
 alone breaks on rotation; a file rewritten in place (or copied elsewhere) is a new file. Such id-less lines that
 repeat a line imported from another file are kept and recorded in ``import_possible_duplicates``. Stores with
-events imported by the earlier version (ids from the line alone, ``imp_<md5>``) keep matching those ids.
+events imported by the earlier version (ids from the line alone, ``imp_<md5>``) keep matching those ids, so
+re-importing such a file adds nothing; as before, an identical line of another file also matches them (which
+file an old event came from was not recorded).
 
 Conflicts: a line whose event id is already stored, or was used by an earlier line of the same file, is a no-op
 when its content is identical on the stored fields (``run_id``, ``agent``, ``strategy``, ``kind``,
@@ -273,12 +277,12 @@ FROM (SELECT lineno, escaped, TRY(decode(CAST(escaped AS BLOB))) AS decoded
       FROM (SELECT generate_subscripts(s, 1) AS lineno, unnest(s) AS escaped
             FROM (SELECT string_split(CAST(content AS VARCHAR), '\x0A') AS s FROM read_blob(?))))
 """
-# CR of CRLF files and a byte-order mark on the first line are dropped. (rtrim/trim are several times slower.)
+# CR of CRLF files and byte-order marks are dropped (a BOM starts any line of files joined with cat).
+# (rtrim/trim are several times slower.)
 _LINES_SQL = """
 CREATE TEMP TABLE _imp_lines AS
 SELECT lineno, utf8, line, CASE WHEN left(ltrim(line), 1) <> '' THEN md5(line) END AS line_md5
-FROM (SELECT lineno, utf8,
-             CASE WHEN lineno = 1 AND starts_with(cr, chr(65279)) THEN substr(cr, 2) ELSE cr END AS line
+FROM (SELECT lineno, utf8, CASE WHEN starts_with(cr, chr(65279)) THEN substr(cr, 2) ELSE cr END AS line
       FROM (SELECT lineno, utf8,
                    CASE WHEN ends_with(raw, chr(13)) THEN left(raw, length(raw) - 1) ELSE raw END AS cr
             FROM ({source})))
@@ -299,6 +303,7 @@ WHERE line_md5 IN (SELECT line_md5 FROM _imp_lines WHERE line_md5 IS NOT NULL GR
 """
 
 _NUMERIC = "('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')"
+_EPOCH_TEXT = r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?"  # an epoch number written as a JSON string
 _EPOCH0 = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
 
 
@@ -376,7 +381,11 @@ WITH p AS (
                WHEN 'NULL' THEN NULL
                ELSE CAST(error_json AS VARCHAR)
            END AS error,
-           CASE WHEN ts_type = 'VARCHAR' THEN TRY_CAST(ts_json ->> '$' AS TIMESTAMPTZ)
+           CASE WHEN ts_type = 'VARCHAR' THEN coalesce(
+                    TRY_CAST(ts_json ->> '$' AS TIMESTAMPTZ),
+                    CASE WHEN regexp_full_match(ts_json ->> '$', '{_EPOCH_TEXT}')
+                         THEN {_epoch_sql("CAST(ts_json ->> '$' AS JSON)", "json_type(CAST(ts_json ->> '$' AS JSON))")}
+                         END)
                 ELSE {_epoch_sql("ts_json", "ts_type")} END AS ts_parsed
     FROM f
 ), r AS (

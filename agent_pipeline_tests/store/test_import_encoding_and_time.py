@@ -23,6 +23,9 @@ def test_a_byte_order_mark_is_dropped_and_the_first_line_imports(store, tmp_path
     report = import_events(store, path)
     assert report.inserted == 2 and report.quarantined == {}
     assert sorted(r[0] for r in rows(store, "SELECT agent FROM agent_events")) == ["first", "second"]
+    joined = tmp_path / "joined.jsonl"  # cat of two files that each start with a BOM
+    joined.write_bytes(path.read_bytes() + b"\xef\xbb\xbf" + json.dumps({"agent": "third", "reward": 3}).encode())
+    assert import_events(store, joined).quarantined == {}
 
 
 def test_one_invalid_utf8_byte_quarantines_only_its_line(store, tmp_path):
@@ -50,6 +53,8 @@ STAMP = datetime(2024, 1, 1, tzinfo=UTC)
     (1704067200123456, STAMP + timedelta(microseconds=123_456)),  # microseconds (read as ms: year 55970)
     (1704067200123456789, STAMP + timedelta(microseconds=123_456)),  # nanoseconds, exact to the microsecond
     (1.704067200123456789e18, STAMP + timedelta(microseconds=123_456)),  # nanoseconds written as a float
+    ("1704067200123", STAMP + timedelta(milliseconds=123)),  # an epoch number written as a string
+    ("1704067200123456", STAMP + timedelta(microseconds=123_456)),
     ("2024-01-01T02:00:00+02:00", STAMP),
     ("2024-01-01 00:00:00", STAMP),  # no zone: UTC
 ])

@@ -72,7 +72,8 @@ def _import(args: argparse.Namespace) -> int:
 def _where_to_look(report) -> None:
     key = report.file_key.replace("'", "''")
     if report.quarantined_total:
-        print(f"  {report.quarantined_total:,} lines quarantined, see: SELECT * FROM import_quarantine "
+        lines = "line" if report.quarantined_total == 1 else "lines"
+        print(f"  {report.quarantined_total:,} {lines} quarantined, see: SELECT * FROM import_quarantine "
               f"WHERE file_key = '{key}' ORDER BY line_number")
     if report.quarantined.get("id_conflict"):
         print("  both versions of each conflict: SELECT q.line_number, q.line, e.* FROM import_quarantine q "

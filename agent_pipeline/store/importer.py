@@ -26,8 +26,8 @@ without a timestamp is stamped with the file's modification time (the same rules
 with source ``'import_undated'`` instead of ``'import'``, so liveness checks can tell a guessed time from a
 recorded one.
 
-Event ids: a line's ``event_id`` when it has one; otherwise ``imp_<md5 of the line>_<file key>`` plus
-``_<n>`` for the n-th identical line of the file (n > 1). The file key names "the same file": a file imported
+Event ids: a line's ``event_id`` when it has one; otherwise ``imp_<first 24 hex digits of the line's md5>_<file
+key>`` plus ``_<n>`` for the n-th identical line of the file (n > 1). The file key names "the same file": a file imported
 before (same resolved path, or same device and inode, so a log rotated by renaming is still itself) whose
 recorded complete lines are, line for line, the first lines of this file. So re-importing a file, or the same
 file after lines were appended, finds every earlier line under its old id and adds only the new lines, while a

@@ -123,3 +123,19 @@ def test_repricing_survives_a_deep_or_huge_stored_output_and_says_so(store, outp
     rewards = read_rewards(store).set_index("event_id")
     assert rewards.loc["bad", "reward"] == 0.0 and rewards.loc["bad", "reward_source"] == "unusable_output"
     assert rewards.loc["ok", "reward"] > 0
+
+
+def test_the_agent_rewards_materialization_counts_unusable_outputs(store):
+    import dagster as dg
+
+    from agent_pipeline.defs import rewards
+    from agent_pipeline.defs.resources import StoreResource
+    from agent_pipeline.defs.rewards.resources import RewardConfigResource
+
+    stored(store, f"'{deep_text(1000)}'")
+    result = dg.materialize(
+        list(rewards.build_defs().assets), selection=["agent_rewards"], partition_key=f"{DAY:%Y-%m-%d}",
+        resources={"store": StoreResource(), "reward_config": RewardConfigResource()}, raise_on_error=False)
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("agent_rewards")
+    assert materialization.metadata["unusable_outputs"].value == 1

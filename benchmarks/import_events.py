@@ -1,10 +1,13 @@
-"""Benchmark: import an events.jsonl of N lines (default 1,000,000) into a fresh store, then import it again.
+"""Benchmark: import an events.jsonl of N lines (default 1,000,000) into a fresh store, import it again, then
+import it after 1 % more lines were appended.
 
-    .venv/bin/python -m benchmarks.import_events [--lines 1000000] [--bad-every 1000]
+    .venv/bin/python -m benchmarks.import_events [--lines 1000000] [--bad-every 1000] [--repeat 1] [--invalid-byte]
 
-The file mimics the seed's telemetry log (epoch timestamp, latency in ms, cost, error, a one-item output), with
-one bad line (invalid JSON, NaN reward, missing agent, in turn) every ``--bad-every`` lines. Writing the file is
-not timed; the first import (everything new) and the second (everything already present) are.
+The file mimics the prototype's telemetry log (epoch timestamp, latency in ms, cost, error, a one-item output),
+with one bad line (invalid JSON, NaN reward, missing agent, in turn) every ``--bad-every`` lines; ``--invalid-byte``
+adds one line that is not valid UTF-8 (the slower, line-by-line decoding path). Writing the file is not timed;
+each import is, in wall-clock and in CPU seconds of this process (DuckDB's threads included), since CPU time moves
+less than wall time when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -21,44 +25,62 @@ from agent_pipeline.store import Store
 from agent_pipeline.store.importer import import_events
 
 BAD = ('{"agent": "broken", "reward": ', '{"agent": "nan", "reward": NaN}', '{"reward": 0.1}')
+T0 = 1_700_000_000
 
 
-def write_file(path: Path, lines: int, bad_every: int) -> None:
-    rng = random.Random(42)
+def _line(rng: random.Random, i: int) -> str:
     agents = ["cross_venue_arb", "momentum", "regime_watcher", "llm_news", "macro"]
-    t0 = 1_700_000_000
-    with path.open("w") as fh:
-        for i in range(lines):
+    failed = rng.random() < 0.02
+    return json.dumps({
+        "ts": T0 + i * 6, "agent": agents[i % len(agents)],
+        "reward": None if failed else round(rng.gauss(0.05, 0.3), 6),
+        "latency_ms": round(rng.expovariate(1 / 200), 3), "cost_usd": round(rng.random() / 100, 6),
+        "error": "TimeoutError: upstream" if failed else None,
+        "output": [] if failed else [{"symbol": "BTC/USDT", "profit_pct": round(rng.random(), 4)}],
+    })
+
+
+def write_file(path: Path, lines: int, bad_every: int, *, start: int = 0, invalid_byte: bool = False) -> None:
+    rng = random.Random(42 + start)
+    with path.open("ab") as fh:
+        for i in range(start, start + lines):
             if bad_every and i % bad_every == bad_every - 1:
-                fh.write(BAD[(i // bad_every) % len(BAD)] + "\n")
+                fh.write(BAD[(i // bad_every) % len(BAD)].encode() + b"\n")
                 continue
-            failed = rng.random() < 0.02
-            fh.write(json.dumps({
-                "ts": t0 + i * 6, "agent": agents[i % len(agents)],
-                "reward": None if failed else round(rng.gauss(0.05, 0.3), 6),
-                "latency_ms": round(rng.expovariate(1 / 200), 3), "cost_usd": round(rng.random() / 100, 6),
-                "error": "TimeoutError: upstream" if failed else None,
-                "output": [] if failed else [{"symbol": "BTC/USDT", "profit_pct": round(rng.random(), 4)}],
-            }) + "\n")
+            fh.write(_line(rng, i).encode() + b"\n")
+        if invalid_byte:
+            fh.write(b'{"agent": "latin-1 \xe9", "reward": 0.1}\n')
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--bad-every", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--invalid-byte", action="store_true")
     args = parser.parse_args([] if argv is None else argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "events.jsonl"
-        write_file(path, args.lines, args.bad_every)
-        size_mb = path.stat().st_size / 1e6
-        store = Store(Path(tmp) / "bench.duckdb")
-        for label in ("first import", "second import"):
-            t0 = time.perf_counter()
-            report = import_events(store, path)
-            seconds = time.perf_counter() - t0
-            print(f"{label}: {args.lines:,} lines ({size_mb:.0f} MB) in {seconds:.2f} s "
-                  f"({args.lines / seconds:,.0f} lines/s): {report.inserted:,} new, "
-                  f"{report.already_present:,} already present, {report.quarantined_total:,} quarantined")
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "events.jsonl"
+            write_file(path, args.lines, args.bad_every, invalid_byte=args.invalid_byte)
+            size_mb = path.stat().st_size / 1e6
+            store = Store(Path(tmp) / "bench.duckdb")
+            for label in ("first import", "second import", "after growing 1 %"):
+                if label.startswith("after"):
+                    write_file(path, args.lines // 100, args.bad_every, start=args.lines)
+                lines = sum(1 for _ in path.open("rb"))
+                t0, c0 = time.perf_counter(), _cpu()
+                report = import_events(store, path)
+                seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+                print(f"{label}: {lines:,} lines ({size_mb:.0f} MB) in {seconds:.2f} s, {cpu:.2f} s CPU "
+                      f"({lines / seconds:,.0f} lines/s): {report.inserted:,} new, "
+                      f"{report.already_present:,} already present, {report.quarantined_total:,} quarantined",
+                      flush=True)
 
 
 if __name__ == "__main__":

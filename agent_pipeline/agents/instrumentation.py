@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agent_pipeline import output_bounds
 from agent_pipeline.agents.protocol import AgentContext, AgentResult
 from agent_pipeline.agents.registry import LoadedAgent
 from agent_pipeline.numbers import finite_number
@@ -68,6 +69,13 @@ def _number_or_error(item: dict, key: str, where: str) -> None:
         raise AgentOutputError(f"{where}[{key!r}] must be finite, got {value!r}")
 
 
+def _within_output_bounds(output: Any, text: str | None = None) -> None:
+    """Raise AgentOutputError naming the cap when the output is too deep (or, given its JSON text, too large)."""
+    problem = output_bounds.value_problem(output) if text is None else output_bounds.size_problem(text)
+    if problem is not None:
+        raise AgentOutputError(problem)
+
+
 def normalize_result(raw: Any) -> tuple[list[dict[str, Any]], float | None]:
     """Check an agent's return value and split it into (output, cost_usd)."""
     if isinstance(raw, AgentResult):
@@ -76,15 +84,17 @@ def normalize_result(raw: Any) -> tuple[list[dict[str, Any]], float | None]:
         output, cost = raw, None
     if not isinstance(output, list):
         raise AgentOutputError(f"output must be a list of dicts, got {type(output).__name__}")
+    _within_output_bounds(output)  # first: the checks below walk, print and serialise the output
     for i, item in enumerate(output):
         if not isinstance(item, dict):
             raise AgentOutputError(f"output[{i}] must be a dict, got {type(item).__name__}")
         for key in ("profit_pct", "notional_usd", "expected_edge_bps", "confidence", "data_age_sec"):
             _number_or_error(item, key, f"output[{i}]")
     try:
-        json.dumps(output, allow_nan=False, default=str)
+        text = json.dumps(output, allow_nan=False, default=str)
     except (TypeError, ValueError) as exc:
         raise AgentOutputError(f"output is not JSON-serialisable: {exc}") from exc
+    _within_output_bounds(output, text)
     if cost is not None:
         number = finite_number(cost)
         if number is None or number < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, date, datetime
 
 from agent_pipeline.store import Store
 from agent_pipeline.store.importer import ImportFileError, import_events
@@ -24,7 +25,7 @@ class ProgressBar:
             return
         self._last = now
         share = done / total if total else 1.0
-        filled = int(round(share * self.width))
+        filled = round(share * self.width)
         self.stream.write(f"\rimporting [{'#' * filled}{'.' * (self.width - filled)}] {share:6.1%} "
                           f"{done:,}/{total:,} lines")
         if done >= total:
@@ -32,7 +33,15 @@ class ProgressBar:
         self.stream.flush()
 
 
+# Exit codes of import-events (also in its --help).
+EXIT_IMPORTED = 0  # committed: at least one valid event (new or already stored); quarantined lines are reported
+EXIT_NOTHING_IMPORTED = 1  # the file was refused (nothing changed), or no line of it was a valid event
+EXIT_FAILED = 2  # the import could not run (store busy or unreadable, unexpected error); nothing was committed
+
+
 def _import(args: argparse.Namespace) -> int:
+    from agent_pipeline.store import StoreBusy
+
     progress = None if args.quiet else ProgressBar()
     if progress:
         print(f"reading and checking {args.path} ...", file=sys.stderr, flush=True)
@@ -40,26 +49,61 @@ def _import(args: argparse.Namespace) -> int:
         report = import_events(Store.at_home(), args.path, progress=progress)
     except ImportFileError as exc:
         print(f"agent-pipeline import-events: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_NOTHING_IMPORTED
+    except StoreBusy as exc:
+        print(f"agent-pipeline import-events: {exc}; nothing was imported, try again", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - a plain message, never a traceback; the transaction rolled back
+        print(f"agent-pipeline import-events: the import failed and was rolled back: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    # committed from here on: nothing below may turn a committed import into a failure
     print(report)
-    _warn_before_history_start(report)
+    _where_to_look(report)
+    _advise_history_start(report)
     _report_to_dagster(report)
+    if not report.committed:
+        print(f"agent-pipeline import-events: no line of {report.path} is a valid event "
+              f"({report.quarantined_total:,} quarantined)", file=sys.stderr)
+        return EXIT_NOTHING_IMPORTED
+    return EXIT_IMPORTED
+
+
+def _where_to_look(report) -> None:
+    key = report.file_key.replace("'", "''")
     if report.quarantined_total:
-        print("  see: SELECT * FROM import_quarantine WHERE file = '" + report.path.replace("'", "''") + "'")
-    return 0
+        lines = "line" if report.quarantined_total == 1 else "lines"
+        print(f"  {report.quarantined_total:,} {lines} quarantined, see: SELECT * FROM import_quarantine "
+              f"WHERE file_key = '{key}' ORDER BY line_number")
+    if report.quarantined.get("id_conflict"):
+        print("  both versions of each conflict: SELECT q.line_number, q.line, e.* FROM import_quarantine q "
+              f"JOIN agent_events e USING (event_id) WHERE q.reason = 'id_conflict' AND q.file_key = '{key}'")
+    if report.possible_duplicates:
+        print(f"  possible duplicates, see: SELECT * FROM import_possible_duplicates WHERE file_key = '{key}'")
 
 
-def _warn_before_history_start(report) -> None:
-    """Events older than the first agent_rewards partition cannot be backfilled until history_start moves."""
-    from agent_pipeline.reward import RewardConfig
-
-    if report.first_started_at is None:
+def _advise_history_start(report) -> None:
+    """Events older than the first agent_rewards partition cannot be backfilled until history_start moves; the
+    advised value is checked by the configuration's own validation before it is printed."""
+    if not isinstance(report.first_started_at, datetime):
         return
-    start = RewardConfig.load().history.history_start
-    first_day = report.first_started_at.strftime("%Y-%m-%d")
-    if first_day < start:
-        print(f"  note: events from {first_day} precede the first agent_rewards partition ({start}); to backfill "
-              f"them set history_start = \"{first_day}\" under [reward.history] in config.toml")
+    from agent_pipeline.reward.config import RewardConfig, RewardHistoryConfig
+
+    try:
+        start = RewardConfig.load().history.history_start
+    except Exception as exc:  # noqa: BLE001 - advice only: the import is committed
+        print(f"  note: could not read [reward.history] to compare history_start: {exc}", file=sys.stderr)
+        return
+    first_day = report.first_started_at.astimezone(UTC).date()
+    if first_day >= date.fromisoformat(start):
+        return
+    advised = first_day.isoformat()  # zero-padded YYYY-MM-DD, the form the config accepts
+    try:
+        RewardHistoryConfig(history_start=advised)
+    except ValueError:
+        return
+    print(f"  note: events from {advised} precede the first agent_rewards partition ({start}); to backfill "
+          f"them set history_start = \"{advised}\" under [reward.history] in config.toml")
 
 
 def _report_to_dagster(report) -> None:
@@ -87,7 +131,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "import-events", help="import an events.jsonl history into agent_events (idempotent)",
         description="Import a JSON-lines history (one object per line with at least agent and reward). Bad lines "
                     "go to the import_quarantine table with file, line number and reason; importing the same file "
-                    "again adds nothing. Afterwards backfill agent_rewards over the days it covers.")
+                    "again (or after it grew) adds nothing. Afterwards backfill agent_rewards over the days it "
+                    "covers.",
+        epilog=f"exit status: {EXIT_IMPORTED} imported (quarantined lines are reported), {EXIT_NOTHING_IMPORTED} "
+               f"nothing imported (file refused, or no valid line), {EXIT_FAILED} the import could not run")
     cmd.add_argument("path", help="the events.jsonl file")
     cmd.add_argument("--quiet", action="store_true", help="no progress bar")
     cmd.set_defaults(func=_import)

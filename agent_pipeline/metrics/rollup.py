@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from agent_pipeline.metrics.spec import HISTOGRAMS, HistogramSpec
 from agent_pipeline.store import has_table
+from agent_pipeline.store.events import UNDATED_IMPORT_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ def _finite(col: str) -> str:
 
 
 def _delta_sql(where: str) -> str:
-    parts = ["agent", "count(*)", "count(error)", "epoch_us(max(started_at))"]
+    # the last run is evidence that an agent is alive: an imported line without a time of its own is not
+    parts = ["agent", "count(*)", "count(error)",
+             f"epoch_us(max(started_at) FILTER (WHERE source <> '{UNDATED_IMPORT_SOURCE}'))"]
     for h in HISTOGRAMS:
         v = _finite(h.column)
         parts += [f"count({v})", f"coalesce(sum({v}), 0)"]

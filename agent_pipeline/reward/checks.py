@@ -19,6 +19,7 @@ import pandas as pd
 
 from agent_pipeline.reward.config import RewardHistoryConfig
 from agent_pipeline.store import time_window
+from agent_pipeline.store.events import UNDATED_IMPORT_SOURCE
 
 RECENT_WINDOW = "1h"
 BASELINE_WINDOW = "7d"
@@ -65,7 +66,9 @@ def plausible_range(conn, config: RewardHistoryConfig, start: datetime | None = 
 
 
 def freshness(conn, config: RewardHistoryConfig, now: datetime) -> CheckOutcome:
-    newest = conn.execute("SELECT max(started_at) FROM agent_events").fetchone()[0]
+    # an imported line without a time of its own carries the file's modification time: no sign of fresh events
+    newest = conn.execute("SELECT max(started_at) FROM agent_events WHERE source <> ?",
+                          [UNDATED_IMPORT_SOURCE]).fetchone()[0]
     limit = timedelta(hours=config.freshness_hours)
     if newest is None:
         return CheckOutcome(False, "no events at all", {"freshness_hours": config.freshness_hours})

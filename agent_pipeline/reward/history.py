@@ -8,7 +8,9 @@ How each event's reward is decided (``reward_source``):
 - ``recomputed``: the raw output is priced again with ``score_output`` (the one place a reward is decided);
 - ``recorded``: an imported event with a reward but no raw output keeps the reward it was recorded with;
 - ``failed``: the run failed, so it has no reward (NULL), but it still counts towards the error rate;
-- ``invalid``: a recorded reward that is NaN or infinite is dropped (NULL) so it never reaches a distribution.
+- ``invalid``: a recorded reward that is NaN or infinite is dropped (NULL) so it never reaches a distribution;
+- ``unusable_output``: the stored output cannot be read (not JSON, or past the caps of ``output_bounds``), so it
+  is priced as an unusable output (0.0) instead of failing the window on every repricing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from agent_pipeline import output_bounds
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.reward.scoring import score_output
 from agent_pipeline.store import Store, query_df, time_window
@@ -71,9 +74,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-REWARD_SOURCES = ("recomputed", "recorded", "failed", "invalid")
-
-
+REWARD_SOURCES = ("recomputed", "recorded", "failed", "invalid", "unusable_output")
 
 
 def ensure_schema(store: Store, conn) -> None:
@@ -116,7 +117,7 @@ def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float
     """Reward and reward_source for each event row (see the module docstring for the rules)."""
     rewards: list[float | None] = []
     sources: list[str] = []
-    cache: dict[tuple[str | None, str], float] = {}
+    cache: dict[tuple[str | None, str], tuple[float, str]] = {}
     for agent, strategy, recorded, origin, error, output in zip(
             events["agent"], events["strategy"], events["reward"], events["reward_source"], events["error"],
             events["output"]):
@@ -135,11 +136,23 @@ def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float
         else:
             key = (strategy, "" if pd.isna(output) else output)
             if key not in cache:
-                parsed = None if pd.isna(output) else json.loads(output)
-                cache[key] = score_output(agent, strategy, parsed, config)[0]
-            rewards.append(cache[key])
-            sources.append("recomputed")
+                parsed, usable = (None, True) if pd.isna(output) else _parse_output(output)
+                cache[key] = (score_output(agent, strategy, parsed, config)[0],
+                              "recomputed" if usable else "unusable_output")
+            reward, source = cache[key]
+            rewards.append(reward)
+            sources.append(source)
     return rewards, sources
+
+
+def _parse_output(text: str) -> tuple[object, bool]:
+    """A stored output and whether it could be read; past the caps it is not parsed at all (no recursion)."""
+    if output_bounds.text_problem(text) is not None:
+        return None, False
+    try:
+        return json.loads(text), True
+    except ValueError:
+        return None, False
 
 
 def recompute_window(store: Store, start: datetime, end: datetime, config: RewardConfig,

@@ -2,6 +2,10 @@
 
 A run's row is written in one short transaction as soon as the run ends (``append_event``); imports and
 backfills use ``append_frame``, which moves a whole DataFrame in one INSERT ... SELECT.
+
+``source`` says where a row came from: ``'dagster'`` (or another runner) for a run the pipeline watched,
+``'import'`` for an imported line with its own timestamp, and ``'import_undated'`` for an imported line without
+one, whose ``started_at`` is the file's modification time: a guess, so never evidence that an agent is running.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX agent_events_started_at ON agent_events (started_at);
     """,
 ]
+
+IMPORT_SOURCE = "import"
+UNDATED_IMPORT_SOURCE = "import_undated"
 
 COLUMNS: tuple[str, ...] = (
     "event_id", "run_id", "agent", "strategy", "kind", "started_at", "latency_seconds", "cost_usd", "reward",

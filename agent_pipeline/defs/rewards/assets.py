@@ -120,6 +120,7 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
                 "recorded_kept": result.by_source.get("recorded", 0),
                 "failed_runs": result.by_source.get("failed", 0),
                 "dropped_non_finite": result.by_source.get("invalid", 0),
+                "unusable_outputs": result.by_source.get("unusable_output", 0),  # unreadable or past the caps: 0.0
                 "rows_in_table": int(total),
                 "params_hash": result.params_hash,
                 "reward_config": dg.MetadataValue.json(config.as_dict()),

@@ -104,7 +104,7 @@ def run_instrumented(agent: LoadedAgent, ctx: AgentContext, reward_config: Rewar
     latency = time.perf_counter() - t0
     if error is not None:
         return error_event(agent, ctx.run_id, error, started, latency, source=source)
-    reward, capital, max_loss = score_output(agent.name, agent.strategy, output, reward_config)
+    reward, capital, max_loss = score_output(agent.name, agent.strategy, output, reward_config, cost_usd=cost)
     return AgentEvent(run_id=ctx.run_id, agent=agent.name, strategy=agent.strategy, kind=agent.kind,
                       started_at=started, latency_seconds=latency, source=source, cost_usd=cost, reward=reward,
                       output=output, capital_usd=capital, max_loss_usd=max_loss, data_age_sec=_max_data_age(output))

@@ -33,9 +33,9 @@ EXPLANATION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("agent", "string", "Agent name."),
     ("kind", "string", "signal, watcher or execution-sensitive."),
     ("strategy", "string", "Strategy the agent's caps and capital are counted under."),
-    ("status", "string", "capped: a per-agent or strategy cap stopped it; at minimum: it won nothing beyond its "
-                         "minimum (or had nothing to win); held back: the value floor withheld runs it could have "
-                         "had; allocated: it won slots on the policy's ranking."),
+    ("status", "string", ("capped: a per-agent or strategy cap stopped it; at minimum: it won nothing beyond its "
+                          "minimum (or had nothing to win); held back: the value floor withheld runs it could have "
+                          "had; allocated: it won slots on the policy's ranking.")),
     ("quota", "int", "Runs this period."),
     ("min_runs", "int", "Runs it is guaranteed."),
     ("max_runs", "int", "Its per-agent cap."),

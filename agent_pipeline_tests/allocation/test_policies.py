@@ -166,6 +166,11 @@ def test_decision_record_is_json_and_replays():
     again = replay(record, pairs)
     assert again.quotas == allocation.quotas and again.capital == allocation.capital
     assert again.samples == allocation.samples
+    # the explanation replays too: held-back runs, and per agent its status, slots won and estimate
+    assert record["value_floor"] == 0.0 and again.held_back == record["held_back"] == allocation.held_back
+    assert record["held_back"] + sum(record["quotas"].values()) + record["shortfall"] == 30
+    assert json.loads(json.dumps(again.explanations)) == record["explanations"]
+    assert record["explanations"]["watch"]["status"] == "at minimum"
     with pytest.raises(ValueError, match="not the ones the decision observed"):
         replay(record, pairs[:-1])
     # a different period draws differently, but reproducibly

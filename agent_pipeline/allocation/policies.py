@@ -21,8 +21,9 @@ agents still under their caps (``constraints.fill``), and finally size capital f
 With ``value_floor`` (a float; the pipeline's default is 0.0) a slot beyond the minimums goes only to an agent
 whose value *for that slot* exceeds the floor: Thompson's draw, UCB's optimistic index, uniform's mean. A slot no
 eligible agent is worth is held back (``Allocation.held_back``). Exploration stays principled: a Thompson draw
-exceeds the floor with the posterior probability that the agent's mean does, so an agent with a wide posterior
-keeps getting some runs, and one whose rewards have settled below the floor gets next to none. An agent never
+exceeds the floor about as often as the (``posterior_scale``-narrowed) posterior says the agent's mean may, so an
+agent with a wide posterior keeps getting some runs, and one whose rewards have settled below the floor gets next
+to none. An agent never
 seen gets its one exploratory run either way (nothing is known of it yet). ``value_floor=None`` spends the budget.
 """
 

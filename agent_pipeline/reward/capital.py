@@ -1,4 +1,4 @@
-"""The seed's capital-weighted reward: expected value per unit of risk for acting on a signal, net of the run's cost.
+"""The prototype's capital-weighted reward: EV per unit of risk for acting on a signal, net of the run's cost.
 
 score = (fill_prob * (capital * profit_pct/100 - capital * (slippage_bps + fees_bps)/10_000) - run_cost)
         / max(max_loss, 1)
@@ -8,7 +8,7 @@ EV 0.7 * 107.5 = 75.25, score 75.25 / 300 = 0.25083; with a run cost of 0.75 USD
 
 The run's cost (model calls, compute) is subtracted after the fill probability: it was paid whether or not the
 trade fills, while slippage and fees are paid only on a fill. An output that cannot be used earns nothing and
-still cost its run: it scores ``-run_cost / max(max_loss, 1)``, which is the seed's 0.0 when the cost is 0.
+still cost its run: it scores ``-run_cost / max(max_loss, 1)``, which is the prototype's 0.0 when the cost is 0.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def capital_weighted_reward(
     run_cost_usd: float = 0.0,
 ) -> float:
     """Return a scalar where >0 is good: risk-adjusted EV of acting on ``output[0]["profit_pct"]`` (a percent),
-    less what the run itself cost (``run_cost_usd``; the default 0.0 gives the seed's numbers).
+    less what the run itself cost (``run_cost_usd``; the default 0.0 gives the prototype's numbers).
 
     Unusable output (empty, not a list of dicts, non-numeric or non-finite profit) earns nothing: 0.0 as in the
     seed, less the run's cost. Invalid parameters (negative, NaN, infinite, not a number) raise ValueError.

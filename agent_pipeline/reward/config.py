@@ -80,7 +80,7 @@ class RewardConfig:
     """Parameters of ``capital_weighted_reward`` plus the budgets per strategy; ``default_budget`` for the rest.
 
     ``charge_run_cost`` (default true): each run's own ``cost_usd`` is subtracted from its expected value, so an
-    agent whose model calls cost more than its signals earn scores below zero; false gives the seed's numbers.
+    agent whose model calls cost more than its signals earn scores below zero; false gives the prototype's numbers.
     """
 
     fill_prob: float = 0.7

@@ -17,7 +17,7 @@ def score_output(agent: str, strategy: str | None, output: Any, config: RewardCo
                  *, cost_usd: float | None = None) -> tuple[float, float, float]:
     """Return ``(reward, capital_usd, max_loss_usd)`` for an output under its strategy's risk budget.
 
-    An output that proposes no trade risks nothing and earns nothing (the seed would charge it the friction of a
+    An output that proposes no trade risks nothing and earns nothing (the prototype would charge it the friction of a
     trade it never makes, penalising watchers for watching). With ``config.charge_run_cost`` the run's own
     ``cost_usd`` is subtracted either way: a run that proposes nothing still paid for its model calls, so it
     scores ``-cost_usd / max_loss_usd``. An unknown cost (None) charges nothing; a negative or non-finite one

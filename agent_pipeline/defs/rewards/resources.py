@@ -31,7 +31,7 @@ class RewardConfigResource(dg.ConfigurableResource):
     slippage_bps: float | None = Field(default=None, ge=0, description="Expected slippage in basis points.")
     fees_bps: float | None = Field(default=None, ge=0, description="Fees in basis points.")
     charge_run_cost: bool | None = Field(default=None, description="Subtract each run's own cost_usd from its "
-                                         "reward (false gives the seed's numbers).")
+                                         "reward (false gives the prototype's numbers).")
     default_capital_usd: float | None = Field(default=None, gt=0,
                                               description="Capital for strategies without a budget.")
     default_max_loss_usd: float | None = Field(default=None, gt=0,

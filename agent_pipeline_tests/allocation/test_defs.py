@@ -15,6 +15,8 @@ from agent_pipeline.defs.allocation import build_defs, scheduler
 from agent_pipeline.defs.allocation.assets import allocator_quotas, period_cron
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.store import AgentEvent, append_event
+from agent_pipeline.store.events import append_frame, events_frame
+from agent_pipeline.store.events import ensure_schema as ensure_events_schema
 
 
 def _events(store, per_agent: dict[str, list[float | None]]):
@@ -73,9 +75,15 @@ def _losing_momentum(store):
     """The history seen in the running product: arbitrage earns and is capped, the watcher observes, momentum
     pays more friction than it earns on every run (0 % win rate, mean below zero)."""
     rng = np.random.default_rng(3)
-    _events(store, {"cross_venue_arb": list(0.25 + 0.05 * rng.standard_normal(40)),
-                    "momentum": list(-0.02 - np.abs(0.01 * rng.standard_normal(60))),
-                    "regime_watcher": [0.0] * 20})
+    rewards = {"cross_venue_arb": 0.25 + 0.05 * rng.standard_normal(40),
+               "momentum": -0.02 - np.abs(0.01 * rng.standard_normal(60)), "regime_watcher": np.zeros(20)}
+    start = datetime.now(UTC) - timedelta(hours=5)
+    events = [AgentEvent(run_id=f"{agent}{i}", agent=agent, started_at=start + timedelta(seconds=i),
+                         latency_seconds=0.1, reward=float(r))
+              for agent, values in rewards.items() for i, r in enumerate(values)]
+    with store.connect() as conn:  # one bulk insert: a connection per event would take seconds
+        ensure_events_schema(store, conn)
+    append_frame(store, events_frame(events))
 
 
 def _decided(store):
@@ -129,6 +137,25 @@ def test_asset_metadata_explains_each_agent_in_a_table(store):
         assert data["interval_high"] == round(high, 4)
     assert by_agent["regime_watcher"]["min_runs"] == 4 and by_agent["cross_venue_arb"]["max_runs"] == 20
     assert "| held back |" in meta["quotas"].value
+
+
+def test_a_store_decided_before_the_explanations_migrates_and_keeps_its_rows(store):
+    from agent_pipeline.store.migrations import migrate
+
+    old_period = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    with store.connect() as conn:  # a file written by the previous schema, with one decision in it
+        migrate(conn, COMPONENT, MIGRATIONS[:1])
+        conn.execute("INSERT INTO allocator_quotas VALUES (?, 'momentum', 'momentum', 'signal', 36, 0.0, 0.1, "
+                     "'glr_thompson', ?)", [old_period, old_period])
+        conn.execute("INSERT INTO allocator_decisions VALUES (?, 'glr_thompson', 1, 0, ?, '{}')",
+                     [old_period, old_period])
+    _losing_momentum(store)
+    meta, rows = _decided(store)
+    assert rows["momentum"][1] == "held back"
+    old = _rows(store, "SELECT quota, status, estimate FROM allocator_quotas WHERE period_start = "
+                       "'2026-01-01 10:00:00+00'")
+    assert old == [(36, None, None)]  # decided before v2: no explanation, nothing invented
+    assert _rows(store, "SELECT count(*), count(held_back) FROM allocator_decisions") == [(2, 1)]
 
 
 def test_asset_reads_only_the_last_window_from_agent_rewards(store, pipeline_home):

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from agent_pipeline.allocation import POLICIES, AllocationConfig, AllocationError, make_allocator, make_bounds, violations
+from agent_pipeline.allocation import (POLICIES, AllocationConfig, AllocationError, make_allocator, make_bounds,
+                                       violations)
 from agent_pipeline.allocation.decision import AgentInfo, decide, record_json, replay
 from agent_pipeline.settings import ConfigError
 

@@ -150,7 +150,7 @@ def test_a_store_decided_before_the_explanations_migrates_and_keeps_its_rows(sto
         conn.execute("INSERT INTO allocator_decisions VALUES (?, 'glr_thompson', 1, 0, ?, '{}')",
                      [old_period, old_period])
     _losing_momentum(store)
-    meta, rows = _decided(store)
+    _, rows = _decided(store)
     assert rows["momentum"][1] == "held back"
     old = _rows(store, "SELECT quota, status, estimate FROM allocator_quotas WHERE period_start = "
                        "'2026-01-01 10:00:00+00'")

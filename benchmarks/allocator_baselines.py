@@ -111,7 +111,7 @@ class MabwiserAdapter:
         if not self.fitted:  # no data yet: explore uniformly
             def pick(slot, open_agents, quotas):
                 return min(open_agents, key=lambda a: (quotas[a], order[a]))
-            return fill(bounds, pick)
+            return fill(bounds, pick)[:2]
         if self.per_slot:
             def pick(slot, open_agents, quotas):
                 exp = self.mab.predict_expectations()
@@ -121,7 +121,7 @@ class MabwiserAdapter:
 
             def pick(slot, open_agents, quotas):
                 return max(open_agents, key=lambda a: (exp[a], -order[a]))
-        return fill(bounds, pick)
+        return fill(bounds, pick)[:2]
 
     def update(self, pairs):
         if not pairs:

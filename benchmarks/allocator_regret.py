@@ -6,8 +6,15 @@ true mean rewards of the period and fills the *same* bounds greedily, so regret 
 does not know. Regret is expected (pseudo-)regret: sum over periods of oracle value minus sum of quota x true
 mean. Constraint violations are checked on every decision (must be 0 for our policies).
 
+A policy run with a value floor (``value_floor = 0.0``, the pipeline's default) is measured against an oracle with
+the same floor: it gives a slot only to an agent whose true mean exceeds the floor and otherwise leaves it unspent.
+Besides regret the table reports the value captured against that oracle, the share of the runs given that went
+to losing agents (true mean below 0 in that period) and the share of the budget held back after warm-up (the first
+10 % of periods).
+
     .venv/bin/python -m benchmarks.allocator_regret                  # full table (a few minutes)
     .venv/bin/python -m benchmarks.allocator_regret --seeds 3 --periods 30 --envs gaussian   # quick look
+    .venv/bin/python -m benchmarks.allocator_regret --envs capped_winners,all_losing --first-seed 100
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,89 +98,194 @@ def make_env(name: str, seed: int, periods: int, batch: int) -> Env:
                 f"{batch // 3} runs") if name == "portfolio" else \
             f"infeasible: every agent max 4, s0 max 6 (capacity {bounds.capacity} < budget {batch})"
         return Env(name, lambda t: mu, lambda g, a, t, n: mu[a] + g.normal(0, 1.0, n), bounds, note)
+    if name == "capped_winners":
+        # what the running product showed: the agents that earn are capped, a watcher runs a fixed number, and
+        # the rest of the budget can only go to agents that lose
+        mu = np.concatenate([rng.uniform(0.2, 0.8, 3), [0.0], rng.uniform(-0.6, -0.1, K - 4)])
+        lo = {agents[3]: 3}
+        hi = {agents[0]: 6, agents[1]: 6, agents[2]: 6, agents[3]: 3}
+        bounds = make_bounds(agents, batch, lo, hi)
+        return Env(name, lambda t: mu, lambda g, a, t, n: mu[a] + g.normal(0, 1.0, n), bounds,
+                   "3 winners mu ~ U(0.2, 0.8) capped at 6 runs each, a watcher (mu 0) fixed at 3, 6 losers "
+                   "mu ~ U(-0.6, -0.1); sigma 1")
+    if name == "all_losing":
+        mu = rng.uniform(-0.6, -0.1, K)
+        return Env(name, lambda t: mu, lambda g, a, t, n: mu[a] + g.normal(0, 1.0, n), plain,
+                   "every agent loses: mu ~ U(-0.6, -0.1), sigma 1, no caps")
     raise SystemExit(f"unknown environment {name!r}")
 
 
-ENVS = ["bernoulli", "gaussian", "abrupt", "drift", "heavy", "portfolio", "infeasible"]
+EXISTING_ENVS = ["bernoulli", "gaussian", "abrupt", "drift", "heavy", "portfolio", "infeasible"]
+FLOOR_ENVS = ["capped_winners", "all_losing"]
+ENVS = EXISTING_ENVS + FLOOR_ENVS
+FLOOR = 0.0  # the pipeline's default [allocation] value_floor
+WARMUP_SHARE = 0.1  # held-back shares are reported after the first 10 % of periods
 
 
 # -- policies under test --------------------------------------------------------------------------------------------
 class OursAdapter:
-    def __init__(self, name: str, policy: str, seed: int, **params):
+    def __init__(self, name: str, policy: str, seed: int, value_floor: float | None = None, **params):
         self.name = name
+        self.value_floor = value_floor
         if make_allocator(policy).randomised:
             params.setdefault("seed", seed)
         self.alloc = make_allocator(policy, **params)
 
     def decide(self, bounds: Bounds):
         res = self.alloc.allocate(list(bounds.agents), dict(bounds.lo), dict(bounds.hi), bounds.budget,
-                                  strategies=dict(bounds.strategy_of), max_runs_per_strategy=dict(bounds.strategy_hi))
-        return res.quotas, res.shortfall
+                                  strategies=dict(bounds.strategy_of), max_runs_per_strategy=dict(bounds.strategy_hi),
+                                  value_floor=self.value_floor)
+        return res.quotas, res.shortfall, res.held_back
 
     def update(self, pairs):
         for a, r in pairs:
             self.alloc.observe(a, r)
 
 
-def policy_factories(include_mabwiser: bool) -> list[tuple[str, Callable[[int], object]]]:
-    out: list[tuple[str, Callable[[int], object]]] = [
-        ("seed_ucb (as written)", lambda s: SeedAdapter(s)),
-        ("uniform", lambda s: OursAdapter("uniform", "uniform", s)),
-        ("ucb (fixed seed)", lambda s: OursAdapter("ucb (fixed seed)", "ucb", s)),
-        ("thompson", lambda s: OursAdapter("thompson", "thompson", s)),
-        ("glr_thompson", lambda s: OursAdapter("glr_thompson", "glr_thompson", s)),
+DEFAULT_WITH_FLOOR = f"{DEFAULT_POLICY}, value_floor {FLOOR}"
+PLAIN_TS = {"tail": 0.0, "posterior_scale": 1.0, "fantasize": False}
+
+
+def policy_factories(include_mabwiser: bool, env_name: str) -> list[tuple[str, Callable[[int], object], float | None]]:
+    """(label, factory, value floor) per policy. Every environment gets today's rows (the budget spent) and the
+    default policy with the pipeline's floor; the floor environments get every policy of ours with the floor."""
+    out: list[tuple[str, Callable[[int], object], float | None]] = [
+        ("seed_ucb (as written)", lambda s: SeedAdapter(s), None),
+        ("uniform", lambda s: OursAdapter("uniform", "uniform", s), None),
+        ("ucb (fixed seed)", lambda s: OursAdapter("ucb (fixed seed)", "ucb", s), None),
+        ("thompson", lambda s: OursAdapter("thompson", "thompson", s), None),
+        ("glr_thompson", lambda s: OursAdapter("glr_thompson", "glr_thompson", s), None),
         # the same discount as our Thompson policies, without winsorizing, posterior scaling, fantasized slots or
         # change detection
         ("plain discounted Gaussian TS", lambda s: OursAdapter("plain discounted Gaussian TS", "thompson", s,
-                                                               tail=0.0, posterior_scale=1.0, fantasize=False)),
+                                                               **PLAIN_TS), None),
+        (DEFAULT_WITH_FLOOR, lambda s: OursAdapter(DEFAULT_WITH_FLOOR, DEFAULT_POLICY, s, value_floor=FLOOR), FLOOR),
     ]
+    if env_name in FLOOR_ENVS:
+        for label, policy, params in (("uniform", "uniform", {}), ("ucb (fixed seed)", "ucb", {}),
+                                      ("thompson", "thompson", {}),
+                                      ("plain discounted Gaussian TS", "thompson", PLAIN_TS)):
+            name = f"{label}, value_floor {FLOOR}"
+            out.append((name, lambda s, n=name, p=policy, kw=params: OursAdapter(n, p, s, value_floor=FLOOR, **kw),
+                        FLOOR))
     if include_mabwiser:
         for label, factory, per_slot, binarize in mabwiser_policies():
             out.append((f"mabwiser {label}",
-                        lambda s, f=factory, p=per_slot, b=binarize, lab=label: MabwiserAdapter(lab, f, s, p, b)))
+                        lambda s, f=factory, p=per_slot, b=binarize, lab=label: MabwiserAdapter(lab, f, s, p, b),
+                        None))
     return out
 
 
 # -- harness --------------------------------------------------------------------------------------------------------
-def oracle_value(bounds: Bounds, mu: np.ndarray) -> float:
+def oracle_value(bounds: Bounds, mu: np.ndarray, floor: float | None = None) -> float:
+    """The best value the bounds allow with the period's true means; with a floor it spends a slot only on an
+    agent whose mean exceeds the floor (so it may leave budget unspent)."""
     index = {a: i for i, a in enumerate(bounds.agents)}
-    quotas, _ = fill(bounds, lambda slot, open_agents, q: max(open_agents, key=lambda a: mu[index[a]]))
+
+    def pick(slot, open_agents, q):
+        best = max(open_agents, key=lambda a: mu[index[a]])
+        return best if floor is None or mu[index[best]] > floor else None
+
+    quotas = fill(bounds, pick).quotas
     return float(sum(q * mu[index[a]] for a, q in quotas.items()))
 
 
 @dataclass
 class Outcome:
-    regret: list[float] = field(default_factory=list)
+    """One policy on one seed of one environment."""
+
+    regret: float = 0.0
+    value: float = 0.0
+    oracle: float = 0.0  # the oracle with the floor (value captured is always measured against it)
+    runs: int = 0
+    losing_runs: int = 0
+    runs_after_warmup: int = 0
+    losing_after_warmup: int = 0
+    held_after_warmup: int = 0
+    budget_after_warmup: int = 0
     violations: int = 0
-    alloc_seconds: float = 0.0
+    seconds: float = 0.0
     decisions: int = 0
 
 
-def run_one(env_name: str, factory, seed: int, periods: int, batch: int) -> tuple[float, int, float, int]:
+def run_one(env_name: str, factory, seed: int, periods: int, batch: int, floor: float | None = None) -> Outcome:
     env = make_env(env_name, seed, periods, batch)
     policy = factory(seed)
     g = np.random.default_rng(seed)
     index = {a: i for i, a in enumerate(env.bounds.agents)}
-    regret, bad, spent = 0.0, 0, 0.0
+    warmup = math.ceil(WARMUP_SHARE * periods)
+    out = Outcome()
     for t in range(periods):
         mu = env.means(t)
         t0 = time.perf_counter()
-        quotas, shortfall = policy.decide(env.bounds)
-        spent += time.perf_counter() - t0
-        bad += 1 if violations(env.bounds, quotas, shortfall) else 0
-        regret += oracle_value(env.bounds, mu) - sum(q * mu[index[a]] for a, q in quotas.items())
+        decided = policy.decide(env.bounds)
+        out.seconds += time.perf_counter() - t0
+        quotas, shortfall = decided[0], decided[1]
+        held = decided[2] if len(decided) > 2 else 0
+        out.violations += 1 if violations(env.bounds, quotas, shortfall, held) else 0
+        value = sum(q * mu[index[a]] for a, q in quotas.items())
+        with_floor = oracle_value(env.bounds, mu, FLOOR)
+        out.regret += (with_floor if floor == FLOOR else oracle_value(env.bounds, mu, floor)) - value
+        out.value += value
+        out.oracle += with_floor
+        losing = sum(q for a, q in quotas.items() if mu[index[a]] < 0)
+        out.runs += sum(quotas.values())
+        out.losing_runs += losing
+        if t >= warmup:
+            out.runs_after_warmup += sum(quotas.values())
+            out.losing_after_warmup += losing
+            out.held_after_warmup += held
+            out.budget_after_warmup += env.bounds.budget
         pairs = []
         for a, q in quotas.items():
             if q > 0:
                 pairs.extend((a, float(r)) for r in env.draw(g, index[a], t, q))
         order = g.permutation(len(pairs))  # runs of a period interleave in time
         policy.update([pairs[i] for i in order])
-    return regret, bad, spent, periods
+    out.decisions = periods
+    return out
+
+
+def _mean_sem(values: list[float]) -> tuple[float, float]:
+    mean = float(np.mean(values))
+    sem = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+    return mean, sem
+
+
+@dataclass
+class Row:
+    regret: tuple[float, float]
+    captured: tuple[float, float] | None  # value / oracle value, per seed; None when the oracle earns nothing
+    value: float
+    oracle: float
+    losing_share: float
+    losing_share_after: float
+    held_share: float
+    violations: int
+    ms: float
+    floor: float | None
+
+
+def summarize(outcomes: list[Outcome], floor: float | None) -> Row:
+    captured = [o.value / o.oracle for o in outcomes if o.oracle > 1e-9]
+    runs = sum(o.runs for o in outcomes)
+    runs_after = sum(o.runs_after_warmup for o in outcomes)
+    budget = sum(o.budget_after_warmup for o in outcomes)
+    return Row(regret=_mean_sem([o.regret for o in outcomes]),
+               captured=_mean_sem(captured) if len(captured) == len(outcomes) else None,
+               value=float(np.mean([o.value for o in outcomes])), oracle=float(np.mean([o.oracle for o in outcomes])),
+               losing_share=sum(o.losing_runs for o in outcomes) / runs if runs else 0.0,
+               losing_share_after=sum(o.losing_after_warmup for o in outcomes) / runs_after if runs_after else 0.0,
+               held_share=sum(o.held_after_warmup for o in outcomes) / budget if budget else 0.0,
+               violations=sum(o.violations for o in outcomes),
+               ms=1000.0 * sum(o.seconds for o in outcomes) / max(sum(o.decisions for o in outcomes), 1),
+               floor=floor)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--periods", type=int, default=100)
     ap.add_argument("--batch", type=int, default=50, help="runs per period")
     ap.add_argument("--envs", default=",".join(ENVS))
@@ -186,40 +298,52 @@ def main(argv: list[str] | None = None) -> int:
     notes = []
     if not args.no_mabwiser and not with_mab:
         notes.append("MABWiser is not installed (`pip install -e '.[bench]'`): its rows are skipped.")
-    policies = policy_factories(with_mab)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     started = time.perf_counter()
-    results: dict[str, dict[str, tuple[float, float, int, float]]] = {}
+    results: dict[str, dict[str, Row]] = {}
     for env_name in envs:
         results[env_name] = {}
-        for label, factory in policies:
-            regrets, bad, spent, decisions = [], 0, 0.0, 0
-            for seed in range(args.seeds):
-                r, b, s, d = run_one(env_name, factory, seed, args.periods, args.batch)
-                regrets.append(r)
-                bad += b
-                spent += s
-                decisions += d
-            mean = float(np.mean(regrets))
-            sem = float(np.std(regrets, ddof=1) / math.sqrt(len(regrets))) if len(regrets) > 1 else 0.0
-            results[env_name][label] = (mean, sem, bad, 1000.0 * spent / max(decisions, 1))
-            print(f"# {env_name:10s} {label:40s} regret {mean:9.1f} ± {sem:6.1f}  violations {bad}  "
-                  f"{1000.0 * spent / max(decisions, 1):.2f} ms/alloc", file=sys.stderr, flush=True)
+        for label, factory, floor in policy_factories(with_mab, env_name):
+            row = summarize([run_one(env_name, factory, seed, args.periods, args.batch, floor) for seed in seeds],
+                            floor)
+            results[env_name][label] = row
+            print(f"# {env_name:14s} {label:42s} regret {row.regret[0]:9.1f} ± {row.regret[1]:6.1f}  "
+                  f"captured {_pct(row.captured)}  losing {row.losing_share:6.1%}  held {row.held_share:6.1%}  "
+                  f"violations {row.violations}  {row.ms:.2f} ms/alloc", file=sys.stderr, flush=True)
     print(render(results, envs, args, notes, time.perf_counter() - started))
     return 0
 
 
+def _pct(pair: tuple[float, float] | None) -> str:
+    return "—" if pair is None else f"{pair[0]:.1%} ± {pair[1]:.1%}"
+
+
 def render(results, envs, args, notes, elapsed) -> str:
-    lines = [f"Seeds {args.seeds}, {args.periods} periods of {args.batch} runs, {K} agents; default policy "
-             f"`{DEFAULT_POLICY}`; regret ± standard error over seeds; `vs uniform` = regret / uniform's regret; "
-             f"wall time {elapsed:.0f} s.", ""]
+    header = (f"Seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, {args.periods} periods of {args.batch} "
+              f"runs, {K} agents; default policy `{DEFAULT_POLICY}`; regret ± standard error over seeds, against the "
+              f"oracle with the row's floor (none: it spends the budget); `vs uniform` = regret / uniform's regret "
+              f"(both without a floor); `captured` = value / the value of the oracle with floor {FLOOR:g}, which "
+              f"may leave budget unspent (— when it earns nothing); `value (oracle)` = mean total value per seed "
+              f"and that oracle's; `to losers` = share of the runs given that went to agents whose true mean was "
+              f"below 0, over all periods and (in brackets) after the first {WARMUP_SHARE:.0%} of periods; `held "
+              f"back` = share of the budget left unspent on purpose after those first {WARMUP_SHARE:.0%}; wall "
+              f"time {elapsed:.0f} s.")
+    lines = [header, ""]
     for env_name in envs:
-        env = make_env(env_name, 0, args.periods, args.batch)
+        env = make_env(env_name, args.first_seed, args.periods, args.batch)
         lines += [f"**{env_name}** — {env.note}", "",
-                  "| policy | regret | vs uniform | violations | ms / allocation |", "|---|---:|---:|---:|---:|"]
-        uniform = results[env_name]["uniform"][0] or 1.0
-        for label, (mean, sem, bad, ms) in results[env_name].items():
-            mark = " **(default)**" if label == DEFAULT_POLICY else ""
-            lines.append(f"| {label}{mark} | {mean:.1f} ± {sem:.1f} | {mean / uniform:.2f} | {bad} | {ms:.2f} |")
+                  ("| policy | floor | regret | vs uniform | captured | value (oracle) | to losers | held back | "
+                   "violations | ms / allocation |"),
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        uniform = results[env_name]["uniform"].regret[0] or 1.0
+        for label, row in results[env_name].items():
+            mark = " **(default)**" if label in (DEFAULT_POLICY, DEFAULT_WITH_FLOOR) else ""
+            floor = "none" if row.floor is None else f"{row.floor:g}"
+            vs = f"{row.regret[0] / uniform:.2f}" if row.floor is None else ""
+            lines.append(f"| {label}{mark} | {floor} | {row.regret[0]:.1f} ± {row.regret[1]:.1f} | {vs} | "
+                         f"{_pct(row.captured)} | {row.value:.1f} ({row.oracle:.1f}) | {row.losing_share:.1%} "
+                         f"({row.losing_share_after:.1%}) | "
+                         f"{row.held_share:.1%} | {row.violations} | {row.ms:.2f} |")
         lines.append("")
     lines += notes
     return "\n".join(lines)

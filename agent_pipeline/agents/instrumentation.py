@@ -245,7 +245,8 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
         if error is None:
             output, cost = normalize_result(raw)
             output = _detached(output)
-            reward, capital, max_loss = score_output(agent.name, agent.strategy, output, reward_config)
+            reward, capital, max_loss = score_output(agent.name, agent.strategy, output, reward_config,
+                                                      cost_usd=cost)
             event = AgentEvent(run_id=run_id, agent=agent.name, strategy=agent.strategy, kind=agent.kind,
                                started_at=started, latency_seconds=latency, source=source,
                                cost_usd=cost, reward=reward, output=output, capital_usd=capital,

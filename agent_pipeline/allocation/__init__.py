@@ -1,8 +1,10 @@
 """Allocation: how often each agent runs and how much capital it sizes orders with (pure, no Dagster).
 
 ``make_allocator(policy, **params)`` builds a policy; every policy has ``observe(agent, reward)`` and
-``allocate(agents, min_runs=None, max_runs=None, total_budget_runs=100)`` returning an ``Allocation`` that
-unpacks as ``quotas, scores = ...`` and carries ``.shortfall`` (runs the caps left unallocated).
+``allocate(agents, min_runs=None, max_runs=None, total_budget_runs=100, value_floor=None)`` returning an
+``Allocation`` that unpacks as ``quotas, scores = ...`` and carries ``.shortfall`` (runs the caps left
+unallocated), ``.held_back`` (runs no agent was worth with a ``value_floor``) and ``.explanations`` (per agent,
+why it got what it got).
 """
 
 from agent_pipeline.allocation.capital import CapitalPlan, allocate_capital

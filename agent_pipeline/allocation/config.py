@@ -4,7 +4,9 @@
     policy = "glr_thompson"            # ucb | thompson | glr_thompson | uniform
     params = { discount = 0.998 }      # the policy's own parameters
     seed = 0                           # base seed; each period's seed is derived from it and the period start
-    total_budget_runs = 60             # runs per period, across all agents
+    total_budget_runs = 60             # runs per period, across all agents: a ceiling, not a quota to spend
+    value_floor = 0.0                  # runs beyond the minimums only to agents whose value for the slot exceeds
+                                       # this (-inf: spend the whole budget, as the prototype did)
     period_minutes = 60
     watcher_min_runs = 4               # every watcher runs at least this often per period
     watcher_max_runs = 4               # and at most this often (default: its minimum; watchers earn no edge)
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agent_pipeline.allocation.capital import CapitalPlan
-from agent_pipeline.allocation.policies import DEFAULT_POLICY, BaseAllocator, make_allocator
+from agent_pipeline.allocation.policies import DEFAULT_POLICY, BaseAllocator, check_value_floor, make_allocator
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.settings import ConfigError, config_section, strict_fields
 
@@ -43,6 +45,7 @@ class AllocationConfig:
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     total_budget_runs: int = 60
+    value_floor: float | None = 0.0
     period_minutes: int = 60
     watcher_min_runs: int = 4
     watcher_max_runs: int | None = None
@@ -92,6 +95,11 @@ class AllocationConfig:
         for key, value in self.max_capital_per_strategy.items():
             if finite_number(value) is None or value < 0:
                 raise ConfigError(f"[allocation].max_capital_per_strategy.{key} must be a number >= 0, got {value!r}")
+        try:
+            object.__setattr__(self, "value_floor", check_value_floor(self.value_floor))  # -inf is None
+        except ValueError as exc:
+            raise ConfigError(f"[allocation].value_floor must be a number (-inf: spend the whole budget), "
+                              f"got {self.value_floor!r}") from exc
         try:
             self.allocator()
             self.capital_plan({})

@@ -6,6 +6,10 @@ policy prefers *among those still under their caps* (per agent, and per strategy
 ``budget - sum(min)`` times and stops as soon as no agent is eligible, so it always terminates, and because the
 caps are laminar (agent inside strategy) the greedy fill reaches the largest feasible total: the shortfall it
 reports is exactly what the caps leave unallocated.
+
+A picker may also decline a slot (return None): with a value floor, a slot that no eligible agent is worth is
+held back. Then ``budget = sum(quotas) + shortfall + held_back``, where the shortfall is still exactly what the
+caps leave and ``held_back`` is what was left unallocated on purpose.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -98,54 +103,100 @@ def make_bounds(agents: Sequence[str], total_budget_runs: object, min_runs: Mapp
     return Bounds(tuple(names), budget, lo, hi, strategy_of, strategy_hi)
 
 
-# A picker gets the slot index, the agents eligible for it, and the quotas so far; it returns one of them.
-Picker = Callable[[int, list[str], Mapping[str, int]], str]
+# A picker gets the slot index, the agents eligible for it, and the quotas so far; it returns one of them, or
+# None to hold the slot back (no eligible agent is worth a run).
+Picker = Callable[[int, list[str], Mapping[str, int]], str | None]
 
 
-def fill(bounds: Bounds, pick: Picker, first: Sequence[str] = ()) -> tuple[dict[str, int], int]:
-    """Give each agent its minimum, then hand out the remaining runs one slot at a time.
+class Fill(NamedTuple):
+    """What the fill decided: quotas, the runs the caps left (``shortfall``), the runs held back on purpose, and
+    the agents that were still eligible in some held-back slot (the floor, not a cap, stopped them)."""
+
+    quotas: dict[str, int]
+    shortfall: int
+    held_back: int
+    held_from: frozenset[str]
+
+
+def fill(bounds: Bounds, pick: Picker, first: Sequence[str] = ()) -> Fill:
+    """Give each agent its minimum, then decide the remaining slots one at a time.
 
     ``first`` lists agents to serve one slot each before the picker is asked (agents with no history: they get
-    explored, not starved). Returns ``(quotas, shortfall)``.
+    explored, not starved). Only the slots the caps can place are decided (``budget - expected_shortfall``), so
+    when nothing is held back the result is the greedy fill's and the shortfall is exactly what the caps leave.
     """
     quotas = dict(bounds.lo)
     strat_used: dict[str, int] = {}
     for a, q in quotas.items():
         s = bounds.strategy_of[a]
         strat_used[s] = strat_used.get(s, 0) + q
-    remaining = bounds.budget - sum(quotas.values())
+    decisions = bounds.budget - bounds.expected_shortfall - sum(quotas.values())
 
     def eligible(a: str) -> bool:
         s = bounds.strategy_of[a]
         return quotas[a] < bounds.hi[a] and strat_used.get(s, 0) < bounds.strategy_hi.get(s, bounds.budget + 1)
 
     def give(a: str) -> None:
-        nonlocal remaining
+        nonlocal decisions
         quotas[a] += 1
         s = bounds.strategy_of[a]
         strat_used[s] = strat_used.get(s, 0) + 1
-        remaining -= 1
+        decisions -= 1
 
     for a in first:
-        if remaining > 0 and quotas[a] == 0 and eligible(a):
+        if decisions > 0 and quotas[a] == 0 and eligible(a):
             give(a)
     open_agents = [a for a in bounds.agents if eligible(a)]  # kept up to date as runs are given
+    held, held_from = 0, set()
     slot = 0
-    while remaining > 0 and open_agents:  # at most `remaining` iterations: each one gives a run
+    while decisions > 0 and open_agents:  # at most `decisions` iterations: each one gives or holds a run
         choice = pick(slot, open_agents, quotas)
-        if choice not in open_agents:
+        if choice is None:
+            held += 1
+            held_from.update(open_agents)
+            decisions -= 1
+        elif choice not in open_agents:
             raise RuntimeError(f"policy picked {choice!r}, which is not eligible for slot {slot}")
-        give(choice)
-        if not eligible(choice):
-            full = bounds.strategy_of[choice]
-            strategy_full = strat_used.get(full, 0) >= bounds.strategy_hi.get(full, bounds.budget + 1)
-            open_agents = [a for a in open_agents if a != choice and
-                           not (strategy_full and bounds.strategy_of[a] == full)]
+        else:
+            give(choice)
+            if not eligible(choice):
+                full = bounds.strategy_of[choice]
+                strategy_full = strat_used.get(full, 0) >= bounds.strategy_hi.get(full, bounds.budget + 1)
+                open_agents = [a for a in open_agents if a != choice and
+                               not (strategy_full and bounds.strategy_of[a] == full)]
         slot += 1
-    return quotas, remaining
+    shortfall = bounds.budget - sum(quotas.values()) - held
+    return Fill(quotas, shortfall, held, frozenset(held_from))
 
 
-def violations(bounds: Bounds, quotas: Mapping[str, int], shortfall: int) -> list[str]:
+STATUSES = ("capped", "at minimum", "held back", "allocated")
+
+
+def statuses(bounds: Bounds, filled: Fill) -> dict[str, str]:
+    """Why each agent got what it got, in the order a reader asks: was there anything to win; did a cap stop it;
+    did the value floor; did it win nothing beyond its minimum; or did it win slots on the policy's ranking."""
+    quotas = filled.quotas
+    used: dict[str, int] = {}
+    for a, q in quotas.items():
+        used[bounds.strategy_of[a]] = used.get(bounds.strategy_of[a], 0) + q
+    out = {}
+    for a in bounds.agents:
+        s = bounds.strategy_of[a]
+        at_cap = quotas[a] >= bounds.hi[a] or used.get(s, 0) >= bounds.strategy_hi.get(s, bounds.budget + 1)
+        if bounds.hi[a] == bounds.lo[a]:
+            out[a] = "at minimum"
+        elif at_cap:
+            out[a] = "capped"
+        elif a in filled.held_from:
+            out[a] = "held back"
+        elif quotas[a] == bounds.lo[a]:
+            out[a] = "at minimum"
+        else:
+            out[a] = "allocated"
+    return out
+
+
+def violations(bounds: Bounds, quotas: Mapping[str, int], shortfall: int, held_back: int = 0) -> list[str]:
     """Every way an allocation breaks its bounds (empty when it obeys them); used by tests and the benchmark."""
     found = []
     if set(quotas) != set(bounds.agents):
@@ -160,8 +211,11 @@ def violations(bounds: Bounds, quotas: Mapping[str, int], shortfall: int) -> lis
     for s, cap in bounds.strategy_hi.items():
         if per_strategy.get(s, 0) > cap:
             found.append(f"strategy {s}: {per_strategy[s]} runs above cap {cap}")
-    if sum(quotas.values()) + shortfall != bounds.budget:
-        found.append(f"quotas sum {sum(quotas.values())} + shortfall {shortfall} != budget {bounds.budget}")
+    if held_back < 0:
+        found.append(f"held_back {held_back} is negative")
+    if sum(quotas.values()) + shortfall + held_back != bounds.budget:
+        found.append(f"quotas sum {sum(quotas.values())} + shortfall {shortfall} + held back {held_back} "
+                     f"!= budget {bounds.budget}")
     if shortfall != bounds.expected_shortfall:
         found.append(f"shortfall {shortfall} != {bounds.expected_shortfall} the caps leave")
     return found

@@ -59,7 +59,8 @@ def _run(request: Mapping[str, Any], pairs: Iterable[tuple[str, float]]) -> Allo
     return allocator.allocate(
         request["agents"], request["min_runs"], request["max_runs"], request["total_budget_runs"],
         strategies=request["strategies"], max_runs_per_strategy=request["max_runs_per_strategy"],
-        capital=plan, capital_agents=request["capital_agents"])
+        capital=plan, capital_agents=request["capital_agents"],
+        value_floor=request.get("value_floor"))  # records from before the floor existed spent the budget
 
 
 def decide(config: AllocationConfig, agents: Sequence[AgentInfo], pairs: Sequence[tuple[str, float]],
@@ -84,6 +85,7 @@ def decide(config: AllocationConfig, agents: Sequence[AgentInfo], pairs: Sequenc
                          "min_samples": plan.min_samples, "max_capital_per_agent": plan.max_capital_per_agent,
                          "max_capital_per_strategy": dict(plan.max_capital_per_strategy or {})},
         "capital_agents": [a.name for a in agents if a.kind in CAPITAL_KINDS],
+        "value_floor": config.value_floor,
     }
     known = set(names)
     used = [(a, float(r)) for a, r in pairs if a in known]

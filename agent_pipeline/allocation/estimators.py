@@ -94,7 +94,9 @@ def summarize(steps: np.ndarray, values: np.ndarray, clock: int, *, discount: fl
     if n_eff <= 0.0:
         return Summary(0.0, 0.0, 0.0, int(values.size))
     mean = float(np.dot(w, x) / n_eff)
-    var = float(np.dot(w, (x - mean) ** 2) / n_eff) if values.size > 1 else 0.0
+    # identical rewards have no spread; the weighted formula would leave ~1e-18 of rounding, which pooled_scale
+    # would then take for the typical spread and every posterior would collapse onto its mean
+    var = float(np.dot(w, (x - mean) ** 2) / n_eff) if values.size > 1 and np.ptp(x) > 0 else 0.0
     return Summary(n_eff, mean, math.sqrt(max(var, 0.0)), int(values.size))
 
 

@@ -17,18 +17,27 @@ agents still under their caps (``constraints.fill``), and finally size capital f
   detected change in the agent's mean; abrupt shifts are followed within a few runs instead of a memory length.
 - ``glr_ucb``: ``ucb`` with discounting and the same change detector.
 - ``uniform``: equal shares; the baseline.
+
+With ``value_floor`` (a float; the pipeline's default is 0.0) a slot beyond the minimums goes only to an agent
+whose value *for that slot* exceeds the floor: Thompson's draw, UCB's optimistic index, uniform's mean. A slot no
+eligible agent is worth is held back (``Allocation.held_back``). Exploration stays principled: a Thompson draw
+exceeds the floor about as often as the (``posterior_scale``-narrowed) posterior says the agent's mean may, so an
+agent with a wide posterior keeps getting some runs, and one whose rewards have settled below the floor gets next
+to none. An agent never
+seen gets its one exploratory run either way (nothing is known of it yet). ``value_floor=None`` spends the budget.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from agent_pipeline.allocation.capital import CapitalPlan, allocate_capital
-from agent_pipeline.allocation.constraints import AllocationError, Bounds, fill, make_bounds
+from agent_pipeline.allocation.constraints import AllocationError, Bounds, Picker, fill, make_bounds, statuses
 from agent_pipeline.allocation.estimators import (RewardMemory, Summary, check_reward, glr_change_point,
                                                   pooled_scale, robust_sigma, summarize)
 from agent_pipeline.allocation.result import Allocation
@@ -46,6 +55,46 @@ def _number(name: str, value: object, lo: float, hi: float, *, lo_open: bool = F
         bracket = "(" if lo_open else "["
         raise ValueError(f"{name} must be a number in {bracket}{lo}, {hi}], got {value!r}")
     return float(value)
+
+
+def check_value_floor(value: object) -> float | None:
+    """None (spend the budget) or a number; -inf means the same as None, NaN and +inf are refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise AllocationError(f"value_floor must be a number or None, got {value!r}")
+    floor = float(value)
+    if math.isnan(floor) or floor == math.inf:
+        raise AllocationError(f"value_floor must be a number below +inf or None, got {value!r}")
+    return None if floor == -math.inf else floor
+
+
+def best_above(open_agents: list[str], value: Mapping[str, float], floor: float | None) -> str | None:
+    """The open agent of highest value (the first listed on ties), among those above ``floor``; None if none is."""
+    candidates = open_agents if floor is None else [a for a in open_agents if value[a] > floor]
+    return max(candidates, key=value.__getitem__) if candidates else None
+
+
+Z90 = 1.6448536269514722  # the two-sided 90 % normal quantile: estimates are shown with a 90 % interval
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a policy prepares for one period: point scores, the slot picker (None = hold the slot back), the
+    per-slot draws it made, and per agent ``(estimate, low, high)`` of its mean reward (None when unknown)."""
+
+    scores: dict[str, float]
+    pick: Picker
+    samples: Callable[[], dict[str, list[float]]]
+    estimates: dict[str, tuple[float | None, float | None, float | None]]
+
+
+def _mean_interval(s: Summary) -> tuple[float | None, float | None, float | None]:
+    """The windowed mean with a 90 % normal interval from its effective count (unknown for an unseen agent)."""
+    if s.n == 0:
+        return None, None, None
+    half = Z90 * s.std / math.sqrt(max(s.n_eff, 1e-9))
+    return s.mean, s.mean - half, s.mean + half
 
 
 def _seed(value: object) -> int | None:
@@ -93,20 +142,29 @@ class BaseAllocator:
                  strategies: Mapping[str, str] | None = None,
                  max_runs_per_strategy: Mapping[str, int] | None = None,
                  capital: CapitalPlan | None = None,
-                 capital_agents: Iterable[str] | None = None) -> Allocation:
-        """Quotas for ``agents`` summing to ``total_budget_runs`` minus what the caps leave (``.shortfall``).
+                 capital_agents: Iterable[str] | None = None,
+                 value_floor: float | None = None) -> Allocation:
+        """Quotas for ``agents`` summing to ``total_budget_runs`` less what the caps leave (``.shortfall``) and,
+        with a ``value_floor``, less the runs no agent was worth (``.held_back``).
 
         ``min_runs``/``max_runs``: per-agent bounds; ``strategies`` maps agent -> strategy for
         ``max_runs_per_strategy`` and capital caps; ``capital`` sizes USD per agent (only ``capital_agents``,
-        default all, bear capital).
+        default all, bear capital); ``value_floor``: None spends the budget, a float gives runs beyond the
+        minimums only to agents whose value for the slot exceeds it.
         """
         bounds = make_bounds(agents, total_budget_runs, min_runs, max_runs, strategies, max_runs_per_strategy)
+        floor = check_value_floor(value_floor)
         self._before_allocate(bounds.agents)
         stats = {a: self.summary(a) for a in bounds.agents}
         scale = pooled_scale(stats)
-        scores, picker, samples = self._plan(bounds, stats, scale)
+        plan = self._plan(bounds, stats, scale, floor)
         unseen = [a for a in bounds.agents if stats[a].n == 0]
-        quotas, shortfall = fill(bounds, picker, first=unseen)
+        filled = fill(bounds, plan.pick, first=unseen)
+        quotas = filled.quotas
+        status = statuses(bounds, filled)
+        explanations = {a: {"estimate": plan.estimates[a][0], "low": plan.estimates[a][1],
+                            "high": plan.estimates[a][2], "min_runs": bounds.lo[a], "max_runs": bounds.hi[a],
+                            "slots_won": quotas[a] - bounds.lo[a], "status": status[a]} for a in bounds.agents}
         result_capital: dict[str, float] = {}
         method: dict[str, str] = {}
         undeployed = 0.0
@@ -114,17 +172,19 @@ class BaseAllocator:
             result_capital, method, undeployed = allocate_capital(
                 capital, stats, quotas, bounds.strategy_of, capital_agents, fallback_sigma=scale)
         return Allocation(
-            quotas=quotas, scores={a: float(v) for a, v in scores.items()}, shortfall=shortfall,
-            samples={a: [float(x) for x in v] for a, v in samples().items()}, capital=result_capital,
+            quotas=quotas, scores={a: float(v) for a, v in plan.scores.items()}, shortfall=filled.shortfall,
+            samples={a: [float(x) for x in v] for a, v in plan.samples().items()}, capital=result_capital,
             capital_method=method, undeployed_capital_usd=undeployed,
             stats={a: {"n": s.n, "n_eff": round(s.n_eff, 6), "mean": s.mean, "std": s.std} for a, s in stats.items()},
-            policy=self.name, params=self.params(), seed=self.seed)
+            policy=self.name, params=self.params(), seed=self.seed, held_back=filled.held_back, value_floor=floor,
+            explanations=explanations)
 
     def _before_allocate(self, agents: tuple[str, ...]) -> None:
         """Hook for policies that inspect history once per period (change detection)."""
 
-    def _plan(self, bounds: Bounds, stats: dict[str, Summary], scale: float):
-        """Return ``(scores, pick, samples)``: point scores, the slot picker, and a callable giving the draws."""
+    def _plan(self, bounds: Bounds, stats: dict[str, Summary], scale: float, floor: float | None) -> Plan:
+        """The period's plan; the picker must hold a slot back (None) when no open agent's value exceeds
+        ``floor`` (never when ``floor`` is None)."""
         raise NotImplementedError
 
 
@@ -133,13 +193,17 @@ class UniformAllocator(BaseAllocator):
 
     name = "uniform"
 
-    def _plan(self, bounds, stats, scale):
+    def _plan(self, bounds, stats, scale, floor):
         order = {a: i for i, a in enumerate(bounds.agents)}
+        # with a floor, an agent's value is its mean reward so far (an unseen agent's is unknown: +inf)
+        value = {a: stats[a].mean if stats[a].n else math.inf for a in bounds.agents}
 
         def pick(slot, open_agents, quotas):
-            return min(open_agents, key=lambda a: (quotas[a], order[a]))
+            candidates = open_agents if floor is None else [a for a in open_agents if value[a] > floor]
+            return min(candidates, key=lambda a: (quotas[a], order[a])) if candidates else None
 
-        return {a: 0.0 for a in bounds.agents}, pick, dict
+        estimates = {a: _mean_interval(stats[a]) for a in bounds.agents}
+        return Plan({a: 0.0 for a in bounds.agents}, pick, dict, estimates)
 
 
 class UCBAllocator(BaseAllocator):
@@ -172,19 +236,26 @@ class UCBAllocator(BaseAllocator):
         mean = s.mean if s.n else prior_mean  # an unseen agent, once given a slot, counts at the pooled mean
         return mean + self.exploration * scale * math.sqrt(math.log(max(total, 2)) / max(n, 1e-9))
 
-    def _plan(self, bounds, stats, scale):
+    def _plan(self, bounds, stats, scale, floor):
         scale = self.scale or scale
         total = sum(s.n_eff for s in stats.values()) + 1
         seen = [s.mean for s in stats.values() if s.n]
         prior = float(np.mean(seen)) if seen else 0.0
         scores = {a: self._index(stats[a], total, 0, scale, prior) for a in bounds.agents}
-        order = {a: i for i, a in enumerate(bounds.agents)}
 
         def pick(slot, open_agents, quotas):
-            return max(open_agents,
-                       key=lambda a: (self._index(stats[a], total + slot, quotas[a], scale, prior), -order[a]))
+            value = {a: self._index(stats[a], total + slot, quotas[a], scale, prior) for a in open_agents}
+            return best_above(open_agents, value, floor)
 
-        return scores, pick, dict
+        estimates = {}
+        for a in bounds.agents:  # the windowed mean, between its lower and upper confidence bounds (the index)
+            s = stats[a]
+            if s.n == 0:
+                estimates[a] = (None, None, None)
+            else:
+                bonus = scores[a] - s.mean
+                estimates[a] = (s.mean, s.mean - bonus, scores[a])
+        return Plan(scores, pick, dict, estimates)
 
 
 class ThompsonAllocator(BaseAllocator):
@@ -224,10 +295,11 @@ class ThompsonAllocator(BaseAllocator):
             out[a] = (mean, max(var, 1e-18), n + k)
         return out
 
-    def _plan(self, bounds, stats, scale):
+    def _plan(self, bounds, stats, scale, floor):
         """One draw per agent per slot. A slot already given to an agent this period counts as one more
         observation at its posterior mean, so its later draws narrow (batched Thompson sampling with fantasized
-        outcomes): the period's runs concentrate on agents that are likely best, not merely uncertain."""
+        outcomes): the period's runs concentrate on agents that are likely best, not merely uncertain. With a
+        floor, a slot goes to the best draw above it, or is held back when no open agent's draw exceeds it."""
         post = self.posterior(stats, scale)
         agents = list(bounds.agents)
         slots = max(bounds.budget - sum(bounds.lo.values()), 0)
@@ -242,14 +314,17 @@ class ThompsonAllocator(BaseAllocator):
             q = np.fromiter((quotas[a] for a in agents), float, len(agents)) if self.fantasize else 0.0
             row = mu + self.posterior_scale * np.sqrt(var / (n + q)) * z[slot]
             rows.append(row)
-            return max(open_agents, key=lambda a: row[index[a]])
+            return best_above(open_agents, {a: float(row[index[a]]) for a in open_agents}, floor)
 
         def samples() -> dict[str, list[float]]:
             """Per agent, its draw in each slot the fill asked about (the decision record's ``samples``)."""
             table = np.array(rows) if rows else np.empty((0, len(agents)))
             return {a: table[:, i].tolist() for i, a in enumerate(agents)}
 
-        return {a: post[a][0] for a in agents}, pick, samples
+        # the 90 % interval of the distribution the first slot's draws come from
+        half = Z90 * self.posterior_scale * np.sqrt(var / n)
+        estimates = {a: (float(mu[i]), float(mu[i] - half[i]), float(mu[i] + half[i])) for i, a in enumerate(agents)}
+        return Plan({a: post[a][0] for a in agents}, pick, samples, estimates)
 
 
 class _ChangeDetection:

@@ -16,15 +16,57 @@ def _fmt(value: float | None) -> str:
 
 
 def markdown_table(allocation: Allocation, agents: Mapping[str, tuple[str, str]]) -> str:
-    lines = ["| agent | kind | strategy | quota | capital USD | capital by | score | rewards seen |",
-             "|---|---|---|---:|---:|---|---:|---:|"]
+    lines = ["| agent | kind | strategy | quota | status | capital USD | capital by | score | rewards seen |",
+             "|---|---|---|---:|---|---:|---|---:|---:|"]
     for agent in sorted(allocation.quotas, key=lambda a: (-allocation.quotas[a], a)):
         kind, strategy = agents[agent]
         seen = int(allocation.stats.get(agent, {}).get("n", 0))
-        lines.append(f"| {agent} | {kind} | {strategy} | {allocation.quotas[agent]} | "
+        status = allocation.explanations.get(agent, {}).get("status", "")
+        lines.append(f"| {agent} | {kind} | {strategy} | {allocation.quotas[agent]} | {status} | "
                      f"{allocation.capital.get(agent, 0.0):,.2f} | {allocation.capital_method.get(agent, '')} | "
                      f"{_fmt(allocation.scores.get(agent))} | {seen} |")
     return "\n".join(lines)
+
+
+# (name, type, description) of each column of the per-agent explanation; types are Dagster TableColumn types.
+EXPLANATION_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("agent", "string", "Agent name."),
+    ("kind", "string", "signal, watcher or execution-sensitive."),
+    ("strategy", "string", "Strategy the agent's caps and capital are counted under."),
+    ("status", "string", ("capped: a per-agent or strategy cap stopped it; at minimum: it won nothing beyond its "
+                          "minimum (or had nothing to win); held back: the value floor withheld runs it could have "
+                          "had; allocated: it won slots on the policy's ranking.")),
+    ("quota", "int", "Runs this period."),
+    ("min_runs", "int", "Runs it is guaranteed."),
+    ("max_runs", "int", "Its per-agent cap."),
+    ("slots_won", "int", "Runs won beyond its minimum."),
+    ("estimate", "float", "The policy's estimate of its mean reward (empty while unknown)."),
+    ("interval_low", "float", "Lower end of the estimate's 90 % interval."),
+    ("interval_high", "float", "Upper end of the estimate's 90 % interval."),
+    ("rewards_seen", "int", "Rewards the decision observed for it."),
+    ("capital_usd", "float", "Capital it sizes orders with this period."),
+)
+
+
+def _rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+
+
+def explanation_rows(allocation: Allocation, agents: Mapping[str, tuple[str, str]]) -> list[dict[str, object]]:
+    """One row per agent (most runs first) with the columns of ``EXPLANATION_COLUMNS``, numbers rounded."""
+    rows = []
+    for agent in sorted(allocation.quotas, key=lambda a: (-allocation.quotas[a], a)):
+        kind, strategy = agents[agent]
+        why = allocation.explanations.get(agent, {})
+        rows.append({
+            "agent": agent, "kind": kind, "strategy": strategy, "status": why.get("status", ""),
+            "quota": int(allocation.quotas[agent]), "min_runs": why.get("min_runs"), "max_runs": why.get("max_runs"),
+            "slots_won": why.get("slots_won"), "estimate": _rounded(why.get("estimate")),
+            "interval_low": _rounded(why.get("low")), "interval_high": _rounded(why.get("high")),
+            "rewards_seen": int(allocation.stats.get(agent, {}).get("n", 0)),
+            "capital_usd": round(float(allocation.capital.get(agent, 0.0)), 2),
+        })
+    return rows
 
 
 def svg_chart(allocation: Allocation) -> str:

@@ -1,8 +1,11 @@
 """The allocation domain's tables and the reads it needs, through ``agent_pipeline.store.Store``.
 
 ``allocator_quotas`` holds one row per agent per period; the latest period is the one in force (the scheduler
-launches runs from it, the execution gate sizes orders with its ``capital_usd``). ``allocator_decisions`` holds
-one JSON decision record per period. A re-decision of a period replaces that period's rows (idempotent).
+launches runs from it, the execution gate sizes orders with its ``capital_usd``). Since schema v2 each row also
+says why: ``status`` (capped / at minimum / held back / allocated), ``slots_won`` beyond ``min_runs``, and the
+policy's ``estimate`` of the agent's mean reward with its 90 % interval. ``allocator_decisions`` holds one JSON
+decision record per period, with the runs ``held_back`` beside the ``shortfall``. A re-decision of a period
+replaces that period's rows (idempotent).
 
 Rewards are read incrementally: only each agent's last ``window`` finite rewards up to the decision time, from
 ``agent_rewards`` (the rewards domain) or, before that table exists, from ``agent_events``.
@@ -44,7 +47,27 @@ MIGRATIONS: list[str] = [
         record JSON NOT NULL
     );
     """,
+    # v2: why each agent got what it got, and the runs held back on purpose (NULL on rows decided before v2)
+    """
+    ALTER TABLE allocator_quotas ADD COLUMN status VARCHAR;
+    ALTER TABLE allocator_quotas ADD COLUMN min_runs INTEGER;
+    ALTER TABLE allocator_quotas ADD COLUMN max_runs INTEGER;
+    ALTER TABLE allocator_quotas ADD COLUMN slots_won INTEGER;
+    ALTER TABLE allocator_quotas ADD COLUMN estimate DOUBLE;
+    ALTER TABLE allocator_quotas ADD COLUMN estimate_low DOUBLE;
+    ALTER TABLE allocator_quotas ADD COLUMN estimate_high DOUBLE;
+    ALTER TABLE allocator_decisions ADD COLUMN held_back INTEGER;
+    ALTER TABLE allocator_decisions ADD COLUMN value_floor DOUBLE;
+    """,
 ]
+
+QUOTA_COLUMNS = ("period_start", "agent", "strategy", "kind", "quota", "capital_usd", "score", "policy", "decided_at",
+                 "status", "min_runs", "max_runs", "slots_won", "estimate", "estimate_low", "estimate_high")
+DECISION_COLUMNS = ("period_start", "policy", "seed", "shortfall", "decided_at", "record", "held_back", "value_floor")
+
+
+def _finite_or_none(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 
@@ -100,14 +123,22 @@ def _write(conn, period_start, decided_at, allocation, agents, record) -> None:
     rows = []
     for agent, quota in allocation.quotas.items():
         kind, strategy = agents[agent]
-        score = allocation.scores.get(agent)
+        why = allocation.explanations.get(agent, {})
         rows.append([period_start, agent, strategy, kind, int(quota), float(allocation.capital.get(agent, 0.0)),
-                     score if score is not None and math.isfinite(score) else None, allocation.policy, decided_at])
+                     _finite_or_none(allocation.scores.get(agent)), allocation.policy, decided_at,
+                     why.get("status"), why.get("min_runs"), why.get("max_runs"), why.get("slots_won"),
+                     _finite_or_none(why.get("estimate")), _finite_or_none(why.get("low")),
+                     _finite_or_none(why.get("high"))])
     if rows:
-        conn.executemany("INSERT INTO allocator_quotas VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.execute("INSERT INTO allocator_decisions VALUES (?, ?, ?, ?, ?, ?)",
+        conn.executemany(_insert("allocator_quotas", QUOTA_COLUMNS), rows)
+    conn.execute(_insert("allocator_decisions", DECISION_COLUMNS),
                  [period_start, allocation.policy, record.get("seed"), int(allocation.shortfall), decided_at,
-                  json.dumps(record, sort_keys=True, allow_nan=False, default=str)])
+                  json.dumps(record, sort_keys=True, allow_nan=False, default=str), int(allocation.held_back),
+                  allocation.value_floor])
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
 def read_quotas_in_force(conn) -> tuple[datetime | None, dict[str, int]]:

@@ -77,7 +77,11 @@ DEFAULT_BUDGETS: dict[str, RiskBudget] = {
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """Parameters of ``capital_weighted_reward`` plus the budgets per strategy; ``default_budget`` for the rest."""
+    """Parameters of ``capital_weighted_reward`` plus the budgets per strategy; ``default_budget`` for the rest.
+
+    ``charge_run_cost`` (default true): each run's own ``cost_usd`` is subtracted from its expected value, so an
+    agent whose model calls cost more than its signals earn scores below zero; false gives the prototype's numbers.
+    """
 
     fill_prob: float = 0.7
     slippage_bps: float = 5.0
@@ -85,6 +89,7 @@ class RewardConfig:
     default_budget: RiskBudget = RiskBudget(25_000.0, 300.0)
     budgets: dict[str, RiskBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     history: RewardHistoryConfig = RewardHistoryConfig()
+    charge_run_cost: bool = True
 
     def __post_init__(self) -> None:
         checks = {"fill_prob": (0.0, 1.0), "slippage_bps": (0.0, 10_000.0), "fees_bps": (0.0, 10_000.0)}
@@ -92,6 +97,8 @@ class RewardConfig:
             value = getattr(self, name)
             if finite_number(value) is None or not low <= value <= high:
                 raise ConfigError(f"RewardConfig.{name} must be a finite number in [{low}, {high}], got {value!r}")
+        if not isinstance(self.charge_run_cost, bool):
+            raise ConfigError(f"RewardConfig.charge_run_cost must be true or false, got {self.charge_run_cost!r}")
 
     def budget_for(self, strategy: str | None) -> RiskBudget:
         return self.budgets.get(strategy or "", self.default_budget)
@@ -99,7 +106,7 @@ class RewardConfig:
     def as_dict(self) -> dict[str, Any]:
         return {
             "fill_prob": self.fill_prob, "slippage_bps": self.slippage_bps, "fees_bps": self.fees_bps,
-            "default_budget": vars(self.default_budget),
+            "charge_run_cost": self.charge_run_cost, "default_budget": vars(self.default_budget),
             "budgets": {k: vars(v) for k, v in sorted(self.budgets.items())},
         }
 

@@ -5,12 +5,16 @@ window was last recomputed. Recomputing a window deletes its rows and inserts th
 a backfill over any range is idempotent and a changed parameter reprices exactly what it touches.
 
 How each event's reward is decided (``reward_source``):
-- ``recomputed``: the raw output is priced again with ``score_output`` (the one place a reward is decided);
-- ``recorded``: an imported event with a reward but no raw output keeps the reward it was recorded with;
+- ``recomputed``: the raw output is priced again with ``score_output`` (the one place a reward is decided), net
+  of the event's own ``cost_usd`` when ``[reward] charge_run_cost`` is on (an unknown cost charges nothing);
+- ``recorded``: an imported event with a reward but no raw output keeps the reward it was recorded with (how
+  that reward treated costs is the recording system's business, so nothing is subtracted);
 - ``failed``: the run failed, so it has no reward (NULL), but it still counts towards the error rate;
-- ``invalid``: a recorded reward that is NaN or infinite is dropped (NULL) so it never reaches a distribution;
+- ``invalid``: a recorded reward that is NaN or infinite, or a stored cost that is NaN, infinite or negative
+  while costs are charged, is dropped (NULL) so it never reaches a distribution;
 - ``unusable_output``: the stored output cannot be read (not JSON, or past the caps of ``output_bounds``), so it
-  is priced as an unusable output (0.0) instead of failing the window on every repricing.
+  is priced as an unusable output (what ``score_output`` gives one: nothing gained, the run's cost charged)
+  instead of failing the window on every repricing.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 
 from agent_pipeline import output_bounds
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.reward.scoring import score_output
 from agent_pipeline.store import Store, query_df, time_window
@@ -109,19 +115,28 @@ class RecomputeResult:
 def _load_events(conn, start: datetime, end: datetime) -> pd.DataFrame:
     return query_df(conn,
         """SELECT event_id, agent, strategy, kind, started_at, reward, reward_source, error, CAST(output AS VARCHAR)
-                  AS output, cost_usd, latency_seconds
+                  AS output, cost_usd, cost_usd IS NULL AS cost_unknown, latency_seconds
            FROM agent_events WHERE started_at >= ? AND started_at < ?""", [start, end])
+
+
+def _run_cost(cost: Any, unknown: bool) -> float | None:
+    """The event's cost as a usable number, 0.0 when unknown (NULL), None when stored but unusable."""
+    if unknown:
+        return 0.0
+    number = finite_number(cost)
+    return number if number is not None and number >= 0 else None
 
 
 def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float | None], list[str]]:
     """Reward and reward_source for each event row (see the module docstring for the rules)."""
     rewards: list[float | None] = []
     sources: list[str] = []
-    cache: dict[tuple[str | None, str], tuple[float, str]] = {}
-    for agent, strategy, recorded, origin, error, output in zip(
+    cache: dict[tuple[str | None, str, float], tuple[float, str]] = {}
+    for agent, strategy, recorded, origin, error, output, cost, cost_unknown in zip(
             events["agent"], events["strategy"], events["reward"], events["reward_source"], events["error"],
-            events["output"]):
+            events["output"], events["cost_usd"], events["cost_unknown"]):
         strategy = None if pd.isna(strategy) else strategy
+        run_cost = _run_cost(cost, bool(cost_unknown)) if config.charge_run_cost else 0.0
         if not pd.isna(error):
             rewards.append(None)
             sources.append("failed")
@@ -133,11 +148,14 @@ def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float
             else:
                 rewards.append(None)
                 sources.append("invalid")
+        elif run_cost is None:
+            rewards.append(None)
+            sources.append("invalid")
         else:
-            key = (strategy, "" if pd.isna(output) else output)
+            key = (strategy, "" if pd.isna(output) else output, run_cost)
             if key not in cache:
                 parsed, usable = (None, True) if pd.isna(output) else _parse_output(output)
-                cache[key] = (score_output(agent, strategy, parsed, config)[0],
+                cache[key] = (score_output(agent, strategy, parsed, config, cost_usd=run_cost)[0],
                               "recomputed" if usable else "unusable_output")
             reward, source = cache[key]
             rewards.append(reward)

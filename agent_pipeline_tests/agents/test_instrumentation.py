@@ -29,7 +29,8 @@ def test_success_event_carries_latency_cost_output_and_the_seed_reward():
     assert event.latency_seconds >= 0.02
     assert event.cost_usd == 0.003 and event.data_age_sec == 1.5
     assert event.reward == pytest.approx(
-        capital_weighted_reward("user", [{"profit_pct": 0.5}], capital_usd=25_000, max_loss_usd=300))
+        capital_weighted_reward("user", [{"profit_pct": 0.5}], capital_usd=25_000, max_loss_usd=300,
+                                run_cost_usd=0.003))  # [reward] charge_run_cost is on by default
     assert (event.capital_usd, event.max_loss_usd) == (25_000, 300)
     assert event.started_at.tzinfo is not None
 

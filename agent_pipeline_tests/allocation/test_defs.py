@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from agent_pipeline.allocation import Allocation
@@ -14,6 +15,8 @@ from agent_pipeline.defs.allocation import build_defs, scheduler
 from agent_pipeline.defs.allocation.assets import allocator_quotas, period_cron
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.store import AgentEvent, append_event
+from agent_pipeline.store.events import append_frame, events_frame
+from agent_pipeline.store.events import ensure_schema as ensure_events_schema
 
 
 def _events(store, per_agent: dict[str, list[float | None]]):
@@ -54,14 +57,105 @@ def test_asset_decides_from_agent_events_and_writes_both_tables(store):
     assert "| cross_venue_arb |" in meta["quotas"].value and "data:image/svg+xml;base64," in meta["chart"].value
     rows = _rows(store, "SELECT agent, kind, quota, capital_usd, policy FROM allocator_quotas ORDER BY agent")
     quotas = {r[0]: r[2] for r in rows}
-    assert sum(quotas.values()) == 60 and quotas["regime_watcher"] >= 4 and quotas["cross_venue_arb"] <= 20
+    held_back = meta["held_back_runs"].value
+    # the budget is a ceiling: what was not given was held back on purpose (the caps leave nothing here)
+    assert sum(quotas.values()) + held_back == 60 and meta["shortfall_runs"].value == 0
+    assert quotas["regime_watcher"] >= 4 and quotas["cross_venue_arb"] <= 20
     assert {r[0]: r[3] for r in rows}["regime_watcher"] == 0  # watchers size no orders
-    (record,) = _rows(store, "SELECT record FROM allocator_decisions")
-    record = json.loads(record[0])
+    (record, held) = _rows(store, "SELECT record, held_back FROM allocator_decisions")[0]
+    record = json.loads(record)
     assert record["inputs"]["rewards"] == 55 and record["quotas"] == quotas and "samples" in record
+    assert record["held_back"] == held == held_back and record["value_floor"] == 0.0
     # a second decision in the same period replaces it (idempotent)
     assert dg.materialize([allocator_quotas], resources={"store": StoreResource()}).success
     assert _rows(store, "SELECT count(*) FROM allocator_decisions")[0][0] == 1
+
+
+def _losing_momentum(store):
+    """The history seen in the running product: arbitrage earns and is capped, the watcher observes, momentum
+    pays more friction than it earns on every run (0 % win rate, mean below zero)."""
+    rng = np.random.default_rng(3)
+    rewards = {"cross_venue_arb": 0.25 + 0.05 * rng.standard_normal(40),
+               "momentum": -0.02 - np.abs(0.01 * rng.standard_normal(60)), "regime_watcher": np.zeros(20)}
+    start = datetime.now(UTC) - timedelta(hours=5)
+    events = [AgentEvent(run_id=f"{agent}{i}", agent=agent, started_at=start + timedelta(seconds=i),
+                         latency_seconds=0.1, reward=float(r))
+              for agent, values in rewards.items() for i, r in enumerate(values)]
+    with store.connect() as conn:  # one bulk insert: a connection per event would take seconds
+        ensure_events_schema(store, conn)
+    append_frame(store, events_frame(events))
+
+
+def _decided(store):
+    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()})
+    meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
+    rows = _rows(store, "SELECT agent, quota, status, slots_won, estimate, estimate_low, estimate_high "
+                        "FROM allocator_quotas")
+    return meta, {r[0]: r[1:] for r in rows}
+
+
+def test_the_budget_is_a_ceiling_a_losing_agent_is_held_back(store):
+    _losing_momentum(store)
+    meta, rows = _decided(store)
+    quotas = {a: r[0] for a, r in rows.items()}
+    assert quotas["regime_watcher"] == 4 and quotas["cross_venue_arb"] == 20  # minimum; earns, at its cap
+    assert quotas["momentum"] <= 1 and rows["momentum"][1] == "held back"  # was 36 of 60: the budget had to go
+    assert meta["held_back_runs"].value == 60 - sum(quotas.values()) >= 35
+    assert meta["shortfall_runs"].value == 0 and meta["value_floor"].value == 0.0
+    assert rows["cross_venue_arb"][1] == "capped" and rows["regime_watcher"][1] == "at minimum"
+    estimate, low, high = rows["momentum"][3:]
+    assert low < estimate < high < 0  # the explanation: its whole interval lies below the floor
+    (record, held) = _rows(store, "SELECT record, held_back FROM allocator_decisions")[0]
+    record = json.loads(record)
+    assert held == record["held_back"] == meta["held_back_runs"].value
+    assert record["explanations"]["momentum"]["status"] == "held back"
+    assert record["explanations"]["cross_venue_arb"]["slots_won"] == 20
+
+
+def test_a_floor_of_minus_inf_spends_the_budget_as_the_prototype_did(store, pipeline_home):
+    (pipeline_home / "config.toml").write_text("[allocation]\nvalue_floor = -inf\n")
+    _losing_momentum(store)
+    meta, rows = _decided(store)
+    assert {a: r[0] for a, r in rows.items()} == {"regime_watcher": 4, "cross_venue_arb": 20, "momentum": 36}
+    assert meta["held_back_runs"].value == 0 and meta["value_floor"].value == "none: the budget is spent"
+
+
+def test_asset_metadata_explains_each_agent_in_a_table(store):
+    _losing_momentum(store)
+    meta, rows = _decided(store)
+    table = meta["explanation"]
+    assert isinstance(table, dg.TableMetadataValue)
+    columns = [c.name for c in table.schema.columns]
+    assert columns[:4] == ["agent", "kind", "strategy", "status"]
+    assert {"quota", "slots_won", "estimate", "interval_low", "interval_high"} <= set(columns)
+    by_agent = {r.data["agent"]: r.data for r in table.records}
+    assert set(by_agent) == {"cross_venue_arb", "momentum", "regime_watcher"}
+    for agent, data in by_agent.items():
+        quota, status, slots_won, estimate, low, high = rows[agent]
+        assert (data["quota"], data["status"], data["slots_won"]) == (quota, status, slots_won)
+        assert data["estimate"] == round(estimate, 4) and data["interval_low"] == round(low, 4)
+        assert data["interval_high"] == round(high, 4)
+    assert by_agent["regime_watcher"]["min_runs"] == 4 and by_agent["cross_venue_arb"]["max_runs"] == 20
+    assert "| held back |" in meta["quotas"].value
+
+
+def test_a_store_decided_before_the_explanations_migrates_and_keeps_its_rows(store):
+    from agent_pipeline.store.migrations import migrate
+
+    old_period = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    with store.connect() as conn:  # a file written by the previous schema, with one decision in it
+        migrate(conn, COMPONENT, MIGRATIONS[:1])
+        conn.execute("INSERT INTO allocator_quotas VALUES (?, 'momentum', 'momentum', 'signal', 36, 0.0, 0.1, "
+                     "'glr_thompson', ?)", [old_period, old_period])
+        conn.execute("INSERT INTO allocator_decisions VALUES (?, 'glr_thompson', 1, 0, ?, '{}')",
+                     [old_period, old_period])
+    _losing_momentum(store)
+    _, rows = _decided(store)
+    assert rows["momentum"][1] == "held back"
+    old = _rows(store, "SELECT quota, status, estimate FROM allocator_quotas WHERE period_start = "
+                       "'2026-01-01 10:00:00+00'")
+    assert old == [(36, None, None)]  # decided before v2: no explanation, nothing invented
+    assert _rows(store, "SELECT count(*), count(held_back) FROM allocator_decisions") == [(2, 1)]
 
 
 def test_asset_reads_only_the_last_window_from_agent_rewards(store, pipeline_home):
@@ -171,7 +265,10 @@ def test_asset_on_an_empty_home_explores_every_agent(store):
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
     assert meta["reward_source"].value == "none yet" and meta["rewards_observed"].value == 0
     quotas = dict(_rows(store, "SELECT agent, quota FROM allocator_quotas"))
-    assert all(q >= 1 for q in quotas.values()) and sum(quotas.values()) == 60
+    # nothing is known yet: every agent gets its exploratory run; beyond that, a slot goes to an agent only when
+    # its draw from the prior exceeds the floor, and the rest is held back
+    assert all(q >= 1 for q in quotas.values())
+    assert sum(quotas.values()) + meta["held_back_runs"].value == 60 and meta["shortfall_runs"].value == 0
 
 
 def test_asset_reads_no_further_back_than_history_days(store, pipeline_home):

@@ -23,12 +23,17 @@ def test_agent_runs_feed_rewards_that_feed_quotas_that_schedule_runs(store, monk
     result = defs.get_job_def("allocator_quotas_job").execute_in_process(instance=instance)
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
     assert meta["reward_source"].value == "agent_rewards"
-    assert meta["total_runs"].value == 60
+    held_back = meta["held_back_runs"].value
+    assert meta["total_runs"].value + held_back == 60 and meta["shortfall_runs"].value == 0
 
     with store.connect(read_only=True) as conn:
         quotas = dict(conn.execute("SELECT agent, quota FROM allocator_quotas").fetchall())
-    # the watcher runs its minimum and does not compete for the rest; the capped arbitrage agent takes its cap
-    assert quotas == {"regime_watcher": 4, "cross_venue_arb": 20, "momentum": 36}
+        status = dict(conn.execute("SELECT agent, status FROM allocator_quotas").fetchall())
+    # the watcher runs its minimum and does not compete for the rest; the unseen arbitrage agent is explored;
+    # what no agent was worth is held back (the budget is a ceiling, as test_defs shows with a longer history)
+    assert quotas["regime_watcher"] == 4 and status["regime_watcher"] == "at minimum"
+    assert 1 <= quotas["cross_venue_arb"] <= 20
+    assert set(status.values()) <= {"capped", "at minimum", "held back", "allocated"}
 
     sensor = defs.get_sensor_def("agent_scheduler__momentum")
     monkeypatch.setattr(scheduler, "_now", lambda: datetime.now(UTC))

@@ -166,6 +166,11 @@ def test_decision_record_is_json_and_replays():
     again = replay(record, pairs)
     assert again.quotas == allocation.quotas and again.capital == allocation.capital
     assert again.samples == allocation.samples
+    # the explanation replays too: held-back runs, and per agent its status, slots won and estimate
+    assert record["value_floor"] == 0.0 and again.held_back == record["held_back"] == allocation.held_back
+    assert record["held_back"] + sum(record["quotas"].values()) + record["shortfall"] == 30
+    assert json.loads(json.dumps(again.explanations)) == record["explanations"]
+    assert record["explanations"]["watch"]["status"] == "at minimum"
     with pytest.raises(ValueError, match="not the ones the decision observed"):
         replay(record, pairs[:-1])
     # a different period draws differently, but reproducibly
@@ -184,3 +189,15 @@ def test_watchers_run_their_minimum_and_overrides_win():
         ({"w": 4}, {"w": 8})
     with pytest.raises(ConfigError, match="watcher_max_runs"):
         AllocationConfig.from_mapping({"watcher_max_runs": 2})
+
+
+def test_identical_rewards_have_no_spread_so_an_unseen_agent_is_still_explored():
+    # with discounting, the weighted mean of identical rewards differs from them by rounding; that ~1e-18 of
+    # "spread" used to become the pooled prior spread and every posterior collapsed onto its mean
+    alloc = make_allocator("glr_thompson", seed=123)
+    for agent, reward in (("momentum", 0.0085), ("momentum", 0.0085), ("watcher", 0.0), ("watcher", 0.0)):
+        alloc.observe(agent, reward)
+    assert alloc.summary("momentum").std == 0.0
+    result = alloc.allocate(["arb", "momentum", "watcher"], min_runs={"watcher": 4}, max_runs={"watcher": 4},
+                            total_budget_runs=60)
+    assert result.quotas["arb"] > 5  # a wide prior: explored beyond its one first run

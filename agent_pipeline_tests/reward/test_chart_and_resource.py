@@ -64,3 +64,12 @@ def test_resource_fields_override_config_toml_which_overrides_defaults(pipeline_
     assert overridden.fill_prob == 0.9 and overridden.history.max_reward == 9.0
     assert overridden.default_budget.capital_usd == 5000.0
     assert overridden.budget_for("momentum").capital_usd == 1000.0 and overridden.slippage_bps == 5.0
+
+
+def test_resource_switches_run_cost_charging_for_a_reprice(pipeline_home):
+    from agent_pipeline.defs.rewards.resources import RewardConfigResource
+
+    assert RewardConfigResource().config().charge_run_cost is True
+    (pipeline_home / "config.toml").write_text("[reward]\ncharge_run_cost = false\n")
+    assert RewardConfigResource().config().charge_run_cost is False
+    assert RewardConfigResource(charge_run_cost=True).config().charge_run_cost is True

@@ -3,6 +3,7 @@
 import math
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from agent_pipeline.reward import RewardConfig, RiskBudget, score_output
@@ -82,3 +83,35 @@ def test_recomputed_reward_is_score_output(store):
     config = RewardConfig(fill_prob=0.55, fees_bps=3.0)
     recompute_window(store, DAY, DAY + timedelta(hours=1), config)
     assert read_rewards(store)["reward"].iloc[0] == score_output("m", "momentum", out, config)[0]
+
+
+def test_repricing_charges_each_events_own_cost(store):
+    out = [{"profit_pct": 0.5}]
+    write_events(store, [
+        ev("arb", DAY + timedelta(hours=1), strategy="cross_venue_arb", output=out, cost=0.75, event_id="paid"),
+        ev("arb", DAY + timedelta(hours=2), strategy="cross_venue_arb", output=out, event_id="unknown"),
+        ev("watch", DAY + timedelta(hours=3), strategy="regime", output=[{"regime": "calm"}], cost=0.3,
+           event_id="watch"),
+        ev("old", DAY + timedelta(hours=4), reward=0.7, imported=True, cost=5.0, event_id="recorded"),
+        ev("arb", DAY + timedelta(hours=5), strategy="cross_venue_arb", output=out, cost=1.0, event_id="nan"),
+        ev("arb", DAY + timedelta(hours=6), strategy="cross_venue_arb", output=out, cost=1.0, event_id="neg"),
+    ])
+    with store.connect() as conn:  # costs the instrumentation would refuse, as a hand-edited store may hold
+        conn.execute("UPDATE agent_events SET cost_usd = 'NaN'::DOUBLE WHERE event_id = 'nan'")
+        conn.execute("UPDATE agent_events SET cost_usd = -1.0 WHERE event_id = 'neg'")
+    window = (DAY, DAY + timedelta(days=1))
+    charged = recompute_window(store, *window, RewardConfig())
+    rows = read_rewards(store).set_index("event_id")
+    assert rows.loc["paid", "reward"] == pytest.approx((75.25 - 0.75) / 300)
+    assert rows.loc["unknown", "reward"] == pytest.approx(75.25 / 300)  # unknown cost: nothing charged
+    assert rows.loc["watch", "reward"] == pytest.approx(-0.3 / 300)
+    assert rows.loc["recorded", "reward"] == 0.7 and rows.loc["recorded", "reward_source"] == "recorded"
+    for bad in ("nan", "neg"):  # never a guess: the reward is dropped and counted
+        assert pd.isna(rows.loc[bad, "reward"]) and rows.loc[bad, "reward_source"] == "invalid"
+    assert charged.by_source == {"recomputed": 3, "recorded": 1, "invalid": 2}
+
+    free = recompute_window(store, *window, RewardConfig(charge_run_cost=False))
+    rows = read_rewards(store).set_index("event_id")
+    assert rows.loc["paid", "reward"] == rows.loc["nan", "reward"] == pytest.approx(75.25 / 300)
+    assert rows.loc["watch", "reward"] == 0.0
+    assert free.params_hash != charged.params_hash and free.changed == 4

@@ -8,7 +8,8 @@ from pydantic import Field
 from agent_pipeline.agents import load_configured_registry
 from agent_pipeline.allocation import AllocationConfig
 from agent_pipeline.allocation.decision import AgentInfo, decide, period_start_for
-from agent_pipeline.allocation.report import chart_markdown, markdown_table
+from agent_pipeline.allocation.report import (EXPLANATION_COLUMNS, chart_markdown, explanation_rows,
+                                              markdown_table)
 from agent_pipeline.allocation.tables import COMPONENT, MIGRATIONS, read_recent_rewards, write_decision
 from agent_pipeline.defs.resources import StoreResource
 
@@ -24,6 +25,8 @@ class AllocatorRunConfig(dg.Config):
     total_budget_runs: int | None = Field(default=None, ge=0, description="Runs per period across agents.")
     seed: int | None = Field(default=None, ge=0, description="Base seed of randomised policies.")
     total_capital_usd: float | None = Field(default=None, ge=0, description="Capital to split across agents.")
+    value_floor: float | None = Field(default=None, description="Runs beyond the minimums only to agents whose "
+                                      "value for the slot exceeds this (unset: config.toml's, default 0.0).")
 
 
 def reward_collapse_failed(instance: dg.DagsterInstance) -> bool:
@@ -41,9 +44,11 @@ def reward_collapse_failed(instance: dg.DagsterInstance) -> bool:
     group_name="allocation",
     kinds={"duckdb"},
     description="Run quotas and capital per agent for the current period, decided by a constrained bandit over "
-                "each agent's recent rewards (policy from config.toml [allocation]). Writes tables "
-                "allocator_quotas (latest period in force) and allocator_decisions (one replayable JSON record per "
-                "period). Refuses to decide while reward_distributions' blocking check reward_collapse fails.",
+                "each agent's recent rewards (policy from config.toml [allocation]). The budget is a ceiling: runs "
+                "beyond the minimums go only to agents whose value for the slot exceeds value_floor (default 0.0), "
+                "the rest are held back. Writes tables allocator_quotas (latest period in force; per agent its "
+                "status, slots won and estimate) and allocator_decisions (one replayable JSON record per period). "
+                "Refuses to decide while reward_distributions' blocking check reward_collapse fails.",
 )
 def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConfig,
                      store: StoreResource) -> dg.MaterializeResult:
@@ -70,7 +75,8 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
         st.ensure_schema(conn, COMPONENT, MIGRATIONS)
         write_decision(conn, period_start, decided_at, allocation, meta, record)
     context.log.info(f"period {period_start:%Y-%m-%d %H:%M}Z: quotas {allocation.quotas}, "
-                     f"shortfall {allocation.shortfall}, capital {allocation.capital}")
+                     f"held back {allocation.held_back}, shortfall {allocation.shortfall}, "
+                     f"capital {allocation.capital}")
     return dg.MaterializeResult(metadata={
         "period_start": period_start.isoformat(),
         "policy": cfg.policy,
@@ -79,11 +85,22 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
         "rewards_observed": dg.MetadataValue.int(len(pairs)),
         "total_runs": dg.MetadataValue.int(sum(allocation.quotas.values())),
         "shortfall_runs": dg.MetadataValue.int(allocation.shortfall),
+        "held_back_runs": dg.MetadataValue.int(allocation.held_back),
+        "value_floor": (dg.MetadataValue.float(allocation.value_floor) if allocation.value_floor is not None
+                        else "none: the budget is spent"),
+        "explanation": explanation_table(allocation, meta),
         "capital_usd": dg.MetadataValue.float(float(sum(allocation.capital.values()))),
         "undeployed_capital_usd": dg.MetadataValue.float(float(allocation.undeployed_capital_usd)),
         "quotas": dg.MetadataValue.md(markdown_table(allocation, meta)),
         "chart": dg.MetadataValue.md(chart_markdown(allocation)),
     })
+
+
+def explanation_table(allocation, agents) -> dg.TableMetadataValue:
+    """Per agent: status, slots won, the estimate and its interval, as a table the UI renders."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind, description)
+                                     for name, kind, description in EXPLANATION_COLUMNS])
+    return dg.MetadataValue.table([dg.TableRecord(row) for row in explanation_rows(allocation, agents)], schema)
 
 
 allocator_quotas_job = dg.define_asset_job(

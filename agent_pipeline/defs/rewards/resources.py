@@ -30,6 +30,8 @@ class RewardConfigResource(dg.ConfigurableResource):
     fill_prob: float | None = Field(default=None, ge=0, le=1, description="Probability a signal is filled.")
     slippage_bps: float | None = Field(default=None, ge=0, description="Expected slippage in basis points.")
     fees_bps: float | None = Field(default=None, ge=0, description="Fees in basis points.")
+    charge_run_cost: bool | None = Field(default=None, description="Subtract each run's own cost_usd from its "
+                                         "reward (false gives the prototype's numbers).")
     default_capital_usd: float | None = Field(default=None, gt=0,
                                               description="Capital for strategies without a budget.")
     default_max_loss_usd: float | None = Field(default=None, gt=0,
@@ -59,8 +61,9 @@ class RewardConfigResource(dg.ConfigurableResource):
     def config(self) -> RewardConfig:
         base = RewardConfig.load()
         values = self.model_dump()
-        mapping: dict[str, Any] = {k: getattr(base, k) for k in ("fill_prob", "slippage_bps", "fees_bps")}
-        mapping.update({k: values[k] for k in ("fill_prob", "slippage_bps", "fees_bps") if values[k] is not None})
+        priced = ("fill_prob", "slippage_bps", "fees_bps", "charge_run_cost")
+        mapping: dict[str, Any] = {k: getattr(base, k) for k in priced}
+        mapping.update({k: values[k] for k in priced if values[k] is not None})
         default = vars(base.default_budget).copy()
         if values["default_capital_usd"] is not None:
             default["capital_usd"] = values["default_capital_usd"]

@@ -11,8 +11,8 @@ from scratch; counts then only grow. Deleted events are never subtracted: counte
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 from dataclasses import dataclass, field
 
 from agent_pipeline.metrics.spec import HISTOGRAMS, HistogramSpec

@@ -4,8 +4,8 @@ and a rollup that survives an upgrade that changes the histogram bounds."""
 
 import math
 
-from agent_pipeline.metrics.spec import LATENCY_BUCKETS, SEED_LATENCY_BUCKETS
 from agent_pipeline.metrics.publish import exposition
+from agent_pipeline.metrics.spec import LATENCY_BUCKETS, SEED_LATENCY_BUCKETS
 from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, samples, value, write
 
 

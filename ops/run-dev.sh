@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# `make run`: the metrics stack on loopback (Prometheus with the alert rules, the Pushgateway), then `dagster dev`;
+# when dagster dev exits, on its own or on Ctrl-C / SIGTERM, the stack stops with it.
+#
+#   ops/run-dev.sh DAGSTER_BIN [dagster dev arguments ...]
+#
+# Environment: DAGSTER_HOME (required), AGENT_PIPELINE_HOME (default ~/.agent_pipeline), PROMETHEUS_PORT (9090),
+# PUSHGATEWAY_PORT (9091), AGENT_PIPELINE_PUSHGATEWAY_URL (default: the local gateway, unless config.toml's
+# [metrics] gateway_url names another). A component that cannot start (port taken, package missing) is reported
+# and left out; the Dagster UI starts regardless.
+set -uo pipefail
+
+OPS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+DAGSTER_BIN="${1:?usage: $0 DAGSTER_BIN [dagster dev arguments ...]}"
+shift
+: "${DAGSTER_HOME:?DAGSTER_HOME must name the folder of the Dagster instance}"
+export AGENT_PIPELINE_HOME="${AGENT_PIPELINE_HOME:-$HOME/.agent_pipeline}"
+export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}" PUSHGATEWAY_PORT="${PUSHGATEWAY_PORT:-9091}"
+STATE_DIR="$AGENT_PIPELINE_HOME/observability"
+DEV_YAML="$OPS_DIR/dagster.dev.yaml"
+
+say() { echo "make run: $*" >&2; }
+
+install_instance_config() {
+  # An untouched copy of an older dagster.dev.yaml (same header, no retention) is replaced; an edited one is kept.
+  local target="$DAGSTER_HOME/dagster.yaml"
+  mkdir -p "$DAGSTER_HOME" "$AGENT_PIPELINE_HOME"
+  if [ ! -f "$target" ]; then
+    cp "$DEV_YAML" "$target"
+  elif ! grep -q '^retention:' "$target"; then
+    if [ "$(head -n 1 "$target")" = "$(head -n 1 "$DEV_YAML")" ]; then
+      cp "$DEV_YAML" "$target"
+      say "updated $target from ops/dagster.dev.yaml (run and tick retention)"
+    else
+      say "note: $target has no retention settings; compare it with ops/dagster.dev.yaml"
+    fi
+  fi
+}
+
+configured_gateway() {  # [metrics] gateway_url from config.toml, if any (python3 >= 3.11 reads TOML)
+  local cfg="$AGENT_PIPELINE_HOME/config.toml"
+  [ -f "$cfg" ] || return 0
+  python3 - "$cfg" <<'PY' 2>/dev/null || true
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    url = tomllib.load(f).get("metrics", {}).get("gateway_url")
+if isinstance(url, str):
+    print(url)
+PY
+}
+
+stack() { bash "$OPS_DIR/start-local-stack.sh" "$1" "$STATE_DIR"; }
+
+dev_pid="" interrupted=""
+interrupt_dev() {  # what a Ctrl-C in its terminal does: SIGINT to dagster dev's process group
+  if [ -n "$dev_pid" ]; then kill -INT -- "-$dev_pid" 2>/dev/null || kill -INT "$dev_pid" 2>/dev/null; fi
+  return 0
+}
+forward() {  # Ctrl-C, SIGTERM or SIGHUP reached this script; dagster dev has a process group of its own
+  interrupted=1
+  interrupt_dev
+}
+finish() {
+  trap - EXIT INT TERM HUP
+  if [ -n "$dev_pid" ] && kill -0 "$dev_pid" 2>/dev/null; then interrupt_dev; wait "$dev_pid"; fi
+  say "stopping the metrics stack"
+  stack stop
+}
+trap forward INT TERM HUP
+trap finish EXIT
+
+install_instance_config
+if ! stack start; then
+  say "continuing without the parts of the metrics stack reported above; the Dagster UI is unaffected"
+fi
+if [ -z "${AGENT_PIPELINE_PUSHGATEWAY_URL:-}" ]; then
+  configured="$(configured_gateway)"
+  if [ -n "$configured" ]; then
+    say "pushing metrics to $configured ([metrics] gateway_url in config.toml)"
+  else
+    export AGENT_PIPELINE_PUSHGATEWAY_URL="http://127.0.0.1:${PUSHGATEWAY_PORT}"
+  fi
+fi
+if [ -n "${AGENT_PIPELINE_PUSHGATEWAY_URL:-}" ]; then say "pushing metrics to $AGENT_PIPELINE_PUSHGATEWAY_URL"; fi
+if [ -n "$interrupted" ]; then exit 130; fi  # interrupted while the stack started: no dagster dev
+
+# Job control puts dagster dev in a process group of its own and leaves its SIGINT handler in place (a plain
+# background job of a script would start with SIGINT ignored, and dagster dev maps SIGTERM to that handler).
+set -m
+"$DAGSTER_BIN" "$@" &
+dev_pid=$!
+set +m
+status=0
+while :; do
+  wait "$dev_pid"
+  status=$?
+  kill -0 "$dev_pid" 2>/dev/null || break  # a signal interrupted the wait: keep waiting for dagster dev to exit
+done
+exit "$status"

@@ -43,6 +43,7 @@ def main(record: str, mode: str) -> None:
 
     def on_interrupt(signum, frame):
         state["interrupted"] = True
+        state["pushgateway_up_when_interrupted"] = reachable(f"{gateway}/-/ready")
         write()
         sys.exit(0)
 

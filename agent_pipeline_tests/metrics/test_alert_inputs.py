@@ -5,12 +5,12 @@ and a rollup that survives an upgrade that changes the histogram bounds."""
 import math
 
 from agent_pipeline.metrics.publish import exposition
-from agent_pipeline.metrics.spec import LATENCY_BUCKETS, SEED_LATENCY_BUCKETS
+from agent_pipeline.metrics.spec import LATENCY_BUCKETS, PROTOTYPE_LATENCY_BUCKETS
 from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, samples, value, write
 
 
 def test_latency_buckets_keep_the_seed_bounds_and_resolve_agents_under_50_ms(store):
-    assert set(SEED_LATENCY_BUCKETS) <= set(LATENCY_BUCKETS) and list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
+    assert set(PROTOTYPE_LATENCY_BUCKETS) <= set(LATENCY_BUCKETS) and list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
     write(store, *(event("fast", i, latency=lat) for i, lat in enumerate((0.0008, 0.004, 0.004, 0.006, 0.02, 0.03))))
     parsed = samples(exposition())
     assert_matches_store(parsed, store)

@@ -71,3 +71,18 @@ def test_old_agent_and_publish_runs_are_deleted_with_their_files_asset_and_recen
         assert instance.get_run_by_id(kept.run_id) is not None
     assert instance.get_latest_materialization_event(kept_asset.key) is not None
     assert instance.get_run_by_id(result.run_id).job_name == PURGE_JOB
+
+
+def _agent_momentum_job() -> dg.JobDefinition:
+    return defs.get_job_def("agent__momentum")
+
+
+def test_an_agent_run_launched_as_dagster_dev_does_pickles_no_op_output(tmp_path, store):
+    instance = _instance(tmp_path)
+    with dg.execute_job(dg.reconstructable(_agent_momentum_job), instance=instance) as result:
+        assert result.success
+        run_id = result.run_id
+    with store.connect(read_only=True) as conn:  # the agent's proposal still reached the gate within the run
+        assert conn.execute("SELECT count(*) FROM gate_decisions WHERE agent = 'momentum'").fetchone()[0] == 1
+    run_storage = Path(instance.storage_directory()) / run_id
+    assert {p.name for p in run_storage.iterdir()} <= {"compute_logs"}, list(run_storage.rglob("*"))

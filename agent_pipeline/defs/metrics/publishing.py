@@ -1,7 +1,5 @@
 """When metrics are published: at the end of every agent run (success or failure) and on a schedule."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
 from agent_pipeline.defs.metrics.resources import PushgatewayResource

@@ -127,6 +127,14 @@ class PushResult:
         base = f"{self.status}: {self.events} events, {self.payload_bytes} bytes to {self.gateway} in {self.seconds:.3f} s"
         return base + (f" ({self.error})" if self.error else "")
 
+    def brief(self) -> str:
+        """``summary()``, except that a failure inside an outage already reported says so instead of repeating the
+        error (the daemon logs every sensor tick's message)."""
+        if self.status == "failed" and not self.outage_started:
+            return (f"failed: {self.gateway} still unreachable, {self.state.outage_failures} failed pushes in this "
+                    "outage (its first one was logged; each is counted in agent_pipeline_metrics_push_failures_total)")
+        return self.summary()
+
 
 def _handler(username: str | None, password: str | None):
     if not username:

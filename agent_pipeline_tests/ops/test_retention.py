@@ -39,6 +39,16 @@ def kept_asset() -> dg.MaterializeResult:
     return dg.MaterializeResult()
 
 
+@dg.op
+def agent_op_that_fails():
+    raise RuntimeError("venue down")
+
+
+@dg.job(name="agent__failing", tags={"domain": "agents"}, description="an agent job whose run fails")
+def failing_agent_job():
+    agent_op_that_fails()
+
+
 def _files_of(instance: dg.DagsterInstance, run_id: str) -> list[Path]:
     storage = Path(instance.storage_directory())
     shard = Path(instance.event_log_storage.path_for_shard(run_id))
@@ -49,7 +59,9 @@ def test_old_agent_and_publish_runs_are_deleted_with_their_files_asset_and_recen
     instance = _instance(tmp_path)
     gateway = {"pushgateway": PushgatewayResource(url=f"http://127.0.0.1:{free_port()}", timeout_s=1)}
     agent = defs.get_job_def("agent__momentum").execute_in_process(
-        instance=instance, resources={"io_manager": dg.FilesystemIOManager()})  # outputs pickled as dagster dev does
+        instance=instance, resources={"io_manager": dg.FilesystemIOManager()})  # outputs pickled, as other jobs do
+    failed = failing_agent_job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not failed.success  # failed runs are kept longer (keep_failed_days)
     publish = defs.get_job_def("publish_metrics").execute_in_process(instance=instance, resources=gateway)
     asset = dg.materialize([kept_asset], instance=instance)
     assert agent.success and publish.success and asset.success
@@ -67,7 +79,7 @@ def test_old_agent_and_publish_runs_are_deleted_with_their_files_asset_and_recen
         assert _files_of(instance, old.run_id) == []
         assert instance.get_run_by_id(old.run_id) is None
         assert not instance.get_run_records(dg.RunsFilter(run_ids=[old.run_id]))
-    for kept in (asset, recent, result):
+    for kept in (asset, recent, result, failed):
         assert instance.get_run_by_id(kept.run_id) is not None
     assert instance.get_latest_materialization_event(kept_asset.key) is not None
     assert instance.get_run_by_id(result.run_id).job_name == PURGE_JOB

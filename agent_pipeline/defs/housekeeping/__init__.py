@@ -2,8 +2,9 @@
 a day (each with its own event log, compute logs and stored outputs), so `.dagster_home` grew by 0.7 GB a day.
 
 A daily schedule deletes the finished runs of the high-volume jobs (agent runs, metrics publishes and this purge
-itself) once they are ``keep_days`` old: the run, its events, its compute logs and stored outputs, and on the default
-SQLite storage the per-run event database file. Asset and control runs (rewards, allocation, kill switch) are never
+itself) once they are ``keep_days`` old (failed ones after ``keep_failed_days``): the run, its events, its compute
+logs and stored outputs, and on the default SQLite storage the per-run event database file. Every agent run is also
+a row of ``agent_events``, which is never touched; the run records are for debugging. Asset and control runs (rewards, allocation, kill switch) are never
 touched: their materializations are the assets' history. Tick retention is in ops/dagster.dev.yaml (`retention:`).
 """
 
@@ -18,7 +19,6 @@ from agent_pipeline.defs.metrics.publishing import PUBLISH_JOB, is_agent_job
 
 PURGE_JOB = "purge_old_runs"
 PURGE_CRON = "40 3 * * *"
-FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 DOMAINS = ["agents", "metrics", "housekeeping"]  # the run tags of the jobs below
 
 
@@ -27,7 +27,10 @@ def purgeable(job_name: str) -> bool:
 
 
 class RunRetention(dg.Config):
-    keep_days: float = Field(default=7.0, gt=0, description="Finished runs older than this many days are deleted.")
+    keep_days: float = Field(default=3.0, gt=0, description="Succeeded or canceled runs older than this many days "
+                                                            "are deleted.")
+    keep_failed_days: float = Field(default=14.0, gt=0, description="Failed runs older than this many days are "
+                                                                    "deleted.")
     max_runs: int = Field(default=20_000, gt=0, description="At most this many runs per purge (the next one goes on).")
 
 
@@ -44,15 +47,23 @@ def _delete_local_files(instance: dg.DagsterInstance, run_id: str) -> None:
             os.remove(path)
 
 
-@dg.op(description="Delete finished agent, publish and purge runs older than keep_days, with their events, logs and "
-                   "stored outputs. Asset and control runs are kept.",
+@dg.op(description="Delete agent, publish and purge runs that finished more than keep_days ago (failed ones: "
+                   "keep_failed_days), with their events, logs and stored outputs. Asset and control runs are kept.",
        out=dg.Out(dict, description="How many runs were deleted, and the cutoff."), tags={"domain": "housekeeping"})
 def purge_old_runs_op(context: dg.OpExecutionContext, config: RunRetention) -> dict:
     instance = context.instance
-    cutoff = datetime.now(UTC) - timedelta(days=config.keep_days)
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=FINISHED, created_before=cutoff, tags={"domain": DOMAINS}),
-        limit=config.max_runs, ascending=True)
+    now = datetime.now(UTC)
+    cutoff, failed_cutoff = now - timedelta(days=config.keep_days), now - timedelta(days=config.keep_failed_days)
+    records = [
+        *instance.get_run_records(
+            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.CANCELED],
+                                  created_before=cutoff, tags={"domain": DOMAINS}),
+            limit=config.max_runs, ascending=True),
+        *instance.get_run_records(
+            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_before=failed_cutoff,
+                                  tags={"domain": DOMAINS}),
+            limit=config.max_runs, ascending=True),
+    ]
     deleted, by_job = 0, {}
     for record in records:
         run = record.dagster_run
@@ -62,7 +73,7 @@ def purge_old_runs_op(context: dg.OpExecutionContext, config: RunRetention) -> d
         _delete_local_files(instance, run.run_id)
         deleted += 1
         by_job[run.job_name] = by_job.get(run.job_name, 0) + 1
-    summary = {"deleted": deleted, "cutoff": cutoff.isoformat(), "keep_days": config.keep_days,
+    summary = {"deleted": deleted, "cutoff": cutoff.isoformat(), "failed_cutoff": failed_cutoff.isoformat(),
                "more_left": len(records) >= config.max_runs}
     context.add_output_metadata({**summary, "by_job": dg.MetadataValue.json(by_job)})
     context.log.info(f"deleted {deleted} finished runs created before {cutoff:%Y-%m-%d %H:%M}Z")
@@ -78,7 +89,7 @@ def purge_old_runs_job():
 purge_old_runs_schedule = dg.ScheduleDefinition(
     name="purge_old_runs_schedule", job=purge_old_runs_job, cron_schedule=PURGE_CRON,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily run retention: deletes agent, publish and purge runs that finished more than a week ago.")
+    description="Daily run retention: deletes agent, publish and purge runs after 3 days (failed ones after 14).")
 
 
 def build_defs() -> dg.Definitions:

@@ -18,17 +18,19 @@ export AGENT_PIPELINE_HOME="${AGENT_PIPELINE_HOME:-$HOME/.agent_pipeline}"
 export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}" PUSHGATEWAY_PORT="${PUSHGATEWAY_PORT:-9091}"
 STATE_DIR="$AGENT_PIPELINE_HOME/observability"
 DEV_YAML="$OPS_DIR/dagster.dev.yaml"
+# sha256 of the dagster.dev.yaml that earlier releases copied (no retention): such an untouched copy is replaced
+OLD_DEV_YAMLS="8b71eae6fbcd66d7686637ee0d1645ad77eb0d9c0268475c08f9e8031760cb81"
 
 say() { echo "make run: $*" >&2; }
 
 install_instance_config() {
-  # An untouched copy of an older dagster.dev.yaml (same header, no retention) is replaced; an edited one is kept.
+  # An untouched copy of an older dagster.dev.yaml is replaced; one that was edited is kept.
   local target="$DAGSTER_HOME/dagster.yaml"
   mkdir -p "$DAGSTER_HOME" "$AGENT_PIPELINE_HOME"
   if [ ! -f "$target" ]; then
     cp "$DEV_YAML" "$target"
   elif ! grep -q '^retention:' "$target"; then
-    if [ "$(head -n 1 "$target")" = "$(head -n 1 "$DEV_YAML")" ]; then
+    if grep -qxF -- "$(sha256sum "$target" | cut -d ' ' -f 1)" <<<"$OLD_DEV_YAMLS"; then
       cp "$DEV_YAML" "$target"
       say "updated $target from ops/dagster.dev.yaml (run and tick retention)"
     else

@@ -133,7 +133,7 @@ def test_an_untouched_old_instance_config_gains_retention_and_an_edited_one_is_k
     code, err = run.finished()
     assert code == 0 and "not-installed-prometheus not found" in err, err  # and the UI still started
     assert (dagster_home / "dagster.yaml").read_text() == (OPS / "dagster.dev.yaml").read_text()
-    edited = "# my own instance\ntelemetry:\n  enabled: false\n"
+    edited = PROTOTYPE_DEV_YAML.replace("max_concurrent_runs: 3", "max_concurrent_runs: 1")  # header kept, edited
     (dagster_home / "dagster.yaml").write_text(edited)
     run = Run(tmp_path, pipeline_home, "exit", PROMETHEUS_BIN="not-installed-prometheus")
     run.recorded()

@@ -53,6 +53,13 @@ PY
 
 stack() { bash "$OPS_DIR/start-local-stack.sh" "$1" "$STATE_DIR"; }
 
+with_default_sigint() {  # exec "$@" with SIGINT at its default action
+  # Started in the background (`make run &`, a service script), this script inherits SIGINT ignored, which bash cannot
+  # undo for its children; dagster dev would then ignore Ctrl-C, and SIGTERM too (it maps SIGTERM to SIGINT's handler).
+  if env --default-signal=INT true 2>/dev/null; then exec env --default-signal=INT "$@"; fi
+  exec python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' "$@"
+}
+
 dev_pid="" interrupted=""
 interrupt_dev() {  # what a Ctrl-C in its terminal does: SIGINT to dagster dev's process group
   if [ -n "$dev_pid" ]; then kill -INT -- "-$dev_pid" 2>/dev/null || kill -INT "$dev_pid" 2>/dev/null; fi
@@ -86,10 +93,10 @@ fi
 if [ -n "${AGENT_PIPELINE_PUSHGATEWAY_URL:-}" ]; then say "pushing metrics to $AGENT_PIPELINE_PUSHGATEWAY_URL"; fi
 if [ -n "$interrupted" ]; then exit 130; fi  # interrupted while the stack started: no dagster dev
 
-# Job control puts dagster dev in a process group of its own and leaves its SIGINT handler in place (a plain
-# background job of a script would start with SIGINT ignored, and dagster dev maps SIGTERM to that handler).
+# Job control puts dagster dev in a process group of its own, where a Ctrl-C meant for make reaches it only through
+# forward(), and keeps SIGINT at its default there (a plain background job of a script starts with it ignored).
 set -m
-"$DAGSTER_BIN" "$@" &
+with_default_sigint "$DAGSTER_BIN" "$@" &
 dev_pid=$!
 set +m
 status=0

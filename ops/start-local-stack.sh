@@ -27,9 +27,14 @@ EVALUATION_INTERVAL="${EVALUATION_INTERVAL:-15s}"
 PROMETHEUS_BIN="${PROMETHEUS_BIN:-prometheus}"
 PUSHGATEWAY_BIN="${PUSHGATEWAY_BIN:-prometheus-pushgateway}"
 
-pid_alive() {  # pidfile binary: the process is alive and is that binary (a stale pidfile's pid may be reused)
+running() {  # pid: alive, and not a zombie waiting to be reaped
+  kill -0 "$1" 2>/dev/null || return 1
+  if [ -r "/proc/$1/stat" ]; then [ "$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d ' ' -f 1)" != Z ]; fi
+}
+
+pid_alive() {  # pidfile binary: the process is running and is that binary (a stale pidfile's pid may be reused)
   local pid
-  [ -f "$1" ] && pid="$(cat "$1" 2>/dev/null)" && [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [ -f "$1" ] && pid="$(cat "$1" 2>/dev/null)" && [[ "$pid" =~ ^[0-9]+$ ]] && running "$pid" || return 1
   if [ -r "/proc/$pid/cmdline" ]; then
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(basename "$2")"
   fi
@@ -112,8 +117,8 @@ stop() {
     if pid_alive "$STATE_DIR/$name.pid" "$bin"; then
       pid="$(cat "$STATE_DIR/$name.pid")"
       kill "$pid"
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+      for _ in $(seq 1 100); do running "$pid" || break; sleep 0.1; done
+      if running "$pid"; then kill -9 "$pid"; fi
     fi
     rm -f "$STATE_DIR/$name.pid"
   done

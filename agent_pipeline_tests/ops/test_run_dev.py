@@ -24,8 +24,12 @@ SCRIPT = OPS / "run-dev.sh"
 STAND_IN = Path(__file__).with_name("dev_stand_in.py")
 
 
+def _ignore_sigint():  # what a script's `make run &` hands its background job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Run:
-    def __init__(self, tmp_path: Path, pipeline_home: Path, mode: str, **env):
+    def __init__(self, tmp_path: Path, pipeline_home: Path, mode: str, background: bool = False, **env):
         self.record = tmp_path / "dev.json"
         self.dagster_home = tmp_path / "dagster_home"
         self.state = pipeline_home / "observability"
@@ -36,7 +40,7 @@ class Run:
         # its own session, like a terminal's foreground job: a signal to its group is what Ctrl-C sends
         self.proc = subprocess.Popen(["bash", str(SCRIPT), sys.executable, str(STAND_IN), str(self.record), mode],
                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_ignore_sigint if background else None)
 
     def recorded(self, timeout_s: float = 60.0) -> dict:
         deadline = time.monotonic() + timeout_s
@@ -82,10 +86,12 @@ def test_the_stack_runs_beside_dagster_dev_and_stops_when_it_exits(tmp_path, pip
     assert instance["retention"] == yaml.safe_load((OPS / "dagster.dev.yaml").read_text())["retention"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_stops_dagster_dev_first_then_the_stack(tmp_path, pipeline_home, sig):
-    run = Run(tmp_path, pipeline_home, "wait")
-    assert run.recorded()["prometheus_ready"]
+@pytest.mark.parametrize("sig, background", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                             (signal.SIGTERM, True)])
+def test_ctrl_c_or_sigterm_stops_dagster_dev_first_then_the_stack(tmp_path, pipeline_home, sig, background):
+    run = Run(tmp_path, pipeline_home, "wait", background=background)
+    started = run.recorded()
+    assert started["prometheus_ready"] and started["sigint_handled_by_python"]  # even when started with it ignored
     pids = run.stack_pids()
     assert set(pids) == {"prometheus", "pushgateway"}
     os.killpg(run.proc.pid, sig)  # the terminal's Ctrl-C goes to the foreground group; make passes SIGTERM on

@@ -9,7 +9,7 @@ from agent_pipeline.metrics.spec import LATENCY_BUCKETS, PROTOTYPE_LATENCY_BUCKE
 from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, samples, value, write
 
 
-def test_latency_buckets_keep_the_seed_bounds_and_resolve_agents_under_50_ms(store):
+def test_latency_buckets_keep_the_prototype_bounds_and_resolve_agents_under_50_ms(store):
     assert set(PROTOTYPE_LATENCY_BUCKETS) <= set(LATENCY_BUCKETS) and list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
     write(store, *(event("fast", i, latency=lat) for i, lat in enumerate((0.0008, 0.004, 0.004, 0.006, 0.02, 0.03))))
     parsed = samples(exposition())
@@ -22,7 +22,7 @@ def test_latency_buckets_keep_the_seed_bounds_and_resolve_agents_under_50_ms(sto
 def test_a_rollup_kept_with_other_histogram_bounds_is_rebuilt_not_misread(store):
     write(store, event("a", 1, latency=0.004), event("a", 2, latency=0.3))
     exposition()  # the rollup now holds these two events
-    with store.connect() as conn:  # as a release with only the seed's eight latency bounds left it
+    with store.connect() as conn:  # as a release with only the prototype's eight latency bounds left it
         conn.execute("UPDATE metrics_event_rollup SET latency_buckets = latency_buckets[6:]")
         conn.execute("UPDATE metrics_rollup_state SET bucket_bounds = NULL")
     write(store, event("a", 3, latency=0.002))

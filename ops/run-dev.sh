@@ -70,10 +70,13 @@ forward() {  # Ctrl-C, SIGTERM or SIGHUP reached this script; dagster dev has a 
   interrupt_dev
 }
 finish() {
+  # SIGPIPE ignored: whoever read our output may be gone (`make run | tee log` after Ctrl-C), and the stack must
+  # still stop
   trap - EXIT INT TERM HUP
+  trap '' PIPE
   if [ -n "$dev_pid" ] && kill -0 "$dev_pid" 2>/dev/null; then interrupt_dev; wait "$dev_pid"; fi
-  say "stopping the metrics stack"
   stack stop
+  say "stopped the metrics stack" 2>/dev/null || true
 }
 trap forward INT TERM HUP
 trap finish EXIT

@@ -58,6 +58,24 @@ class Run:
     def stack_pids(self) -> dict[str, int]:
         return {p.stem: int(p.read_text()) for p in self.state.glob("*.pid")}
 
+    def close(self) -> None:
+        """After a failed assertion too: nothing this test started may outlive it."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        subprocess.run(["bash", str(OPS / "start-local-stack.sh"), "stop", str(self.state)], env=self.env, timeout=60)
+
+
+@pytest.fixture
+def runs():
+    started: list[Run] = []
+    yield started
+    for run in started:
+        run.close()
+
 
 def listening(port: int) -> bool:
     with socket.socket() as s:
@@ -72,8 +90,9 @@ def gone(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").exists() and "zombie" in Path(f"/proc/{pid}/status").read_text()
 
 
-def test_the_stack_runs_beside_dagster_dev_and_stops_when_it_exits(tmp_path, pipeline_home):
+def test_the_stack_runs_beside_dagster_dev_and_stops_when_it_exits(tmp_path, pipeline_home, runs):
     run = Run(tmp_path, pipeline_home, "exit")
+    runs.append(run)
     seen = run.recorded()
     code, err = run.finished()
     assert code == 0, err
@@ -86,16 +105,25 @@ def test_the_stack_runs_beside_dagster_dev_and_stops_when_it_exits(tmp_path, pip
     assert instance["retention"] == yaml.safe_load((OPS / "dagster.dev.yaml").read_text())["retention"]
 
 
-@pytest.mark.parametrize("sig, background", [(signal.SIGINT, False), (signal.SIGTERM, False),
-                                             (signal.SIGTERM, True)])
-def test_ctrl_c_or_sigterm_stops_dagster_dev_first_then_the_stack(tmp_path, pipeline_home, sig, background):
+@pytest.mark.parametrize("sig, background, reader_gone", [(signal.SIGINT, False, False), (signal.SIGTERM, False, False),
+                                                          (signal.SIGTERM, True, False), (signal.SIGINT, False, True)])
+def test_ctrl_c_or_sigterm_stops_dagster_dev_first_then_the_stack(tmp_path, pipeline_home, runs, sig, background,
+                                                                 reader_gone):
     run = Run(tmp_path, pipeline_home, "wait", background=background)
+    runs.append(run)
     started = run.recorded()
     assert started["prometheus_ready"] and started["sigint_handled_by_python"]  # even when started with it ignored
     pids = run.stack_pids()
     assert set(pids) == {"prometheus", "pushgateway"}
+    if reader_gone:  # `make run | tee log`: Ctrl-C ends tee too, and writing to its pipe raises SIGPIPE
+        run.proc.stdout.close()
+        run.proc.stderr.close()
     os.killpg(run.proc.pid, sig)  # the terminal's Ctrl-C goes to the foreground group; make passes SIGTERM on
-    code, err = run.finished()
+    if reader_gone:
+        run.proc.wait(timeout=60)
+        err = ""
+    else:
+        code, err = run.finished()
     seen = json.loads(run.record.read_text())
     assert seen["interrupted"], err  # dagster dev was asked to shut down ...
     assert seen["pushgateway_up_when_interrupted"]  # ... while the stack still ran (its last pushes get through)
@@ -103,12 +131,13 @@ def test_ctrl_c_or_sigterm_stops_dagster_dev_first_then_the_stack(tmp_path, pipe
     assert not listening(run.prom_port) and not listening(run.gw_port)
 
 
-def test_a_taken_port_is_reported_and_everything_else_starts(tmp_path, pipeline_home):
+def test_a_taken_port_is_reported_and_everything_else_starts(tmp_path, pipeline_home, runs):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
         run = Run(tmp_path, pipeline_home, "exit", PROMETHEUS_PORT=str(port))
+        runs.append(run)
         run.prom_port = port
         seen = run.recorded()
         code, err = run.finished()
@@ -130,11 +159,12 @@ run_coordinator:
 """
 
 
-def test_an_untouched_old_instance_config_gains_retention_and_an_edited_one_is_kept(tmp_path, pipeline_home):
+def test_an_untouched_old_instance_config_gains_retention_and_an_edited_one_is_kept(tmp_path, pipeline_home, runs):
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(PROTOTYPE_DEV_YAML)  # what `make run` copied before
     run = Run(tmp_path, pipeline_home, "exit", PROMETHEUS_BIN="not-installed-prometheus")
+    runs.append(run)
     run.recorded()
     code, err = run.finished()
     assert code == 0 and "not-installed-prometheus not found" in err, err  # and the UI still started
@@ -142,6 +172,7 @@ def test_an_untouched_old_instance_config_gains_retention_and_an_edited_one_is_k
     edited = PROTOTYPE_DEV_YAML.replace("max_concurrent_runs: 3", "max_concurrent_runs: 1")  # header kept, edited
     (dagster_home / "dagster.yaml").write_text(edited)
     run = Run(tmp_path, pipeline_home, "exit", PROMETHEUS_BIN="not-installed-prometheus")
+    runs.append(run)
     run.recorded()
     code, err = run.finished()
     assert code == 0 and (dagster_home / "dagster.yaml").read_text() == edited

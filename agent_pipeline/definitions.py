@@ -6,6 +6,7 @@ import dagster as dg
 
 from agent_pipeline.defs import agents
 from agent_pipeline.defs import allocation as allocation_defs
+from agent_pipeline.defs import housekeeping as housekeeping_defs
 from agent_pipeline.defs import metrics as metrics_defs
 from agent_pipeline.defs import rewards as rewards_defs
 from agent_pipeline.defs import trading as trading_defs
@@ -14,6 +15,7 @@ from agent_pipeline.defs.resources import default_resources
 defs = dg.Definitions.merge(
     agents.build_defs(),
     allocation_defs.build_defs(),
+    housekeeping_defs.build_defs(),
     metrics_defs.build_defs(),
     rewards_defs.build_defs(),
     trading_defs.build_defs(),

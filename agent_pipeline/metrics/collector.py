@@ -97,6 +97,7 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
             for reader in loop.TABLE_READERS:
                 snap.samples.extend(reader(conn))
         snap.taken_at = time.time()
+    snap.samples.extend(loop.configured_expectations(home, snap.samples))
     snap.samples.extend(loop.kill_switch(home))
     return snap
 

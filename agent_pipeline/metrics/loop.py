@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_pipeline.numbers import finite_number
+
 log = logging.getLogger(__name__)
 
 
@@ -132,28 +134,68 @@ def allocator_quotas(conn) -> Iterable[Sample]:
             yield Sample("allocator_quota_runs", labels, float(quota))
         if capital is not None:
             yield Sample("allocator_capital_usd", labels, float(capital))
+    if "decided_at" in _columns(conn, "allocator_quotas"):
+        (decided,) = conn.execute(
+            "SELECT epoch_us(max(decided_at)) FROM allocator_quotas "
+            "WHERE period_start = (SELECT max(period_start) FROM allocator_quotas)").fetchone()
+        if decided is not None:
+            yield Sample("allocator_decided_at_timestamp_seconds", (), decided / 1e6)
 
 
 @_safe
 def reward_distributions(conn) -> Iterable[Sample]:
+    """Per agent and window: mean, win rate, and the std and n that the reward-collapse alert compares with."""
     cols = _needs(conn, "reward_distributions", "agent", "window", "mean", "win_rate")
     if cols is None:
         return
     order = "computed_at" if "computed_at" in cols else ("window_end" if "window_end" in cols else "1")
+    optional = [(c, metric) for c, metric in (("std", "agent_reward_rolling_std"), ("n", "agent_reward_rolling_runs"))
+                if c in cols]
+    extra = "".join(f", arg_max({c}, {order})" for c, _ in optional)
     rows = conn.execute(
-        f'SELECT agent, "window", arg_max(mean, {order}), arg_max(win_rate, {order}) '
-        'FROM reward_distributions GROUP BY ALL ORDER BY ALL').fetchall()
-    for agent, window, mean, win_rate in rows:
+        f'SELECT agent, "window", arg_max(mean, {order}), arg_max(win_rate, {order}){extra} '
+        'FROM reward_distributions GROUP BY agent, "window" ORDER BY agent, "window"').fetchall()
+    for agent, window, *values in rows:
         labels = (("agent", _agent(agent)), ("window", str(window)))
-        if mean is not None:
-            yield Sample("agent_reward_rolling_mean", labels, float(mean))
-        if win_rate is not None:
-            yield Sample("agent_reward_win_rate", labels, float(win_rate))
+        metrics = ["agent_reward_rolling_mean", "agent_reward_win_rate", *(m for _, m in optional)]
+        for metric, v in zip(metrics, values, strict=True):
+            v = finite_number(v)
+            if v is not None:
+                yield Sample(metric, labels, v)
 
 
 KILL_SWITCH_STATES = ("ACTIVE", "REDUCING", "HALTED")
 
 TABLE_READERS = (gate_decisions, orders, fills, daily_pnl, allocator_quotas, reward_distributions)
+
+
+def configured_expectations(home: Path, samples: Iterable[Sample]) -> list[Sample]:
+    """What the alert rules compare the measured series with, from the same config the pipeline runs on: the
+    reward-collapse parameters of the Dagster check, the allocation period, and each agent's expected run interval
+    (period / quota, as the scheduler spreads a quota evenly; no series for quota 0). A config that does not load
+    gives none of its series (and a warning), so a rule never compares with a made-up threshold."""
+    from agent_pipeline.allocation.config import AllocationConfig
+    from agent_pipeline.reward.config import RewardConfig
+    from agent_pipeline.settings import ConfigError
+
+    out: list[Sample] = []
+    try:
+        history = RewardConfig.load(home).history
+    except ConfigError as exc:
+        log.warning("metrics: [reward] config does not load (%s); reward-collapse parameters are not exported", exc)
+    else:
+        out += [Sample("agent_reward_collapse_min_runs", (), float(history.collapse_min_runs)),
+                Sample("agent_reward_collapse_drop_std", (), float(history.collapse_drop_std)),
+                Sample("agent_reward_collapse_min_drop", (), float(history.collapse_min_drop))]
+    try:
+        period_s = AllocationConfig.load(home).period_minutes * 60.0
+    except ConfigError as exc:
+        log.warning("metrics: [allocation] config does not load (%s); expected run intervals are not exported", exc)
+        return out
+    out.append(Sample("allocator_period_seconds", (), period_s))
+    out += [Sample("agent_expected_run_interval_seconds", s.labels, period_s / s.value)
+            for s in samples if s.name == "allocator_quota_runs" and s.value > 0]
+    return out
 
 
 def kill_switch(home: Path) -> list[Sample]:

@@ -3,9 +3,10 @@
 The Pushgateway replaces a group on PUT and never adds, so every push sends the complete cumulative state under
 one fixed grouping key (``job=agent_pipeline``). Pushes are serialised by a file lock in $AGENT_PIPELINE_HOME that
 is held from computing the snapshot until the PUT returns: a snapshot computed later is pushed later, so an older
-snapshot never overwrites a newer one. A gateway that is down or slow never raises: the failure is logged and
-counted in a small state file (exported as ``agent_pipeline_metrics_push_failures_total``), and the next push
-catches up because the values come from the store, not from memory.
+snapshot never overwrites a newer one. A gateway that is down or slow never raises: the failure is counted in a
+small state file (exported as ``agent_pipeline_metrics_push_failures_total``), and the next push catches up because
+the values come from the store, not from memory. An outage is logged once, whichever processes push during it: a
+WARNING with what to do at its first failure, then nothing, then one INFO line when a push succeeds again.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class PushState:
     last_pushed_at: float = 0.0
     last_error: str = ""
     last_error_at: float = 0.0
+    outage_failures: int = 0  # failed pushes since the last success (0: no outage)
+    outage_since: float = 0.0  # when the first of them failed
 
     @classmethod
     def read(cls, path: Path) -> PushState:
@@ -129,6 +132,13 @@ class PushResult:
     seconds: float = 0.0
     error: str = ""
     state: PushState = field(default_factory=PushState)
+    outage_started: bool = False  # this push is the first failure after a success (the one that is logged)
+    recovered: bool = False  # this push is the first success after failures
+
+    @property
+    def worth_logging(self) -> bool:
+        """Failures inside an outage that is already reported are counted, not logged again."""
+        return self.status != "failed" or self.outage_started
 
     @property
     def ok(self) -> bool:
@@ -137,6 +147,14 @@ class PushResult:
     def summary(self) -> str:
         base = f"{self.status}: {self.events} events, {self.payload_bytes} bytes to {self.gateway} in {self.seconds:.3f} s"
         return base + (f" ({self.error})" if self.error else "")
+
+    def brief(self) -> str:
+        """``summary()``, except that a failure inside an outage already reported says so instead of repeating the
+        error (the daemon logs every sensor tick's message)."""
+        if self.status == "failed" and not self.outage_started:
+            return (f"failed: {self.gateway} still unreachable, {self.state.outage_failures} failed pushes in this "
+                    "outage (its first one was logged; each is counted in agent_pipeline_metrics_push_failures_total)")
+        return self.summary()
 
 
 def _handler(username: str | None, password: str | None):
@@ -201,18 +219,45 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
     result = PushResult("pushed", gateway_url, snapshot_at=snap.taken_at, events=snap.events, payload_bytes=payload)
     try:
         push_to_gateway(gateway_url, job=job, registry=registry, timeout=timeout_s, handler=handler)
-    except Exception as exc:  # down, slow, refused, 4xx/5xx: logged and counted, never raised
-        state.failures += 1
-        state.last_error, state.last_error_at = f"{type(exc).__name__}: {exc}", time.time()
-        result.status, result.error = "failed", state.last_error
-        log.warning("metrics: push to %s failed (%s); failure #%d, the next push catches up",
-                    gateway_url, state.last_error, state.failures)
+    except Exception as exc:  # down, slow, refused, 4xx/5xx: counted and logged once per outage, never raised
+        _record_failure(state, result, gateway_url, f"{type(exc).__name__}: {exc}")
     else:
-        state.pushes += 1
-        state.last_snapshot_at, state.last_pushed_at = snap.taken_at, time.time()
+        _record_success(state, result, gateway_url)
+        state.last_snapshot_at = snap.taken_at
     state.write(state_path)
     result.state, result.seconds = state, time.perf_counter() - t0
     return result
+
+
+def _record_failure(state: PushState, result: PushResult, gateway_url: str, error: str) -> None:
+    now = time.time()
+    state.failures += 1
+    state.last_error, state.last_error_at = error, now
+    result.status, result.error = "failed", error
+    result.outage_started = state.outage_failures == 0
+    if result.outage_started:
+        state.outage_since = now
+    state.outage_failures += 1
+    if result.outage_started:
+        log.warning("metrics: cannot push to %s (%s). Runs are unaffected and the store keeps every value; the next "
+                    "push that gets through catches up. Start the Pushgateway (`make run` starts one, or "
+                    "`ops/start-local-stack.sh start`) or point $%s / [metrics] gateway_url at yours. Further "
+                    "failures are counted in agent_pipeline_metrics_push_failures_total and not logged until pushes "
+                    "succeed again.", gateway_url, error, GATEWAY_ENV)
+    else:
+        log.debug("metrics: push to %s failed again (%s); %d failures in this outage",
+                  gateway_url, error, state.outage_failures)
+
+
+def _record_success(state: PushState, result: PushResult, gateway_url: str) -> None:
+    now = time.time()
+    state.pushes += 1
+    state.last_pushed_at = now
+    if state.outage_failures:
+        result.recovered = True
+        log.info("metrics: pushes to %s succeed again after %d failed push(es) over %.0f s; Prometheus is caught up",
+                 gateway_url, state.outage_failures, max(0.0, now - state.outage_since))
+    state.outage_failures, state.outage_since = 0, 0.0
 
 
 def exposition(home=None, store: Store | None = None) -> bytes:

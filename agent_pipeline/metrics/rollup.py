@@ -4,12 +4,14 @@ Counters and histogram buckets are totals over every event ever stored, so they 
 which process publishes. Re-scanning ten million events per publish would cost ~a second, so the totals are
 kept in ``metrics_event_rollup`` and each publish folds in only the events ingested since its watermark
 (``ingested_at`` is assigned by the writer's transaction under the store lock, so it only grows). If the table
-ever holds more rows than the rollup has seen (a row arrived with an older ``ingested_at``), the rollup is rebuilt
+ever holds more rows than the rollup has seen (a row arrived with an older ``ingested_at``), or the histogram
+bounds in ``spec`` differ from the ones the rollup was kept with (an upgrade that adds buckets), the rollup is rebuilt
 from scratch; counts then only grow. Deleted events are never subtracted: counters must not go backwards.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -43,9 +45,16 @@ MIGRATIONS: list[str] = [
         updated_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # The histogram bounds the rollup's bucket arrays count against; NULL (kept before this column) means unknown.
+    "ALTER TABLE metrics_rollup_state ADD COLUMN bucket_bounds VARCHAR;",
 ]
 
 _PREFIX = {"latency_seconds": "latency", "cost_usd": "cost", "reward": "reward"}
+
+
+def bucket_bounds() -> str:
+    """The bounds of every histogram, as stored beside the rollup: a change means its arrays no longer line up."""
+    return json.dumps({h.name: [float(b) for b in h.buckets] for h in HISTOGRAMS}, sort_keys=True)
 
 
 @dataclass
@@ -192,13 +201,17 @@ def update_rollup(store, conn) -> dict[str, AgentTotals]:
         return {}
     conn.execute("BEGIN TRANSACTION")
     try:
-        state = conn.execute("SELECT events FROM metrics_rollup_state WHERE id = 1").fetchone()
+        state = conn.execute("SELECT events, bucket_bounds FROM metrics_rollup_state WHERE id = 1").fetchone()
         seen = int(state[0]) if state else 0
+        bounds = bucket_bounds()
         delta = aggregate_events(conn, after_watermark=True)
         stored = conn.execute("SELECT count(*) FROM agent_events").fetchone()[0]
         new = sum(t.runs for t in delta.values())
         rebuilt = False
-        if seen + new < stored:
+        if state and state[1] != bounds:
+            log.info("metrics rollup: histogram buckets differ from the ones it was kept with; rebuilding")
+            totals, rebuilt = aggregate_events(conn), True
+        elif seen + new < stored:
             log.info("metrics rollup: %d events arrived behind the watermark; rebuilding", stored - seen - new)
             totals, rebuilt = aggregate_events(conn), True
         else:
@@ -211,11 +224,12 @@ def update_rollup(store, conn) -> dict[str, AgentTotals]:
         if delta or rebuilt or not state:
             _write_rollup(conn, totals)
             conn.execute(
-                """INSERT OR REPLACE INTO metrics_rollup_state (id, ingested_through, events, rebuilt_at, updated_at)
+                """INSERT OR REPLACE INTO metrics_rollup_state
+                       (id, ingested_through, events, rebuilt_at, updated_at, bucket_bounds)
                    SELECT 1, (SELECT max(ingested_at) FROM agent_events), ?,
                           CASE WHEN ? THEN now() ELSE (SELECT rebuilt_at FROM metrics_rollup_state WHERE id = 1) END,
-                          now()""",
-                [sum(t.runs for t in totals.values()), rebuilt])
+                          now(), ?""",
+                [sum(t.runs for t in totals.values()), rebuilt, bounds])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -1,14 +1,16 @@
 """The metrics wire contract: names, types, labels and buckets that Grafana and the alert rules read.
 
 The seed's metrics keep their names and buckets; latency is in seconds (the seed's ms buckets divided by 1000),
-as Prometheus naming asks. ``SEED_NAME_MAP`` is the mapping the README shows.
+as Prometheus naming asks, with finer bounds below 50 ms added so that fast agents' quantiles resolve (with 0.05 as
+the lowest bound every agent under 50 ms read a p95 of ~47.5 ms). ``SEED_NAME_MAP`` is the mapping the README shows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+PROTOTYPE_LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, *PROTOTYPE_LATENCY_BUCKETS)
 COST_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 REWARD_BUCKETS: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.2, 0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -50,8 +52,16 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("agent_last_run_timestamp_seconds", "gauge", ("agent",), "Start time (Unix seconds) of the agent's most recent run."),
     MetricSpec("agent_reward_rolling_mean", "gauge", ("agent", "window"), "Rolling mean reward per agent (reward_distributions)."),
     MetricSpec("agent_reward_win_rate", "gauge", ("agent", "window"), "Rolling share of runs with positive reward (reward_distributions)."),
+    MetricSpec("agent_reward_rolling_std", "gauge", ("agent", "window"), "Rolling sample standard deviation of reward (reward_distributions; absent below 2 runs)."),
+    MetricSpec("agent_reward_rolling_runs", "gauge", ("agent", "window"), "Scored runs (finite rewards) in the rolling window (reward_distributions n)."),
+    MetricSpec("agent_reward_collapse_min_runs", "gauge", (), "[reward.history] collapse_min_runs: runs each window needs before a collapse is judged."),
+    MetricSpec("agent_reward_collapse_drop_std", "gauge", (), "[reward.history] collapse_drop_std: allowed drop in baseline standard deviations."),
+    MetricSpec("agent_reward_collapse_min_drop", "gauge", (), "[reward.history] collapse_min_drop: smallest drop of the mean reward that counts as a collapse."),
     MetricSpec("allocator_quota_runs", "gauge", ("agent",), "Runs allotted to the agent in the allocation period in force."),
     MetricSpec("allocator_capital_usd", "gauge", ("agent",), "Capital (USD) allotted to the agent in the allocation period in force."),
+    MetricSpec("allocator_period_seconds", "gauge", (), "Length of an allocation period ([allocation] period_minutes, in seconds)."),
+    MetricSpec("allocator_decided_at_timestamp_seconds", "gauge", (), "When the quotas in force were decided (Unix seconds)."),
+    MetricSpec("agent_expected_run_interval_seconds", "gauge", ("agent",), "Seconds between the agent's runs its quota asks for (period / quota); absent for quota 0."),
     MetricSpec("trading_kill_switch_engaged", "gauge", (), "1 while the persisted kill switch is engaged, else 0."),
     MetricSpec("trading_kill_switch_state", "gauge", ("state",), "1 for the kill switch's current state (ACTIVE | REDUCING | HALTED), 0 for the others."),
     MetricSpec("trading_gate_decisions_total", "counter", ("agent", "outcome"), "Execution-gate decisions (approved | denied)."),

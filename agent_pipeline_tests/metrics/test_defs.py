@@ -100,3 +100,14 @@ def test_metrics_defs_are_described_and_running():
     for s in repo.schedule_defs:
         assert s.description and s.default_status == dg.DefaultScheduleStatus.RUNNING
     assert PushgatewayResource.__doc__
+
+
+def test_the_sensor_tick_message_repeats_no_error_during_an_outage(store):
+    """The daemon logs every tick's skip message: only the outage's first failure carries the error."""
+    instance = dg.DagsterInstance.ephemeral()
+    result = _run(_agent_job("agent__momentum"), instance)
+    down = f"http://127.0.0.1:{free_port()}"
+    first = publish_on_success(_sensor_context(publish_on_success, result, instance, down)).skip_message
+    again = publish_on_success(_sensor_context(publish_on_success, result, instance, down)).skip_message
+    assert "failed" in first and "Connection refused" in first
+    assert "failed" in again and "still unreachable" in again and "Connection refused" not in again

@@ -3,6 +3,7 @@ counting failures, and serialised so that pushes arrive in snapshot order even f
 
 import base64
 import fcntl
+import logging
 import os
 import subprocess
 import sys
@@ -168,3 +169,48 @@ def test_an_unreadable_store_skips_the_push_without_raising(pipeline_home):
     with Gateway() as gw:
         result = publish(gw.url)
     assert result.status == "store_unavailable" and not gw.requests and result.error
+
+
+_PUSH_ONCE = "import sys; from agent_pipeline.metrics.publish import publish; print(publish(sys.argv[1]).status)"
+
+
+def _outage_lines(caplog) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "agent_pipeline.metrics.publish" and r.levelname in ("WARNING", "INFO")]
+
+
+def test_an_outage_is_logged_once_across_processes_and_its_end_once_while_every_failure_is_counted(store, caplog):
+    caplog.set_level(logging.INFO, logger="agent_pipeline.metrics.publish")
+    write(store, event("a", 1))
+    down = f"http://127.0.0.1:{free_port()}"
+    assert publish(down).status == "failed"
+    other = subprocess.run([sys.executable, "-c", _PUSH_ONCE, down], capture_output=True, text=True, timeout=120)
+    assert other.stdout.strip() == "failed" and "metrics:" not in other.stderr  # another process, same outage
+    assert publish(down).status == "failed"
+    lines = _outage_lines(caplog)
+    assert [lvl for lvl, _ in lines] == ["WARNING"] and down in lines[0][1]
+    assert "ops/start-local-stack.sh" in lines[0][1] and "AGENT_PIPELINE_PUSHGATEWAY_URL" in lines[0][1]
+    assert read_state().failures == 3
+
+    caplog.clear()
+    with Gateway() as gw:
+        first, second = publish(gw.url), publish(gw.url)
+    assert first.ok and first.recovered and second.ok and not second.recovered
+    assert [(lvl, "3 failed" in msg) for lvl, msg in _outage_lines(caplog)] == [("INFO", True)]
+    assert value(samples(gw.requests[-1]["body"]), "agent_pipeline_metrics_push_failures_total") == 3
+
+    caplog.clear()
+    again = publish(down)  # a new outage is reported again
+    assert again.outage_started and [lvl for lvl, _ in _outage_lines(caplog)] == ["WARNING"]
+    assert read_state().failures == 4
+
+
+def test_the_dagster_resource_logs_an_outage_once(store, caplog):
+    from agent_pipeline.defs.metrics import PushgatewayResource
+
+    caplog.set_level(logging.INFO, logger="dagster_log_under_test")
+    logger = logging.getLogger("dagster_log_under_test")
+    down = PushgatewayResource(url=f"http://127.0.0.1:{free_port()}", timeout_s=1)
+    results = [down.publish(logger) for _ in range(3)]
+    assert [r.status for r in results] == ["failed"] * 3
+    assert [r.levelname for r in caplog.records if r.name == "dagster_log_under_test"] == ["WARNING"]

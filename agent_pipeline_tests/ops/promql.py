@@ -17,13 +17,62 @@ _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bo
              "offset", "inf", "nan"}
 
 
+# What Grafana puts in place of its built-in variables when a query runs, for running the queries ourselves.
+BUILTIN_VARIABLES = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
+
+
 def dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
 
 
+def panels(d: dict | None = None) -> list[dict]:
+    """Every panel, those inside collapsed rows included (a collapsed row keeps its panels in its own list)."""
+    out = []
+    for p in (d or dashboard())["panels"]:
+        out.append(p)
+        out.extend(p.get("panels", []))
+    return out
+
+
 def dashboard_queries() -> list[tuple[str, str]]:
     """(panel title / refId, expr) for every target of every panel."""
-    return [(f"{p['title']} / {t['refId']}", t["expr"]) for p in dashboard()["panels"] for t in p.get("targets", [])]
+    return [(f"{p['title']} / {t['refId']}", t["expr"]) for p in panels() for t in p.get("targets", [])]
+
+
+def annotation_queries() -> list[tuple[str, str]]:
+    """(annotation name, expr) for every Prometheus annotation."""
+    return [(a["name"], a["expr"]) for a in dashboard()["annotations"]["list"] if a.get("expr")]
+
+
+def variable_defaults(d: dict | None = None) -> dict[str, str]:
+    """Each template variable's default as Grafana would interpolate it into a query (All -> its allValue)."""
+    out = {}
+    for v in (d or dashboard())["templating"]["list"]:
+        value = v.get("current", {}).get("value")
+        if isinstance(value, list):
+            value = value[0] if len(value) == 1 else "(" + "|".join(value) + ")"
+        out[v["name"]] = v.get("allValue", ".*") if value == "$__all" else str(value)
+    return out
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def variables_used(text: str) -> set[str]:
+    return {a or b for a, b in _VARIABLE.findall(text)}
+
+
+def runnable(expr: str, values: dict[str, str] | None = None) -> str:
+    """``expr`` with every variable replaced (dashboard defaults, then Grafana's built-ins), ready for Prometheus."""
+    values = {**BUILTIN_VARIABLES, **variable_defaults(), **(values or {})}
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        if name not in values:
+            raise KeyError(f"undefined variable ${name} in {expr!r}")
+        return values[name]
+
+    return _VARIABLE.sub(sub, expr)
 
 
 def alert_rules() -> list[dict]:

@@ -6,6 +6,7 @@ by the next push once it is back."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from agent_pipeline.metrics.spec import HISTOGRAMS
 from agent_pipeline.store import Store
 from agent_pipeline_tests.conftest import free_port
 from agent_pipeline_tests.metrics.helpers import truth
-from agent_pipeline_tests.ops.promql import OPS, alert_rules, dashboard_queries, split_threshold
+from agent_pipeline_tests.ops.promql import (OPS, alert_rules, annotation_queries, dashboard_queries, runnable,
+                                             split_threshold)
 
 pytestmark = [
     pytest.mark.integration,
@@ -166,6 +168,8 @@ def assert_prometheus_equals_store(stack: Stack, store: Store) -> None:
 
 
 def test_pipeline_metrics_reach_prometheus_exactly_and_every_panel_and_alert_has_data(stack, store, pipeline_home):
+    # every run here is minutes old, so the 1h and 7d windows agree: collapse is judged (one run suffices) and not found
+    (pipeline_home / "config.toml").write_text("[reward.history]\ncollapse_min_runs = 1\n")
     # a dislocated market: the arbitrage agent's orders pass the gate and fill (orders, fills, PnL)
     # (whether an order fills depends on the simulated second; a few runs make at least one fill near-certain)
     for _ in range(3):
@@ -195,10 +199,22 @@ def test_pipeline_metrics_reach_prometheus_exactly_and_every_panel_and_alert_has
     time.sleep(3)  # a few more scrapes, so rate()/increase() see two samples of the newest series
     assert_prometheus_equals_store(stack, store)
     assert float(stack.query("max(trading_kill_switch_engaged)")[0]["value"][1]) == 1
+    # fast agents resolve below the prototype's lowest bound (50 ms) instead of reading ~47.5 ms
+    p95 = stack.scalar_by_labels("histogram_quantile(0.95, sum by (le, agent) (agent_latency_seconds_bucket))")
+    for agent, t in truth(store).items():
+        if max(t["agent_latency_seconds"]) < 0.025:
+            assert p95[(("agent", agent),)] <= 0.025, (agent, p95)
+    assert not [r for r in stack.query("ALERTS") if r["metric"]["alertname"] == "AgentRewardCollapse"]
 
-    no_data = [where for where, expr in dashboard_queries() if not stack.query(expr)]
+    no_data = [where for where, expr in dashboard_queries() if not stack.query(runnable(expr))]
+    for name, expr in annotation_queries():  # they run; the trip is marked (a decision only within a minute of it)
+        if "kill_switch" in expr and not stack.query(runnable(expr)):
+            no_data.append(f"annotation {name}")
     for rule in alert_rules():
         query, _, _ = split_threshold(rule["expr"])
+        watched = re.fullmatch(r"absent\((.*)\)", query.strip())
+        if watched:  # absent() has data only when the pipeline is dark: what it watches must be there instead
+            query = watched.group(1)
         if not stack.query(query):
             no_data.append(f"alert {rule['alert']}: {query}")
     assert not no_data, f"queries without data: {no_data}; producers missing: {missing}; {loop_state(store)}"

@@ -12,9 +12,18 @@ import dagster as dg
 
 from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.defs.agents.ops import build_agent_op
+from agent_pipeline.defs.resources import default_resources
 from agent_pipeline.defs.trading.ops import build_execution_op
 
 AGENT_RUNS_JOB = "agent_runs"
+
+
+def _agent_job_resources() -> dict:
+    """Op outputs stay in memory: ``execute_<name>`` reads ``run_<name>``'s output in the same process and nothing
+    reads either afterwards, so pickling both under DAGSTER_HOME/storage for every run only filled the disk. A job
+    that names its io_manager is no longer bound by Definitions, so the location's default resources are bound here
+    too (an execution's own ``resources=`` still override them)."""
+    return {**default_resources(), "io_manager": dg.mem_io_manager}
 
 
 def single_agent_job_name(agent_name: str) -> str:
@@ -30,6 +39,7 @@ def build_agent_jobs(registry: Mapping[str, LoadedAgent]) -> list[dg.JobDefiniti
         description="Run every registered agent once against the market; each run lands as an agent_events row and "
                     "its trade proposals go through the execution gate to the paper broker.",
         executor_def=dg.in_process_executor,
+        resource_defs=_agent_job_resources(),
         tags={"domain": "agents"},
     )
     def agent_runs():
@@ -45,6 +55,7 @@ def _single_agent_job(name: str, op_def: dg.OpDefinition, execution_op: dg.OpDef
         description=f"Run agent `{name}` once (what the quota scheduler launches) and execute its trade proposals "
                     "through the gate.",
         executor_def=dg.in_process_executor,
+        resource_defs=_agent_job_resources(),
         tags={"domain": "agents", "agent": name},
     )
     def one_agent():

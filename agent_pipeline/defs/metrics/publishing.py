@@ -1,7 +1,5 @@
 """When metrics are published: at the end of every agent run (success or failure) and on a schedule."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
 from agent_pipeline.defs.metrics.resources import PushgatewayResource
@@ -55,7 +53,7 @@ def _publish_after_run(context, pushgateway: PushgatewayResource, outcome: str):
     if ended_at is not None and state.last_snapshot_at > ended_at:
         return dg.SkipReason(f"a snapshot taken after run {run.run_id} ended is already published")
     result = pushgateway.publish(context.log)
-    message = f"after {outcome} run {run.run_id} of {run.job_name}: {result.summary()}"
+    message = f"after {outcome} run {run.run_id} of {run.job_name}: {result.brief()}"
     return dg.SkipReason(message)  # a publish never launches a run; the reason is the tick's log line
 
 

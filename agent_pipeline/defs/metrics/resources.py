@@ -40,7 +40,7 @@ class PushgatewayResource(dg.ConfigurableResource):
         result = publish(cfg.gateway_url, job=cfg.job, timeout_s=cfg.timeout_s, username=self.username or None,
                          password=self.password or None, store_timeout_s=cfg.store_timeout_s,
                          lock_timeout_s=cfg.lock_timeout_s)
-        if logger is not None:
+        if logger is not None and result.worth_logging:  # an outage is reported at its first failure only
             (logger.info if result.ok else logger.warning)(f"metrics publish {result.summary()}")
         return result
 

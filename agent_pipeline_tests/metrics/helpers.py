@@ -4,7 +4,11 @@ expositions, count the truth in DuckDB."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +27,27 @@ def event(agent: str, i: int = 0, *, latency=0.2, cost=0.001, reward=0.3, error=
 def write(store: Store, *events: AgentEvent) -> None:
     for e in events:
         append_event(store, e)
+
+
+_HOLDER = """
+import sys
+from agent_pipeline.store import Store
+with Store.at_home().connect():
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def held_store() -> Iterator[subprocess.Popen]:
+    """Another process holds the store (its lock and the DuckDB file) for the block, like a long write."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held", "the holder could not take the store"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
 
 
 def loop_tables(store: Store) -> None:

@@ -7,13 +7,15 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
 from agent_pipeline_tests.metrics.helpers import (assert_matches_store, distribution, event, fill, gate_decision,
                                                   loop_tables, order, pnl, quota, samples, value, write)
 
 from agent_pipeline.metrics import rollup
 from agent_pipeline.metrics.collector import Snapshot, take_snapshot
 from agent_pipeline.metrics.publish import exposition
-from agent_pipeline.metrics.spec import METRICS, exported_series_names
+from agent_pipeline.metrics.spec import BY_NAME, METRICS, exported_series_names
 from agent_pipeline.store import Store
 
 
@@ -159,6 +161,17 @@ def test_kill_switch_state_is_exported(pipeline_home):
     parsed = samples(exposition())
     assert value(parsed, "trading_kill_switch_engaged") == 1
     assert value(parsed, "trading_kill_switch_state", state="HALTED") == 1
+
+
+def test_each_family_has_the_name_type_and_labels_of_the_contract(store):
+    write(store, event("a", 1, reward=-0.7), event("b", 2, error="x"))
+    for fam in text_string_to_metric_families(exposition().decode()):
+        spec = BY_NAME[fam.name + "_total" if fam.type == "counter" else fam.name]
+        assert fam.type == spec.kind, fam.name
+        for s in fam.samples:
+            assert set(s.labels) - {"le"} == set(spec.labels), (s.name, s.labels)
+            if fam.type == "counter":
+                assert s.name == spec.name  # one "_total", never "_total_total"
 
 
 def test_every_exported_sample_is_in_the_contract(store):

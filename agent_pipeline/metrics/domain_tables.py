@@ -10,7 +10,9 @@ like the event counters.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import date
@@ -24,7 +26,7 @@ from agent_pipeline.numbers import finite_number
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.settings import ConfigError
 from agent_pipeline.store import has_table
-from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchState, default_path
+from agent_pipeline.trading.kill_switch import KEY_ENV, KillSwitch, KillSwitchState, default_path
 from agent_pipeline.trading.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -183,11 +185,18 @@ def configured_expectations(home: Path, samples: Iterable[Sample]) -> list[Sampl
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _reader(path: Path, key: str) -> KillSwitch:
+    # one reader per file (and key) for the life of the process: it refuses a state older than one it has seen,
+    # so a long-lived scrape server cannot be shown an old "ACTIVE" file copied back in
+    return KillSwitch(path, key=key.encode())
+
+
 def kill_switch(home: Path) -> list[Sample]:
     """The persisted kill switch, read through the trading domain's reader, which fails closed (a missing,
     damaged, forged or special file reads HALTED). Should the reader itself fail, the export says HALTED too."""
     try:
-        status = KillSwitch(default_path(home)).status()
+        status = _reader(default_path(home), os.environ.get(KEY_ENV, "")).status()
         state, enabled = status.state.value, status.enabled
     except Exception as exc:  # never "ACTIVE" for a switch nobody could read
         log.warning("metrics: kill switch unreadable (%s); exported as HALTED", exc)

@@ -104,6 +104,20 @@ class Snapshot:
         return families(self.agents, [*self.samples, *extra, stamp])
 
 
+def known_agents(agents: Iterable[str] | None) -> set[str]:
+    """The caller's agent names, checked: a misspelt argument must not silently export nothing (or one series per
+    letter of a name)."""
+    if agents is None:
+        return set()
+    if isinstance(agents, str):
+        raise TypeError(f"agents must be a collection of agent names, not the string {agents!r}")
+    names = set(agents)
+    bad = sorted(repr(a) for a in names if not isinstance(a, str) or not a)
+    if bad:
+        raise ValueError(f"agents must be non-empty strings, got {', '.join(bad)}")
+    return names
+
+
 def take_snapshot(store: Store | None = None, *, home: Path | None = None,
                   timeout_s: float = DEFAULT_STORE_TIMEOUT_S, agents: Iterable[str] | None = None,
                   now: float | None = None) -> Snapshot:
@@ -117,7 +131,7 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
     store = store or Store.at_home(home)
     clock = time.time if now is None else (lambda: now)
     today = trading_date(datetime.fromtimestamp(clock(), UTC))
-    known = set(agents or ())
+    known = known_agents(agents)
     snap = Snapshot(taken_at=clock())
     if store.path.exists():
         with store.connect(timeout_s=timeout_s) as conn:
@@ -160,7 +174,7 @@ class StoreCollector:
         self.home = home or self.store.path.parent
         self.timeout_s = timeout_s
         self.answer_within_s = answer_within_s
-        self.agents = tuple(agents or ())
+        self.agents = tuple(sorted(known_agents(agents)))
         self.extra = extra  # callable returning extra samples (the publisher's own counters)
         self._mutex = threading.Lock()
         self._pending: Future | None = None

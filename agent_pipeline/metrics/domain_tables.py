@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import date
 from pathlib import Path
 
@@ -44,7 +44,7 @@ def _counts(conn, tables: tuple[str, ...], sql: str) -> list[tuple]:
     return conn.execute(sql).fetchall() if all(has_table(conn, t) for t in tables) else []
 
 
-def gate_decisions(conn, agents: Iterable[str]) -> list[Sample]:
+def gate_decisions(conn, agents: Collection[str]) -> list[Sample]:
     """Decisions per agent and outcome, denials per agent and reason code; every known pair at 0 or more."""
     outcomes = Counter({(a, o): 0 for a in agents for o in OUTCOMES})
     denials = Counter({(a, r): 0 for a in agents for r in DENIAL_CODES})
@@ -59,19 +59,19 @@ def gate_decisions(conn, agents: Iterable[str]) -> list[Sample]:
              for (a, r), n in sorted(denials.items())])
 
 
-def _per_agent(metric: str, agents: Iterable[str], rows: list[tuple]) -> list[Sample]:
+def _per_agent(metric: str, agents: Collection[str], rows: list[tuple]) -> list[Sample]:
     counts = Counter({a: 0 for a in agents})
     for agent, n in rows:
         counts[_agent(agent)] += int(n)
     return [Sample(metric, (("agent", a),), float(n)) for a, n in sorted(counts.items())]
 
 
-def orders(conn, agents: Iterable[str]) -> list[Sample]:
+def orders(conn, agents: Collection[str]) -> list[Sample]:
     return _per_agent("trading_orders_total", agents,
                       _counts(conn, ("orders",), "SELECT agent, count(*) FROM orders GROUP BY agent"))
 
 
-def fills(conn, agents: Iterable[str]) -> list[Sample]:
+def fills(conn, agents: Collection[str]) -> list[Sample]:
     """Fills carry no agent; their order does (fills.order_id -> orders.agent). Legs of one order each count."""
     return _per_agent("trading_fills_total", agents, _counts(
         conn, ("fills", "orders"), "SELECT o.agent, count(*) FROM fills f LEFT JOIN orders o USING (order_id) GROUP BY o.agent"))

@@ -28,7 +28,8 @@ from prometheus_client.exposition import (basic_auth_handler, default_handler, g
                                           pushadd_to_gateway)
 
 from agent_pipeline.metrics.collector import (DEFAULT_STORE_TIMEOUT_S, SCRAPE_ANSWER_S, Snapshot, SnapshotCollector,
-                                              StoreCollector, files_and_freshness, take_snapshot)
+                                              StoreCollector, files_and_freshness, known_agents,
+                                              take_snapshot)
 from agent_pipeline.metrics.spec import DEFAULT_JOB, Sample
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.safe_files import read_regular, replace_atomically
@@ -192,6 +193,7 @@ def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s
 
     ``agents``: the registry's agent names, whose counters are pushed at 0 before their first run (the agents in
     the store are known either way)."""
+    agents = known_agents(agents)  # a bad argument is a bug at the edge: said at once, before any store or gateway
     cfg = MetricsConfig.load(home)
     gateway_url = gateway_url or cfg.gateway_url
     job = job or cfg.job

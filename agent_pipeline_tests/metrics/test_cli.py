@@ -1,4 +1,5 @@
-"""``agent-pipeline metrics serve`` exposes the collector on 127.0.0.1; ``metrics push`` publishes once."""
+"""``agent-pipeline metrics serve`` exposes the collector on 127.0.0.1 and answers while the store is busy;
+``metrics push`` publishes once."""
 
 import subprocess
 import sys
@@ -7,8 +8,8 @@ import urllib.request
 from pathlib import Path
 
 from agent_pipeline.cli import main
-from agent_pipeline_tests.conftest import free_port
 from agent_pipeline.trading import KillSwitch
+from agent_pipeline_tests.conftest import free_port
 from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, held_store, samples, value, write
 from agent_pipeline_tests.metrics.test_publish import Gateway
 

@@ -2,7 +2,9 @@
 every kill-switch state) exist at 0 before their first increment, so the panels show 0 instead of no data and
 the first order is an increase that ``increase()`` and ``rate()`` can see."""
 
-from agent_pipeline.metrics.publish import exposition
+import pytest
+
+from agent_pipeline.metrics.publish import exposition, publish
 from agent_pipeline.metrics.spec import HISTOGRAMS
 from agent_pipeline.trading import KillSwitchState, Reason
 from agent_pipeline_tests.metrics.helpers import (event, fill, gate_decision, loop_tables, order, quota, samples,
@@ -71,3 +73,10 @@ def test_the_first_decision_order_and_fill_are_increases_of_series_that_already_
         ("trading_guardrail_denials_total", (("agent", "b"), ("reason_code", "NOTIONAL_LIMIT"))): 1,
     }
     assert value(before, "agent_runs_total", agent="b") == 0 and value(after, "agent_runs_total", agent="b") == 0
+
+
+def test_a_malformed_agent_list_is_refused_with_what_is_wrong(pipeline_home):
+    with pytest.raises(TypeError, match="'momentum'"):
+        exposition(agents="momentum")  # would otherwise export one agent per letter
+    with pytest.raises(ValueError, match="''.*3|3.*''"):
+        publish("http://127.0.0.1:9", agents=["ok", "", 3])

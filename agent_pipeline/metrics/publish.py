@@ -4,8 +4,8 @@ The Pushgateway replaces a group on PUT and never adds, so every push sends the 
 one fixed grouping key (``job=agent_pipeline``). Pushes are serialised by a file lock in $AGENT_PIPELINE_HOME that
 is held from computing the snapshot until the PUT returns: a snapshot computed later is pushed later, so an older
 snapshot never overwrites a newer one. When the store is busy or unreadable the group keeps the last pushed
-snapshot and only the kill switch (a file, read now) and that snapshot's age are POSTed into it: POST replaces the
-families it names and keeps the others. A gateway that is down or slow never raises: the failure is counted in a
+snapshot, and only what is read from files (the kill switch, the configured thresholds), that snapshot's age and
+"not fresh" are POSTed into it: POST replaces the families it names and keeps the others. A gateway that is down or slow never raises: the failure is counted in a
 small state file (exported as ``agent_pipeline_metrics_push_failures_total``), and the next push catches up because
 the values come from the store, not from memory. An outage is logged once, whichever processes push during it: a
 WARNING with what to do at its first failure, then nothing, then one INFO line when a push succeeds again.
@@ -129,7 +129,7 @@ class PushState:
 class PushResult:
     """Outcome of one publish. ``status``: pushed | failed | store_unavailable | lock_busy | lock_unusable | stale.
 
-    ``partial``: the store was unavailable and the kill switch and the last snapshot's age were sent instead.
+    ``partial``: the store was unavailable; the kill switch and the last snapshot's age were sent instead.
     """
 
     status: str
@@ -155,8 +155,8 @@ class PushResult:
 
     def summary(self) -> str:
         if self.partial:
-            base = (f"{self.status}: kill switch and snapshot age only, {self.payload_bytes} bytes to {self.gateway} "
-                    f"in {self.seconds:.3f} s")
+            base = (f"{self.status}: kill switch and snapshot age sent (the rest kept from the last push), "
+                    f"{self.payload_bytes} bytes to {self.gateway} in {self.seconds:.3f} s")
         else:
             base = (f"{self.status}: {self.events} events, {self.payload_bytes} bytes to {self.gateway} in "
                     f"{self.seconds:.3f} s")

@@ -3,7 +3,9 @@
 The Pushgateway replaces a group on PUT and never adds, so every push sends the complete cumulative state under
 one fixed grouping key (``job=agent_pipeline``). Pushes are serialised by a file lock in $AGENT_PIPELINE_HOME that
 is held from computing the snapshot until the PUT returns: a snapshot computed later is pushed later, so an older
-snapshot never overwrites a newer one. A gateway that is down or slow never raises: the failure is counted in a
+snapshot never overwrites a newer one. When the store is busy or unreadable the group keeps the last pushed
+snapshot, and only what is read from files (the kill switch, the configured thresholds), that snapshot's age and
+"not fresh" are POSTed into it: POST replaces the families it names and keeps the others. A gateway that is down or slow never raises: the failure is counted in a
 small state file (exported as ``agent_pipeline_metrics_push_failures_total``), and the next push catches up because
 the values come from the store, not from memory. An outage is logged once, whichever processes push during it: a
 WARNING with what to do at its first failure, then nothing, then one INFO line when a push succeeds again.
@@ -15,17 +17,20 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import basic_auth_handler, default_handler, generate_latest, push_to_gateway
+from prometheus_client.exposition import (basic_auth_handler, default_handler, generate_latest, push_to_gateway,
+                                          pushadd_to_gateway)
 
-from agent_pipeline.metrics.collector import DEFAULT_STORE_TIMEOUT_S, SnapshotCollector, StoreCollector, take_snapshot
-from agent_pipeline.metrics.loop import Sample
-from agent_pipeline.metrics.spec import DEFAULT_JOB
+from agent_pipeline.metrics.collector import (DEFAULT_STORE_TIMEOUT_S, SCRAPE_ANSWER_S, Snapshot, SnapshotCollector,
+                                              StoreCollector, files_and_freshness, known_agents,
+                                              take_snapshot)
+from agent_pipeline.metrics.spec import DEFAULT_JOB, Sample
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.safe_files import read_regular, replace_atomically
 from agent_pipeline.settings import ConfigError, config_section, pipeline_home, strict_fields
@@ -122,7 +127,10 @@ class PushState:
 
 @dataclass
 class PushResult:
-    """Outcome of one publish. ``status``: pushed | failed | store_unavailable | lock_busy | lock_unusable | stale."""
+    """Outcome of one publish. ``status``: pushed | failed | store_unavailable | lock_busy | lock_unusable | stale.
+
+    ``partial``: the store was unavailable; the kill switch and the last snapshot's age were sent instead.
+    """
 
     status: str
     gateway: str
@@ -134,6 +142,7 @@ class PushResult:
     state: PushState = field(default_factory=PushState)
     outage_started: bool = False  # this push is the first failure after a success (the one that is logged)
     recovered: bool = False  # this push is the first success after failures
+    partial: bool = False
 
     @property
     def worth_logging(self) -> bool:
@@ -145,7 +154,12 @@ class PushResult:
         return self.status == "pushed"
 
     def summary(self) -> str:
-        base = f"{self.status}: {self.events} events, {self.payload_bytes} bytes to {self.gateway} in {self.seconds:.3f} s"
+        if self.partial:
+            base = (f"{self.status}: kill switch and snapshot age sent (the rest kept from the last push), "
+                    f"{self.payload_bytes} bytes to {self.gateway} in {self.seconds:.3f} s")
+        else:
+            base = (f"{self.status}: {self.events} events, {self.payload_bytes} bytes to {self.gateway} in "
+                    f"{self.seconds:.3f} s")
         return base + (f" ({self.error})" if self.error else "")
 
     def brief(self) -> str:
@@ -173,8 +187,13 @@ def read_state(home=None) -> PushState:
 
 def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s: float | None = None,
             username: str | None = None, password: str | None = None, home=None, store: Store | None = None,
-            store_timeout_s: float | None = None, lock_timeout_s: float | None = None) -> PushResult:
-    """Compute a snapshot from the store and PUT it to the gateway. Never raises for gateway or store trouble."""
+            store_timeout_s: float | None = None, lock_timeout_s: float | None = None,
+            agents: Iterable[str] | None = None) -> PushResult:
+    """Compute a snapshot from the store and PUT it to the gateway. Never raises for gateway or store trouble.
+
+    ``agents``: the registry's agent names, whose counters are pushed at 0 before their first run (the agents in
+    the store are known either way)."""
+    agents = known_agents(agents)  # a bad argument is a bug at the edge: said at once, before any store or gateway
     cfg = MetricsConfig.load(home)
     gateway_url = gateway_url or cfg.gateway_url
     job = job or cfg.job
@@ -194,32 +213,39 @@ def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s
                               seconds=time.perf_counter() - t0)
         return _publish_locked(store, home_path, gateway_url, job, t0,
                                store_timeout_s=store_timeout_s or cfg.store_timeout_s,
-                               timeout_s=timeout_s or cfg.timeout_s, handler=_handler(username, password))
+                               timeout_s=timeout_s or cfg.timeout_s, handler=_handler(username, password),
+                               agents=agents)
 
 
 def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t0: float, *,
-                    store_timeout_s: float, timeout_s: float, handler) -> PushResult:
+                    store_timeout_s: float, timeout_s: float, handler, agents: Iterable[str] | None) -> PushResult:
     """``publish`` under the push lock: snapshot, order check, PUT, state update."""
     state_path = home_path / STATE_FILE
     state = PushState.read(state_path)
     try:
-        snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s)
+        snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s, agents=agents)
     except (StoreBusy, OSError, duckdb.Error) as exc:
         state.skipped_busy += 1
+        log.warning("metrics: store unreadable (%s); the kill switch is pushed, the rest waits for the next push",
+                    exc)
+        result = _push_kill_switch(state, home_path, gateway_url, job, timeout_s=timeout_s, handler=handler)
+        result.error = "; ".join(e for e in (str(exc), result.error) if e)
         state.write(state_path)
-        log.warning("metrics: store unreadable (%s); push skipped, the next one catches up", exc)
-        return PushResult("store_unavailable", gateway_url, error=str(exc), seconds=time.perf_counter() - t0, state=state)
+        result.state, result.seconds = state, time.perf_counter() - t0
+        return result
     if snap.taken_at < state.last_snapshot_at:  # only if the wall clock stepped back
         log.warning("metrics: snapshot older than the one already pushed; not pushing it")
         return PushResult("stale", gateway_url, snapshot_at=snap.taken_at, events=snap.events,
                           seconds=time.perf_counter() - t0, state=state)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snap, state.samples()))
+    extra = [*files_and_freshness(home_path, snap, fresh=True, now=time.time()), *state.samples()]
+    registry.register(SnapshotCollector(snap, extra))
     payload = len(generate_latest(registry))
     result = PushResult("pushed", gateway_url, snapshot_at=snap.taken_at, events=snap.events, payload_bytes=payload)
     try:
         push_to_gateway(gateway_url, job=job, registry=registry, timeout=timeout_s, handler=handler)
     except Exception as exc:  # down, slow, refused, 4xx/5xx: counted and logged once per outage, never raised
+        result.status = "failed"
         _record_failure(state, result, gateway_url, f"{type(exc).__name__}: {exc}")
     else:
         _record_success(state, result, gateway_url)
@@ -229,11 +255,27 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
     return result
 
 
+def _push_kill_switch(state: PushState, home_path: Path, gateway_url: str, job: str, *, timeout_s: float,
+                      handler) -> PushResult:
+    """With no snapshot to push: POST the kill switch (read now), the configured thresholds, "not fresh" and the
+    last pushed snapshot's age into the group, which keeps every other family of that snapshot."""
+    last = Snapshot(taken_at=state.last_snapshot_at) if state.last_snapshot_at > 0 else None
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(None, [*files_and_freshness(home_path, last, fresh=False, now=time.time()),
+                                               *state.samples()]))
+    result = PushResult("store_unavailable", gateway_url, payload_bytes=len(generate_latest(registry)), partial=True)
+    try:
+        pushadd_to_gateway(gateway_url, job=job, registry=registry, timeout=timeout_s, handler=handler)
+    except Exception as exc:  # as for a full push: counted, logged once per outage, never raised
+        _record_failure(state, result, gateway_url, f"{type(exc).__name__}: {exc}")
+    return result
+
+
 def _record_failure(state: PushState, result: PushResult, gateway_url: str, error: str) -> None:
     now = time.time()
     state.failures += 1
     state.last_error, state.last_error_at = error, now
-    result.status, result.error = "failed", error
+    result.error = error
     result.outage_started = state.outage_failures == 0
     if result.outage_started:
         state.outage_since = now
@@ -260,21 +302,29 @@ def _record_success(state: PushState, result: PushResult, gateway_url: str) -> N
     state.outage_failures, state.outage_since = 0, 0.0
 
 
-def exposition(home=None, store: Store | None = None) -> bytes:
-    """The text exposition of the current snapshot (what /metrics serves)."""
+def exposition(home=None, store: Store | None = None, agents: Iterable[str] | None = None) -> bytes:
+    """The text exposition of a snapshot taken now (what /metrics serves), waiting for the store as long as the
+    store timeout allows; a busy store gives the kill switch only."""
     registry = CollectorRegistry(auto_describe=False)
     home_path = pipeline_home(home)
-    registry.register(StoreCollector(store or Store.at_home(home_path), extra=lambda: read_state(home_path).samples()))
+    registry.register(StoreCollector(store or Store.at_home(home_path), home=home_path, agents=agents,
+                                     extra=lambda: read_state(home_path).samples()))
     return generate_latest(registry)
 
 
-def serve(port: int = 9464, host: str = "127.0.0.1", home=None, store_timeout_s: float | None = None):
-    """Serve the collector on http://host:port/metrics in a background thread; returns (server, thread)."""
+def serve(port: int = 9464, host: str = "127.0.0.1", home=None, store_timeout_s: float | None = None,
+          agents: Iterable[str] | None = None, answer_within_s: float = SCRAPE_ANSWER_S):
+    """Serve the collector on http://host:port/metrics in a background thread; returns (server, thread).
+
+    Every scrape is answered within ``answer_within_s``: with a snapshot taken for it, or with the last good one
+    while the store is busy (the kill switch is read for each scrape either way)."""
     from prometheus_client import start_http_server
 
     home_path = pipeline_home(home)
     cfg = MetricsConfig.load(home_path)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(Store.at_home(home_path), timeout_s=store_timeout_s or cfg.store_timeout_s,
+    registry.register(StoreCollector(Store.at_home(home_path), home=home_path,
+                                     timeout_s=store_timeout_s or cfg.store_timeout_s,
+                                     answer_within_s=answer_within_s, agents=agents,
                                      extra=lambda: read_state(home_path).samples()))
     return start_http_server(port, addr=host, registry=registry)

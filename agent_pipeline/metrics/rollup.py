@@ -7,17 +7,26 @@ kept in ``metrics_event_rollup`` and each publish folds in only the events inges
 ever holds more rows than the rollup has seen (a row arrived with an older ``ingested_at``), or the histogram
 bounds in ``spec`` differ from the ones the rollup was kept with (an upgrade that adds buckets), the rollup is rebuilt
 from scratch; counts then only grow. Deleted events are never subtracted: counters must not go backwards.
+
+The last-run and last-value gauges say what an agent is doing now, so they come from live runs only (``source`` in
+``LIVE_SOURCES``; imported history, dated or not, is no evidence) by start time, and never from a run that claims to
+start after it was stored or after now (beyond ``FUTURE_TOLERANCE_S`` of clock skew): a 2099 timestamp would pin
+them for good. These values are kept in the rollup too, with the rule they were computed under (``last_rule``):
+a rollup kept under another rule (an upgrade from the rule that let imported or future-dated events in) has its
+last values recomputed from the stored events once, while its counters keep their totals. So does a rollup
+holding a value ahead of now (the clock stepped back).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from agent_pipeline.metrics.spec import HISTOGRAMS, HistogramSpec
 from agent_pipeline.store import has_table
-from agent_pipeline.store.events import UNDATED_IMPORT_SOURCE
+from agent_pipeline.store.events import LIVE_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +56,15 @@ MIGRATIONS: list[str] = [
     """,
     # The histogram bounds the rollup's bucket arrays count against; NULL (kept before this column) means unknown.
     "ALTER TABLE metrics_rollup_state ADD COLUMN bucket_bounds VARCHAR;",
+    # The rule the last-run and last-value columns were computed under; NULL (kept before this column): the old one.
+    "ALTER TABLE metrics_rollup_state ADD COLUMN last_rule VARCHAR;",
 ]
+
+FUTURE_TOLERANCE_S = 60.0  # clock skew between the process that ran an agent and the store's clock
+_TOLERANCE_US = int(FUTURE_TOLERANCE_S * 1e6)
+# A row that may set the last-run and last-value gauges: a live run, started before it was stored and before now.
+_LIVE_AND_PAST = (f"(list_contains($live, source) AND "
+                  f"epoch_us(started_at) <= least(epoch_us(ingested_at), $now_us) + {_TOLERANCE_US})")
 
 _PREFIX = {"latency_seconds": "latency", "cost_usd": "cost", "reward": "reward"}
 
@@ -55,6 +72,12 @@ _PREFIX = {"latency_seconds": "latency", "cost_usd": "cost", "reward": "reward"}
 def bucket_bounds() -> str:
     """The bounds of every histogram, as stored beside the rollup: a change means its arrays no longer line up."""
     return json.dumps({h.name: [float(b) for b in h.buckets] for h in HISTOGRAMS}, sort_keys=True)
+
+
+def last_rule() -> str:
+    """Which rows the last values were taken from, as stored beside the rollup: a change means recompute them."""
+    return json.dumps({"sources": sorted(LIVE_SOURCES), "future_tolerance_s": FUTURE_TOLERANCE_S,
+                       "not_after": "min(ingested_at, now)"}, sort_keys=True)
 
 
 @dataclass
@@ -94,6 +117,11 @@ class AgentTotals:
     last_run_us: int | None = None
     last: dict[str, Last] = field(default_factory=dict)  # keyed by events column
 
+    @classmethod
+    def zero(cls, agent: str) -> AgentTotals:
+        """An agent with no stored events: every counter and bucket at 0, no last values."""
+        return cls(agent, hists={h.name: _empty(h) for h in HISTOGRAMS}, last={h.column: Last() for h in HISTOGRAMS})
+
     def merged(self, other: AgentTotals) -> AgentTotals:
         runs = [x for x in (self.last_run_us, other.last_run_us) if x is not None]
         return AgentTotals(
@@ -115,15 +143,14 @@ def _finite(col: str) -> str:
 
 
 def _delta_sql(where: str) -> str:
-    # the last run is evidence that an agent is alive: an imported line without a time of its own is not
-    parts = ["agent", "count(*)", "count(error)",
-             f"epoch_us(max(started_at) FILTER (WHERE source <> '{UNDATED_IMPORT_SOURCE}'))"]
+    # counters and histograms count every stored event; the last values only live runs that are not future-dated
+    parts = ["agent", "count(*)", "count(error)", f"epoch_us(max(started_at) FILTER (WHERE {_LIVE_AND_PAST}))"]
     for h in HISTOGRAMS:
         v = _finite(h.column)
         parts += [f"count({v})", f"coalesce(sum({v}), 0)"]
         parts += [f"count(*) FILTER (WHERE {v} <= {float(b)!r})" for b in h.buckets]
-        parts += [f"arg_max({v}, started_at) FILTER (WHERE {v} IS NOT NULL)",
-                  f"epoch_us(max(started_at) FILTER (WHERE {v} IS NOT NULL))"]
+        parts += [f"arg_max({v}, started_at) FILTER (WHERE {v} IS NOT NULL AND {_LIVE_AND_PAST})",
+                  f"epoch_us(max(started_at) FILTER (WHERE {v} IS NOT NULL AND {_LIVE_AND_PAST}))"]
     return f"SELECT {', '.join(parts)} FROM agent_events {where} GROUP BY agent"
 
 
@@ -144,15 +171,38 @@ def _parse_delta(row: tuple) -> AgentTotals:
     return totals
 
 
+def _now_us(now: float | None) -> int:
+    return int((time.time() if now is None else now) * 1e6)
 
 
-def aggregate_events(conn, *, after_watermark: bool = False) -> dict[str, AgentTotals]:
-    """Per-agent totals of all events, or of those ingested after the rollup's watermark."""
+def aggregate_events(conn, *, after_watermark: bool = False, now: float | None = None) -> dict[str, AgentTotals]:
+    """Per-agent totals of all events, or of those ingested after the rollup's watermark; ``now`` (Unix seconds,
+    default the clock) bounds the last values."""
     where = ""
     if after_watermark:
         where = ("WHERE ingested_at > coalesce((SELECT ingested_through FROM metrics_rollup_state WHERE id = 1), "
                  "TIMESTAMPTZ '1970-01-01 00:00:00+00')")
-    return {t.agent: t for t in map(_parse_delta, conn.execute(_delta_sql(where)).fetchall())}
+    params = {"live": list(LIVE_SOURCES), "now_us": _now_us(now)}
+    return {t.agent: t for t in map(_parse_delta, conn.execute(_delta_sql(where), params).fetchall())}
+
+
+def _ahead_of(t: AgentTotals, limit_us: int) -> bool:
+    return any(at is not None and at > limit_us for at in (t.last_run_us, *(v.at_us for v in t.last.values())))
+
+
+def _repair_last_values(conn, totals: dict[str, AgentTotals], state, now: float | None) -> bool:
+    """Recompute every agent's last values from the stored events when they were kept under another rule or one
+    is ahead of now; counters are left alone (events may have been deleted since they were counted)."""
+    limit_us = _now_us(now) + _TOLERANCE_US
+    if state is None or (state[2] == last_rule() and not any(_ahead_of(t, limit_us) for t in totals.values())):
+        return False
+    log.info("metrics rollup: last-run and last-value gauges recomputed from the stored live runs")
+    fresh = aggregate_events(conn, now=now)
+    for agent, t in totals.items():
+        source = fresh.get(agent) or AgentTotals.zero(agent)
+        t.last_run_us = source.last_run_us
+        t.last = {h.column: source.last.get(h.column, Last()) for h in HISTOGRAMS}
+    return True
 
 
 def _rollup_columns() -> list[str]:
@@ -191,29 +241,30 @@ def _write_rollup(conn, totals: dict[str, AgentTotals]) -> None:
                          f"VALUES ({', '.join('?' for _ in cols)})", rows)
 
 
-def update_rollup(store, conn) -> dict[str, AgentTotals]:
+def update_rollup(store, conn, *, now: float | None = None) -> dict[str, AgentTotals]:
     """Fold newly ingested events into the rollup and return the cumulative per-agent totals.
 
-    ``conn`` must be a read-write connection under the store lock and not inside a transaction.
+    ``conn`` must be a read-write connection under the store lock and not inside a transaction. ``now`` (Unix
+    seconds, default the clock): no last value is taken from a run that starts after it.
     """
     store.ensure_schema(conn, COMPONENT, MIGRATIONS)
     if not has_table(conn, "agent_events"):
         return {}
     conn.execute("BEGIN TRANSACTION")
     try:
-        state = conn.execute("SELECT events, bucket_bounds FROM metrics_rollup_state WHERE id = 1").fetchone()
+        state = conn.execute("SELECT events, bucket_bounds, last_rule FROM metrics_rollup_state WHERE id = 1").fetchone()
         seen = int(state[0]) if state else 0
         bounds = bucket_bounds()
-        delta = aggregate_events(conn, after_watermark=True)
+        delta = aggregate_events(conn, after_watermark=True, now=now)
         stored = conn.execute("SELECT count(*) FROM agent_events").fetchone()[0]
         new = sum(t.runs for t in delta.values())
         rebuilt = False
         if state and state[1] != bounds:
             log.info("metrics rollup: histogram buckets differ from the ones it was kept with; rebuilding")
-            totals, rebuilt = aggregate_events(conn), True
+            totals, rebuilt = aggregate_events(conn, now=now), True
         elif seen + new < stored:
             log.info("metrics rollup: %d events arrived behind the watermark; rebuilding", stored - seen - new)
-            totals, rebuilt = aggregate_events(conn), True
+            totals, rebuilt = aggregate_events(conn, now=now), True
         else:
             if seen + new > stored:
                 log.warning("metrics rollup: agent_events holds fewer rows (%d) than counted (%d); counters keep "
@@ -221,15 +272,16 @@ def update_rollup(store, conn) -> dict[str, AgentTotals]:
             totals = _read_rollup(conn)
             for agent, d in delta.items():
                 totals[agent] = totals[agent].merged(d) if agent in totals else d
-        if delta or rebuilt or not state:
+        repaired = not rebuilt and _repair_last_values(conn, totals, state, now)
+        if delta or rebuilt or repaired or not state:
             _write_rollup(conn, totals)
             conn.execute(
                 """INSERT OR REPLACE INTO metrics_rollup_state
-                       (id, ingested_through, events, rebuilt_at, updated_at, bucket_bounds)
+                       (id, ingested_through, events, rebuilt_at, updated_at, bucket_bounds, last_rule)
                    SELECT 1, (SELECT max(ingested_at) FROM agent_events), ?,
                           CASE WHEN ? THEN now() ELSE (SELECT rebuilt_at FROM metrics_rollup_state WHERE id = 1) END,
-                          now(), ?""",
-                [sum(t.runs for t in totals.values()), rebuilt, bounds])
+                          now(), ?, ?""",
+                [sum(t.runs for t in totals.values()), rebuilt, bounds, last_rule()])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

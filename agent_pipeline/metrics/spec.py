@@ -46,10 +46,10 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("agent_runs_total", "counter", ("agent",), "Agent runs recorded in agent_events."),
     MetricSpec("agent_errors_total", "counter", ("agent",), "Agent runs that ended in an error."),
     *(MetricSpec(h.name, "histogram", ("agent",), h.help, h.buckets) for h in HISTOGRAMS),
-    MetricSpec("agent_last_reward", "gauge", ("agent",), "Reward of the agent's most recent scored run."),
-    MetricSpec("agent_last_cost_usd", "gauge", ("agent",), "Cost (USD) of the agent's most recent priced run."),
-    MetricSpec("agent_last_latency_seconds", "gauge", ("agent",), "Latency (seconds) of the agent's most recent run."),
-    MetricSpec("agent_last_run_timestamp_seconds", "gauge", ("agent",), "Start time (Unix seconds) of the agent's most recent run."),
+    MetricSpec("agent_last_reward", "gauge", ("agent",), "Reward of the agent's most recent scored live run (by start time)."),
+    MetricSpec("agent_last_cost_usd", "gauge", ("agent",), "Cost (USD) of the agent's most recent priced live run (by start time)."),
+    MetricSpec("agent_last_latency_seconds", "gauge", ("agent",), "Latency (seconds) of the agent's most recent live run (by start time)."),
+    MetricSpec("agent_last_run_timestamp_seconds", "gauge", ("agent",), "Start time (Unix seconds) of the agent's most recent live run (imported history is no evidence)."),
     MetricSpec("agent_reward_rolling_mean", "gauge", ("agent", "window"), "Rolling mean reward per agent (reward_distributions)."),
     MetricSpec("agent_reward_win_rate", "gauge", ("agent", "window"), "Rolling share of runs with positive reward (reward_distributions)."),
     MetricSpec("agent_reward_rolling_std", "gauge", ("agent", "window"), "Rolling sample standard deviation of reward (reward_distributions; absent below 2 runs)."),
@@ -68,13 +68,24 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("trading_guardrail_denials_total", "counter", ("agent", "reason_code"), "Execution-gate denials by stable reason code."),
     MetricSpec("trading_orders_total", "counter", ("agent",), "Orders placed with the paper broker."),
     MetricSpec("trading_fills_total", "counter", ("agent",), "Fills received from the paper broker."),
-    MetricSpec("trading_realized_pnl_usd", "gauge", ("period",), "Realized PnL (USD): period=\"today\" (latest UTC trading date) and \"cumulative\"."),
+    MetricSpec("trading_realized_pnl_usd", "gauge", ("period",), "Realized PnL (USD): period=\"today\" (the current UTC date; 0 when nothing filled today) and \"cumulative\"."),
     MetricSpec("agent_pipeline_metrics_snapshot_timestamp_seconds", "gauge", (), "When this snapshot was computed from the store (Unix seconds)."),
+    MetricSpec("agent_pipeline_metrics_snapshot_age_seconds", "gauge", (), "Age (seconds) of the store values in this exposition: 0 when computed for it, more when the store was busy and the last good snapshot is served."),
+    MetricSpec("agent_pipeline_metrics_snapshot_fresh", "gauge", (), "1 when this exposition's store values were computed for it, 0 when they are the last good snapshot's (the kill switch is always read fresh)."),
     MetricSpec("agent_pipeline_metrics_pushes_total", "counter", (), "Snapshots pushed to the Pushgateway before this one."),
     MetricSpec("agent_pipeline_metrics_push_failures_total", "counter", (), "Pushes that failed (gateway down or slow) before this one."),
 )
 
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value of one metric (``name`` as in ``METRICS``; ``labels`` as (label, value) pairs)."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
 
 # What a seed user's queries used -> what we export.
 SEED_NAME_MAP: dict[str, str] = {

@@ -53,6 +53,10 @@ MIGRATIONS: list[str] = [
 
 IMPORT_SOURCE = "import"
 UNDATED_IMPORT_SOURCE = "import_undated"
+# ``source`` of the rows a run wrote as it ended (the Dagster op's default and ``agent-pipeline agents run``): the
+# only rows that say what an agent is doing now. Whatever judges liveness or "the latest run" (the circuit breaker,
+# the metrics' last-run and last-value gauges) counts these and nothing else.
+LIVE_SOURCES: tuple[str, ...] = ("dagster", "cli")
 
 COLUMNS: tuple[str, ...] = (
     "event_id", "run_id", "agent", "strategy", "kind", "started_at", "latency_seconds", "cost_usd", "reward",

@@ -39,10 +39,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from agent_pipeline.store import has_table
+from agent_pipeline.store.events import LIVE_SOURCES
 from agent_pipeline.trading.config import GuardrailConfig
-
-# ``agent_events.source`` of rows written by a run as it ends (the op's default and the CLI's).
-LIVE_SOURCES = ("dagster", "cli")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import math
 
 from agent_pipeline.metrics.publish import exposition
 from agent_pipeline.metrics.spec import LATENCY_BUCKETS, PROTOTYPE_LATENCY_BUCKETS
-from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, samples, value, write
+from agent_pipeline_tests.metrics.helpers import (assert_matches_store, distribution, event, loop_tables, quota, samples,
+                                                  value, write)
 
 
 def test_latency_buckets_keep_the_prototype_bounds_and_resolve_agents_under_50_ms(store):
@@ -32,15 +33,15 @@ def test_a_rollup_kept_with_other_histogram_bounds_is_rebuilt_not_misread(store)
 
 
 def _distributions(conn, rows):
-    conn.execute('CREATE TABLE reward_distributions (agent VARCHAR, "window" VARCHAR, n BIGINT, mean DOUBLE, '
-                 "std DOUBLE, win_rate DOUBLE, computed_at TIMESTAMPTZ)")
-    conn.executemany("INSERT INTO reward_distributions VALUES (?, ?, ?, ?, ?, ?, now())", rows)
+    for agent, window, n, mean, std, win_rate in rows:
+        distribution(conn, agent, window, n=n, mean=mean, std=std, win_rate=win_rate)
 
 
 def test_the_reward_collapse_inputs_are_exported_as_the_check_reads_them(store, pipeline_home):
     (pipeline_home / "config.toml").write_text(
         "[reward.history]\ncollapse_min_runs = 7\ncollapse_drop_std = 2.5\ncollapse_min_drop = 0.05\n")
     write(store, event("a", 1))
+    loop_tables(store)
     with store.connect() as conn:
         _distributions(conn, [("a", "1h", 12, -0.02, 0.04, 0.3), ("a", "7d", 900, 0.11, 0.08, 0.6),
                               ("b", "1h", 1, 0.2, None, 1.0), ("b", "7d", 0, None, float("nan"), None)])
@@ -61,13 +62,11 @@ def test_the_reward_collapse_inputs_are_exported_as_the_check_reads_them(store, 
 def test_each_agent_expected_run_interval_follows_its_quota_and_the_period(store, pipeline_home):
     (pipeline_home / "config.toml").write_text("[allocation]\nperiod_minutes = 30\n")
     write(store, event("a", 1))
+    loop_tables(store)
     with store.connect() as conn:
-        conn.execute("CREATE TABLE allocator_quotas (period_start TIMESTAMPTZ, agent VARCHAR, quota INTEGER, "
-                     "capital_usd DOUBLE, decided_at TIMESTAMPTZ)")
-        conn.execute("INSERT INTO allocator_quotas VALUES "
-                     "('2026-01-01 00:00+00', 'a', 60, 1.0, '2026-01-01 00:00:05+00'), "
-                     "('2026-01-01 00:30+00', 'a', 4, 1.0, '2026-01-01 00:30:07+00'), "
-                     "('2026-01-01 00:30+00', 'benched', 0, 0.0, '2026-01-01 00:30:07+00')")
+        quota(conn, "2026-01-01 00:00+00", "a", 60, 1.0, "2026-01-01 00:00:05+00")
+        quota(conn, "2026-01-01 00:30+00", "a", 4, 1.0, "2026-01-01 00:30:07+00")
+        quota(conn, "2026-01-01 00:30+00", "benched", 0, 0.0, "2026-01-01 00:30:07+00")
     parsed = samples(exposition())
     assert value(parsed, "allocator_period_seconds") == 1800
     assert value(parsed, "agent_expected_run_interval_seconds", agent="a") == 450  # the period in force

@@ -1,4 +1,5 @@
-"""``agent-pipeline metrics serve`` exposes the collector on 127.0.0.1; ``metrics push`` publishes once."""
+"""``agent-pipeline metrics serve`` exposes the collector on 127.0.0.1 and answers while the store is busy;
+``metrics push`` publishes once."""
 
 import subprocess
 import sys
@@ -7,8 +8,9 @@ import urllib.request
 from pathlib import Path
 
 from agent_pipeline.cli import main
+from agent_pipeline.trading import KillSwitch
 from agent_pipeline_tests.conftest import free_port
-from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, samples, value, write
+from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, held_store, samples, value, write
 from agent_pipeline_tests.metrics.test_publish import Gateway
 
 
@@ -43,6 +45,17 @@ def test_serve_binds_loopback_and_serves_the_store(store, pipeline_home):
         out = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
         listening = [line for line in out.splitlines() if f":{port} " in line]
         assert listening and all("127.0.0.1:" in line for line in listening), listening
+        # another process holds the store: the scrape still answers well within Prometheus' 10 s scrape timeout
+        with held_store():
+            KillSwitch(pipeline_home / "kill_switch.json").trip("tripped while the store is held")
+            t0 = time.monotonic()
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=9).read()
+            took = time.monotonic() - t0
+        parsed = samples(body)
+        assert took < 5, took
+        assert value(parsed, "trading_kill_switch_engaged") == 1
+        assert value(parsed, "agent_runs_total", agent="a") == 3  # the last good snapshot
+        assert value(parsed, "agent_pipeline_metrics_snapshot_fresh") == 0
     finally:
         proc.terminate()
         proc.wait(timeout=10)

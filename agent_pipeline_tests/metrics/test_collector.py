@@ -7,12 +7,15 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, samples, value, write
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent_pipeline_tests.metrics.helpers import (assert_matches_store, distribution, event, fill, gate_decision,
+                                                  loop_tables, order, pnl, quota, samples, value, write)
 
 from agent_pipeline.metrics import rollup
 from agent_pipeline.metrics.collector import Snapshot, take_snapshot
 from agent_pipeline.metrics.publish import exposition
-from agent_pipeline.metrics.spec import METRICS, exported_series_names
+from agent_pipeline.metrics.spec import BY_NAME, METRICS, exported_series_names
 from agent_pipeline.store import Store
 
 
@@ -105,45 +108,46 @@ def test_incremental_rollup_equals_a_full_recount(tmp_path_factory, batches):
     assert set(snap.agents) == set(full)
 
 
-def test_other_domains_tables_missing_or_oddly_shaped_give_no_series_not_errors(store):
+def test_a_table_in_another_shape_gives_none_of_its_series_and_the_rest_is_exported(store, caplog):
     write(store, event("a", 1))
-    with store.connect() as conn:
-        conn.execute("CREATE TABLE orders (id INTEGER)")  # no agent column: counted without agent
+    with store.connect() as conn:  # hand-edited tables: the readers query the schemas their domains create
+        conn.execute("CREATE TABLE orders (id INTEGER)")
         conn.execute("INSERT INTO orders VALUES (1), (2)")
-        conn.execute("CREATE TABLE gate_decisions (decided_at TIMESTAMPTZ)")  # lacks approved/reason_code
-        conn.execute("CREATE TABLE daily_pnl (trading_date DATE, realized_pnl_usd VARCHAR)")  # wrong type
+        conn.execute("CREATE TABLE gate_decisions (decided_at TIMESTAMPTZ)")
+        conn.execute("CREATE TABLE daily_pnl (trading_date DATE, realized_pnl_usd VARCHAR)")
         conn.execute("INSERT INTO daily_pnl VALUES ('2026-01-01', 'oops')")
     parsed = samples(exposition())
-    assert value(parsed, "trading_orders_total", agent="") == 2
-    assert not [k for k in parsed if k[0].startswith(("trading_guardrail", "trading_realized"))]
+    # no made-up 0 for a table that does not answer (it would read as a counter reset)
+    assert not [k for k in parsed if k[0].startswith(("trading_orders", "trading_gate", "trading_guardrail",
+                                                      "trading_realized"))]
     assert value(parsed, "agent_runs_total", agent="a") == 1
+    assert value(parsed, "trading_kill_switch_engaged") == 0
+    for table in ("gate_decisions", "orders", "daily_pnl"):
+        assert f"table {table} does not answer" in caplog.text
 
 
 def test_loop_tables_become_series(store, pipeline_home):
     write(store, event("a", 1))
+    loop_tables(store)
     with store.connect() as conn:
-        conn.execute("CREATE TABLE gate_decisions (decided_at TIMESTAMPTZ, agent VARCHAR, approved BOOLEAN, "
-                     "reason_code VARCHAR)")
-        conn.execute("INSERT INTO gate_decisions VALUES (now(), 'a', true, 'OK'), (now(), 'a', false, 'SPREAD_TOO_WIDE'), "
-                     "(now(), 'a', false, 'SPREAD_TOO_WIDE'), (now(), 'b', false, 'KILL_SWITCH_HALTED')")
-        conn.execute("CREATE TABLE fills (agent VARCHAR)")
-        conn.execute("INSERT INTO fills VALUES ('a')")
-        conn.execute("CREATE TABLE daily_pnl (trading_date DATE, realized_pnl_usd DOUBLE)")
-        conn.execute("INSERT INTO daily_pnl VALUES ('2026-01-01', -20.0), ('2026-01-02', 5.5)")
-        conn.execute("CREATE TABLE allocator_quotas (period_start TIMESTAMPTZ, agent VARCHAR, quota INTEGER, "
-                     "capital_usd DOUBLE)")
-        conn.execute("INSERT INTO allocator_quotas VALUES ('2026-01-01', 'a', 1, 10.0), ('2026-01-02', 'a', 7, 700.0)")
-        conn.execute('CREATE TABLE reward_distributions (agent VARCHAR, "window" VARCHAR, mean DOUBLE, '
-                     'win_rate DOUBLE, computed_at TIMESTAMPTZ)')
-        conn.execute("INSERT INTO reward_distributions VALUES ('a', '500', 0.1, 0.4, '2026-01-01'), "
-                     "('a', '500', 0.2, 0.6, '2026-01-02')")
+        gate_decision(conn, "a", True, "OK")
+        gate_decision(conn, "a", False, "SPREAD_TOO_WIDE", n=2)
+        gate_decision(conn, "b", False, "KILL_SWITCH_HALTED")
+        fill(conn, order(conn, "a"))
+        pnl(conn, "2026-01-01", -20.0)
+        pnl(conn, "2026-01-02", 5.5)
+        quota(conn, "2026-01-01", "a", 1, 10.0)
+        quota(conn, "2026-01-02", "a", 7, 700.0)
+        distribution(conn, "a", "500", mean=0.1, win_rate=0.4, computed_at="2026-01-01")
+        distribution(conn, "a", "500", mean=0.2, win_rate=0.6, computed_at="2026-01-02")
     parsed = samples(exposition())
     assert value(parsed, "trading_guardrail_denials_total", agent="a", reason_code="SPREAD_TOO_WIDE") == 2
     assert value(parsed, "trading_gate_decisions_total", agent="a", outcome="approved") == 1
     assert value(parsed, "trading_gate_decisions_total", agent="b", outcome="denied") == 1
+    assert value(parsed, "trading_orders_total", agent="a") == 1
     assert value(parsed, "trading_fills_total", agent="a") == 1
-    assert value(parsed, "trading_realized_pnl_usd", period="today") == 5.5
     assert value(parsed, "trading_realized_pnl_usd", period="cumulative") == -14.5
+    assert value(parsed, "trading_realized_pnl_usd", period="today") == 0  # nothing filled on today's UTC date
     assert value(parsed, "allocator_quota_runs", agent="a") == 7
     assert value(parsed, "allocator_capital_usd", agent="a") == 700.0
     assert value(parsed, "agent_reward_rolling_mean", agent="a", window="500") == 0.2
@@ -157,6 +161,17 @@ def test_kill_switch_state_is_exported(pipeline_home):
     parsed = samples(exposition())
     assert value(parsed, "trading_kill_switch_engaged") == 1
     assert value(parsed, "trading_kill_switch_state", state="HALTED") == 1
+
+
+def test_each_family_has_the_name_type_and_labels_of_the_contract(store):
+    write(store, event("a", 1, reward=-0.7), event("b", 2, error="x"))
+    for fam in text_string_to_metric_families(exposition().decode()):
+        spec = BY_NAME[fam.name + "_total" if fam.type == "counter" else fam.name]
+        assert fam.type == spec.kind, fam.name
+        for s in fam.samples:
+            assert set(s.labels) - {"le"} == set(spec.labels), (s.name, s.labels)
+            if fam.type == "counter":
+                assert s.name == spec.name  # one "_total", never "_total_total"
 
 
 def test_every_exported_sample_is_in_the_contract(store):

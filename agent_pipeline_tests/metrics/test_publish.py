@@ -16,6 +16,7 @@ import pytest
 from agent_pipeline.metrics.publish import LOCK_FILE, MetricsConfig, publish, read_state
 from agent_pipeline.metrics.publish import exposition
 from agent_pipeline.settings import ConfigError
+from agent_pipeline.trading import KillSwitch
 from agent_pipeline_tests.conftest import free_port
 from agent_pipeline_tests.metrics.helpers import assert_matches_store, event, samples, value, write
 
@@ -32,15 +33,12 @@ class Gateway:
             def do_PUT(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 time.sleep(outer.delay_s)
-                outer.requests.append({"method": "PUT", "path": self.path, "auth": self.headers.get("Authorization"),
-                                       "body": body})
+                outer.requests.append({"method": self.command, "path": self.path,
+                                       "auth": self.headers.get("Authorization"), "body": body})
                 self.send_response(200)
                 self.end_headers()
 
-            def do_POST(self):
-                outer.requests.append({"method": "POST", "path": self.path})
-                self.send_response(405)
-                self.end_headers()
+            do_POST = do_PUT
 
             def log_message(self, *args):
                 pass
@@ -107,12 +105,27 @@ def test_a_held_push_lock_skips_instead_of_waiting_forever(store, pipeline_home)
         os.close(fd)
 
 
-def test_a_busy_store_skips_the_push_and_keeps_the_previous_values(store):
+def test_a_busy_store_pushes_the_kill_switch_and_keeps_the_previous_values(store, pipeline_home):
     write(store, event("a", 1))
-    with Gateway() as gw, store.connect():  # another process's long write holds the store lock
-        result = publish(gw.url, store_timeout_s=0.2)
-    assert result.status == "store_unavailable" and not gw.requests
-    assert read_state().skipped_busy == 1
+    with Gateway() as gw:
+        assert publish(gw.url).ok
+        KillSwitch(pipeline_home / "kill_switch.json").trip("tripped while the store is busy")
+        with store.connect():  # another process's long write holds the store lock
+            result = publish(gw.url, store_timeout_s=0.2)
+    assert result.status == "store_unavailable" and result.partial and not result.ok
+    assert read_state().skipped_busy == 1 and read_state().pushes == 1
+    put, post = gw.requests
+    assert (put["method"], post["method"]) == ("PUT", "POST")  # POST replaces only the families it sends
+    assert post["path"] == "/metrics/job/agent_pipeline"
+    sent = samples(post["body"])
+    assert value(sent, "trading_kill_switch_engaged") == 1
+    assert value(sent, "trading_kill_switch_state", state="HALTED") == 1
+    assert value(sent, "agent_pipeline_metrics_snapshot_fresh") == 0
+    first = value(samples(put["body"]), "agent_pipeline_metrics_snapshot_timestamp_seconds")
+    assert 0 <= value(sent, "agent_pipeline_metrics_snapshot_age_seconds") <= time.time() - first + 1
+    # nothing the store holds is sent: the gateway keeps those families from the last PUT
+    assert not [k for k in sent if k[0].startswith(("agent_runs", "agent_latency", "trading_orders"))]
+    assert value(sent, "agent_pipeline_metrics_snapshot_timestamp_seconds") is None
 
 
 _PUBLISHER = """
@@ -164,11 +177,16 @@ def test_exposition_carries_push_counters(store):
     assert value(parsed, "agent_pipeline_metrics_pushes_total") == 0
 
 
-def test_an_unreadable_store_skips_the_push_without_raising(pipeline_home):
+def test_an_unreadable_store_pushes_the_kill_switch_without_raising(pipeline_home):
     (pipeline_home / "agent_pipeline.duckdb").write_bytes(b"not a duckdb file" * 100)
     with Gateway() as gw:
         result = publish(gw.url)
-    assert result.status == "store_unavailable" and not gw.requests and result.error
+    assert result.status == "store_unavailable" and result.error
+    (post,) = gw.requests
+    sent = samples(post["body"])
+    assert post["method"] == "POST" and value(sent, "trading_kill_switch_engaged") == 0
+    assert value(sent, "agent_pipeline_metrics_snapshot_fresh") == 0
+    assert value(sent, "agent_pipeline_metrics_snapshot_age_seconds") is None  # nothing was ever pushed
 
 
 _PUSH_ONCE = "import sys; from agent_pipeline.metrics.publish import publish; print(publish(sys.argv[1]).status)"

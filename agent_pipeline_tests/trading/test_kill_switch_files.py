@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent_pipeline.metrics.loop import kill_switch as kill_switch_samples
+from agent_pipeline.metrics.domain_tables import kill_switch as kill_switch_samples
 from agent_pipeline.trading import GuardrailConfig, KillSwitch, KillSwitchState, Reason, TradeGuardrails
 from agent_pipeline_tests.hostile_files import KINDS, plant, within
 

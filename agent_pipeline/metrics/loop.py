@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_pipeline.allocation.tables import period_in_force
+
 log = logging.getLogger(__name__)
 
 
@@ -122,16 +124,12 @@ def daily_pnl(conn) -> Iterable[Sample]:
 def allocator_quotas(conn) -> Iterable[Sample]:
     if _needs(conn, "allocator_quotas", "period_start", "agent", "quota", "capital_usd") is None:
         return
-    rows = conn.execute(
-        "SELECT agent, sum(quota), sum(capital_usd) FROM allocator_quotas "
-        "WHERE period_start = (SELECT max(period_start) FROM allocator_quotas) GROUP BY agent ORDER BY agent"
-    ).fetchall()
-    for agent, quota, capital in rows:
-        labels = (("agent", _agent(agent)),)
-        if quota is not None:
-            yield Sample("allocator_quota_runs", labels, float(quota))
-        if capital is not None:
-            yield Sample("allocator_capital_usd", labels, float(capital))
+    for row in period_in_force(conn)[1]:
+        labels = (("agent", _agent(row.agent)),)
+        if row.quota is not None:
+            yield Sample("allocator_quota_runs", labels, float(row.quota))
+        if row.capital_usd is not None:
+            yield Sample("allocator_capital_usd", labels, float(row.capital_usd))
 
 
 @_safe

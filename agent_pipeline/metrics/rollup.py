@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from agent_pipeline.metrics.spec import HISTOGRAMS, HistogramSpec
-from agent_pipeline.store import has_table
+from agent_pipeline.store import Schema, begin, has_table
 from agent_pipeline.store.events import UNDATED_IMPORT_SOURCE
 
 log = logging.getLogger(__name__)
@@ -187,11 +187,10 @@ def update_rollup(store, conn) -> dict[str, AgentTotals]:
 
     ``conn`` must be a read-write connection under the store lock and not inside a transaction.
     """
-    store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+    Schema(COMPONENT, MIGRATIONS).ensure(store, conn)
     if not has_table(conn, "agent_events"):
         return {}
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with begin(conn):
         state = conn.execute("SELECT events FROM metrics_rollup_state WHERE id = 1").fetchone()
         seen = int(state[0]) if state else 0
         delta = aggregate_events(conn, after_watermark=True)
@@ -216,8 +215,4 @@ def update_rollup(store, conn) -> dict[str, AgentTotals]:
                           CASE WHEN ? THEN now() ELSE (SELECT rebuilt_at FROM metrics_rollup_state WHERE id = 1) END,
                           now()""",
                 [sum(t.runs for t in totals.values()), rebuilt])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return totals

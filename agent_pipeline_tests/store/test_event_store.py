@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from agent_pipeline.store import AgentEvent, Store, StoreBusy, append_event, append_frame, read_events
-from agent_pipeline.store.events import COMPONENT, MIGRATIONS, events_frame
+from agent_pipeline.store.events import EVENTS, events_frame
 from agent_pipeline.store.migrations import current_version, migrate
 
 
@@ -43,9 +43,9 @@ def test_naive_timestamps_are_rejected():
 
 def test_migrations_are_versioned_and_idempotent(store):
     with store.connect() as conn:
-        assert migrate(conn, COMPONENT, MIGRATIONS) == len(MIGRATIONS)
-        assert migrate(conn, COMPONENT, MIGRATIONS) == len(MIGRATIONS)
-        assert current_version(conn, COMPONENT) == len(MIGRATIONS)
+        assert migrate(conn, EVENTS.component, EVENTS.migrations) == len(EVENTS.migrations)
+        assert migrate(conn, EVENTS.component, EVENTS.migrations) == len(EVENTS.migrations)
+        assert current_version(conn, EVENTS.component) == len(EVENTS.migrations)
         migrate(conn, "extra", ["CREATE TABLE t1 (a INT)", "ALTER TABLE t1 ADD COLUMN b INT"])
         assert current_version(conn, "extra") == 2
         conn.execute("INSERT INTO t1 VALUES (1, 2)")

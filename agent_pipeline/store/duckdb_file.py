@@ -9,6 +9,7 @@ Named locks (``Store.lock``) are sidecar files of their own beside it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -75,7 +76,11 @@ class DuckDBStore(Store):
         conflicts = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
         conn.register("_insert_frame", frame)
         try:  # DuckDB reports the rows actually inserted
-            return int(conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _insert_frame"
-                                    f"{conflicts}").fetchone()[0])
-        finally:
-            conn.unregister("_insert_frame")
+            inserted = conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _insert_frame"
+                                    f"{conflicts}").fetchone()[0]
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses even this: the insert's error
+                conn.unregister("_insert_frame")     # is the one to report
+            raise
+        conn.unregister("_insert_frame")
+        return int(inserted)

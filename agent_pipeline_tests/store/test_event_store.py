@@ -120,3 +120,13 @@ def test_several_writer_processes_and_a_reader_lose_nothing(store):
     assert len(frame) == writers * per_writer
     assert frame.groupby("agent").size().to_dict() == {f"w{w}": per_writer for w in range(writers)}
     assert frame["run_id"].is_unique
+
+
+def test_a_duplicate_id_in_a_strict_bulk_insert_is_reported_as_such_and_nothing_is_added(store):
+    append_frame(store, events_frame([event(1)]))
+    again = events_frame([event(2), event(1)])
+    again.loc[1, "event_id"] = read_events(store)["event_id"].iloc[0]
+    with pytest.raises(Exception, match=r"(?i)duplicate key.*primary key") as caught:
+        append_frame(store, again, ignore_duplicates=False)
+    assert "transaction is aborted" not in str(caught.value)  # the cause, not what cleaning up after it hit
+    assert list(read_events(store)["run_id"]) == ["run1"]

@@ -1,6 +1,6 @@
 """The execution layer: the one code path from an agent's output to the paper broker.
 
-For each output item that proposes a trade (it carries ``side`` or any of the seed's signal keys):
+For each output item that proposes a trade (it carries ``side`` or any of the prototype's signal keys):
 
 1. build the signal the gate sees: the agent's item, minus the keys only this layer may set (``RESERVED_KEYS``:
    ``order_key``, ``strategy``, ``strategy_hash``, ``approvals``, ``capital_usd``, ``agent``, ``event_id``,

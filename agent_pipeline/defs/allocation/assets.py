@@ -62,7 +62,7 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
     period_start = period_start_for(decided_at, cfg.period_minutes)
     st = store.store()
     pairs, source = [], None
-    if st.path.exists():  # no store file yet: no rewards, every agent is explored
+    if st.exists():  # no store yet: no rewards, every agent is explored
         with st.connect(read_only=True, timeout_s=store.lock_timeout_s) as conn:
             pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window, decided_at,
                                                 since=decided_at - timedelta(days=cfg.history_days))

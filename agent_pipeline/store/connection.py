@@ -4,10 +4,10 @@ Domains reach their tables only through a ``Store``: ``connect`` (a short, exclu
 ``transaction`` (the same inside BEGIN/COMMIT, optionally bringing a ``Schema`` up to date first), ``read_frame``
 (a query as a DataFrame, empty when the store or the table does not exist yet), ``ensure`` (a component's
 migrations), ``insert_frame`` (a DataFrame into a table in one statement), ``lock`` (a named cross-process
-lock) and ``has_table``. They never import a database driver. ``Store(location)`` and ``open_store(location)``
-pick the backend from the location: a path (or nothing: the file under ``$AGENT_PIPELINE_HOME``) is a DuckDB
-file (``agent_pipeline.store.duckdb_file``); another backend is one module listed in ``BACKENDS`` under its URL
-scheme.
+lock) and ``has_table``. They never import a database driver. ``Store(path_or_url)`` and
+``open_store(path_or_url)`` pick the backend from the location: a path (or nothing: the file under
+``$AGENT_PIPELINE_HOME``) is a DuckDB file (``agent_pipeline.store.duckdb_file``); another backend is one module
+listed in ``BACKENDS`` under its URL scheme.
 
 Domain SQL keeps to a portable subset where that is cheap: ``?`` parameters, ``INSERT ... ON CONFLICT DO
 NOTHING``, explicit GROUP BY lists, ``information_schema`` for what exists. What remains DuckDB-specific:
@@ -19,7 +19,8 @@ NOTHING``, explicit GROUP BY lists, ``information_schema`` for what exists. What
   parameters), ``QUALIFY`` in the allocation's reward read, and the metrics rollup (arrays, ``epoch_us``,
   ``arg_max``);
 - the importer reads files with DuckDB's own readers (``read_text``, ``read_blob``, JSON functions); another
-  backend can stage a file in a local DuckDB and copy the rows.
+  backend can stage a file in a local DuckDB and copy the rows;
+- ``DuckDBStore.path``, which the metrics snapshot still reads (whether the file exists, and its folder).
 """
 
 from __future__ import annotations
@@ -167,12 +168,13 @@ def open_store(location: str | os.PathLike[str] | None = None) -> Store:
 class Store(abc.ABC):
     """The interface every domain uses. Cheap to construct; holds no connection between calls.
 
-    ``Store(location)`` builds the backend for the location (see ``backend_for``), as ``pathlib.Path`` builds
-    the path class of the platform, so callers that only know a location never name a backend.
+    ``Store(path_or_url)`` builds the backend for the location (see ``backend_for``), as ``pathlib.Path`` builds
+    the path class of the platform, so callers that only know a location never name a backend. A backend's
+    constructor takes that location as its one argument and calls ``super().__init__()``.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
-        backend = backend_for(args[0] if args else kwargs.get("location")) if cls is Store else cls
+        backend = backend_for(args[0] if args else kwargs.get("path")) if cls is Store else cls
         return super().__new__(backend)
 
     def __init__(self) -> None:

@@ -28,15 +28,15 @@ _URL_PREFIX = "duckdb://"
 
 
 class DuckDBStore(Store):
-    """One DuckDB file plus its lock. ``location`` is a path or ``duckdb://<path>``; None is the home's file."""
+    """One DuckDB file plus its lock. ``path`` is a file path or ``duckdb://<path>``; None is the home's file."""
 
-    def __init__(self, location: str | os.PathLike[str] | None = None):
+    def __init__(self, path: str | os.PathLike[str] | None = None):
         super().__init__()
-        if isinstance(location, str) and location.startswith(_URL_PREFIX):
-            location = location[len(_URL_PREFIX):]
-            if not location:
+        if isinstance(path, str) and path.startswith(_URL_PREFIX):
+            path = path[len(_URL_PREFIX):]
+            if not path:
                 raise ValueError(f"store URL {_URL_PREFIX!r} names no file")
-        self.path = Path(location) if location is not None else pipeline_home() / DB_FILE
+        self.path = Path(path) if path is not None else pipeline_home() / DB_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
 

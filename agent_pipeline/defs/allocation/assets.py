@@ -8,7 +8,8 @@ from pydantic import Field
 from agent_pipeline.agents import load_configured_registry
 from agent_pipeline.allocation import AllocationConfig
 from agent_pipeline.allocation.decision import AgentInfo, decide, period_start_for
-from agent_pipeline.allocation.report import EXPLANATION_COLUMNS, chart_markdown, explanation_rows, markdown_table
+from agent_pipeline.allocation.report import (EXPLANATION_COLUMNS, chart_markdown, explanation_rows,
+                                              markdown_table)
 from agent_pipeline.allocation.tables import ALLOCATION, read_recent_rewards, write_decision
 from agent_pipeline.defs.resources import StoreResource
 

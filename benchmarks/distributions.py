@@ -18,14 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent_pipeline.reward.distributions import compute_distributions, refresh_distributions
-from agent_pipeline.reward.history import ensure_schema
+from agent_pipeline.reward.history import REWARDS
 from agent_pipeline.store import Store
 
 
 def generate(store: Store, events: int, agents: int, end: datetime, interval_s: float = 1.0) -> None:
     start = end - timedelta(seconds=events * interval_s)
     with store.connect() as conn:
-        ensure_schema(store, conn)
+        REWARDS.ensure(store, conn)
         conn.execute("SET TimeZone = 'UTC'")
         conn.execute(f"""
             INSERT INTO agent_rewards

@@ -32,7 +32,7 @@ os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 
 from agent_pipeline.metrics.publish import publish  # noqa: E402
 from agent_pipeline.store import Store  # noqa: E402
-from agent_pipeline.store.events import ensure_schema  # noqa: E402
+from agent_pipeline.store.events import EVENTS  # noqa: E402
 
 
 def _free_port() -> int:
@@ -74,7 +74,7 @@ def fill(store: Store, events: int, agents: int, offset: int = 0) -> float:
     """Bulk-insert synthetic events (latency, cost, reward spread across every bucket; 5% errors)."""
     t0 = time.perf_counter()
     with store.connect() as conn:
-        ensure_schema(store, conn)
+        EVENTS.ensure(store, conn)
         conn.execute(f"""
             INSERT INTO agent_events (event_id, run_id, agent, started_at, latency_seconds, cost_usd, reward, error)
             SELECT 'e' || (i + {offset}), 'r' || (i + {offset}), 'agent_' || ((i + {offset}) % {agents}),

@@ -16,15 +16,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from agent_pipeline.allocation.result import Allocation
-from agent_pipeline.store import has_table
+from agent_pipeline.store import Schema, begin, has_table, insert_sql
 
-COMPONENT = "allocation"
-
-MIGRATIONS: list[str] = [
+ALLOCATION = Schema("allocation", [
     """
     CREATE TABLE allocator_quotas (
         period_start TIMESTAMPTZ NOT NULL,
@@ -59,7 +58,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE allocator_decisions ADD COLUMN held_back INTEGER;
     ALTER TABLE allocator_decisions ADD COLUMN value_floor DOUBLE;
     """,
-]
+])
 
 QUOTA_COLUMNS = ("period_start", "agent", "strategy", "kind", "quota", "capital_usd", "score", "policy", "decided_at",
                  "status", "min_runs", "max_runs", "slots_won", "estimate", "estimate_low", "estimate_high")
@@ -68,8 +67,6 @@ DECISION_COLUMNS = ("period_start", "policy", "seed", "shortfall", "decided_at",
 
 def _finite_or_none(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
-
-
 
 
 def reward_source(conn) -> str | None:
@@ -108,18 +105,6 @@ def read_recent_rewards(conn, agents: Sequence[str], window: int, until: datetim
 def write_decision(conn, period_start: datetime, decided_at: datetime, allocation: Allocation,
                    agents: Mapping[str, tuple[str, str]], record: Mapping[str, Any]) -> None:
     """Replace the period's quota rows and decision record, in one transaction of its own."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        _write(conn, period_start, decided_at, allocation, agents, record)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _write(conn, period_start, decided_at, allocation, agents, record) -> None:
-    conn.execute("DELETE FROM allocator_quotas WHERE period_start = ?", [period_start])
-    conn.execute("DELETE FROM allocator_decisions WHERE period_start = ?", [period_start])
     rows = []
     for agent, quota in allocation.quotas.items():
         kind, strategy = agents[agent]
@@ -129,26 +114,51 @@ def _write(conn, period_start, decided_at, allocation, agents, record) -> None:
                      why.get("status"), why.get("min_runs"), why.get("max_runs"), why.get("slots_won"),
                      _finite_or_none(why.get("estimate")), _finite_or_none(why.get("low")),
                      _finite_or_none(why.get("high"))])
-    if rows:
-        conn.executemany(_insert("allocator_quotas", QUOTA_COLUMNS), rows)
-    conn.execute(_insert("allocator_decisions", DECISION_COLUMNS),
-                 [period_start, allocation.policy, record.get("seed"), int(allocation.shortfall), decided_at,
-                  json.dumps(record, sort_keys=True, allow_nan=False, default=str), int(allocation.held_back),
-                  allocation.value_floor])
+    decision = [period_start, allocation.policy, record.get("seed"), int(allocation.shortfall), decided_at,
+                json.dumps(record, sort_keys=True, allow_nan=False, default=str), int(allocation.held_back),
+                allocation.value_floor]
+    with begin(conn):
+        conn.execute("DELETE FROM allocator_quotas WHERE period_start = ?", [period_start])
+        conn.execute("DELETE FROM allocator_decisions WHERE period_start = ?", [period_start])
+        if rows:
+            conn.executemany(insert_sql("allocator_quotas", QUOTA_COLUMNS), rows)
+        conn.execute(insert_sql("allocator_decisions", DECISION_COLUMNS), decision)
 
 
-def _insert(table: str, columns: Sequence[str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+@dataclass(frozen=True)
+class QuotaInForce:
+    """One agent's row of the period in force; a field is None when the table has no such column."""
+
+    agent: str
+    quota: int | None
+    capital_usd: float | None
+    decided_at: datetime | None = None
 
 
-def read_quotas_in_force(conn) -> tuple[datetime | None, dict[str, int]]:
-    """The latest period's start and its quota per agent (``(None, {})`` before any decision)."""
+def period_in_force(conn) -> tuple[datetime | None, list[QuotaInForce]]:
+    """The latest decided period's start and its rows, by agent (``(None, [])`` before any decision).
+
+    The one reader of "the allocation period in force": the scheduler launches runs from its quotas, the
+    execution gate sizes orders with its capital and the metrics publish both.
+    """
     if not has_table(conn, "allocator_quotas"):
-        return None, {}
-    row = conn.execute("SELECT max(period_start) FROM allocator_quotas").fetchone()
-    if row is None or row[0] is None:
-        return None, {}
-    latest = row[0]
-    quotas = conn.execute("SELECT agent, quota FROM allocator_quotas WHERE period_start = ? ORDER BY agent",
-                          [latest]).fetchall()
-    return latest, {str(a): int(q) for a, q in quotas}
+        return None, []
+    result = conn.execute("SELECT * FROM allocator_quotas "
+                          "WHERE period_start = (SELECT max(period_start) FROM allocator_quotas) ORDER BY agent")
+    names = [d[0] for d in result.description]
+    rows = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    if not rows:
+        return None, []
+    quotas = [QuotaInForce(str(r["agent"]), None if r.get("quota") is None else int(r["quota"]),
+                           None if r.get("capital_usd") is None else float(r["capital_usd"]), r.get("decided_at"))
+              for r in rows]
+    return rows[0]["period_start"], quotas
+
+
+def capital_in_force(conn, agent: str) -> tuple[float | None, bool]:
+    """(capital, decided): the agent's capital in the period in force, and whether the allocator decided it."""
+    rows = [row for row in period_in_force(conn)[1] if row.agent == agent]
+    if not rows:
+        return None, False
+    known = [row.capital_usd for row in rows if row.capital_usd is not None]  # one row per agent: the table's key
+    return (float(sum(known)) if known else None), True

@@ -17,8 +17,8 @@ from datetime import timedelta
 
 from agent_pipeline.agents import load_configured_registry
 from agent_pipeline.store import Store
+from agent_pipeline.trading.approval_store import store_approval
 from agent_pipeline.trading.approvals import MAX_TTL, issue
-from agent_pipeline.trading.ledger import store_approval
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 

@@ -21,12 +21,18 @@ from pathlib import Path
 import duckdb
 
 from agent_pipeline.allocation.config import AllocationConfig
+from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.metrics.spec import Sample
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.settings import ConfigError
 from agent_pipeline.store import has_table
-from agent_pipeline.trading.kill_switch import KEY_ENV, KillSwitch, KillSwitchState, default_path
+from agent_pipeline.trading.kill_switch import (
+    KEY_ENV,
+    KillSwitch,
+    KillSwitchState,
+    default_path,
+)
 from agent_pipeline.trading.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -96,23 +102,16 @@ def daily_pnl(conn, today: date) -> list[Sample]:
 
 
 def allocator_quotas(conn) -> Iterable[Sample]:
-    if not has_table(conn, "allocator_quotas"):
-        return
-    rows = conn.execute(
-        "SELECT agent, sum(quota), sum(capital_usd) FROM allocator_quotas "
-        "WHERE period_start = (SELECT max(period_start) FROM allocator_quotas) GROUP BY agent ORDER BY agent"
-    ).fetchall()
-    for agent, quota, capital in rows:
-        labels = (("agent", _agent(agent)),)
-        if quota is not None:
-            yield Sample("allocator_quota_runs", labels, float(quota))
-        if capital is not None:
-            yield Sample("allocator_capital_usd", labels, float(capital))
-    (decided,) = conn.execute(
-        "SELECT epoch_us(max(decided_at)) FROM allocator_quotas "
-        "WHERE period_start = (SELECT max(period_start) FROM allocator_quotas)").fetchone()
-    if decided is not None:
-        yield Sample("allocator_decided_at_timestamp_seconds", (), decided / 1e6)
+    rows = period_in_force(conn)[1]
+    for row in rows:
+        labels = (("agent", _agent(row.agent)),)
+        if row.quota is not None:
+            yield Sample("allocator_quota_runs", labels, float(row.quota))
+        if row.capital_usd is not None:
+            yield Sample("allocator_capital_usd", labels, float(row.capital_usd))
+    decided = [row.decided_at for row in rows if row.decided_at is not None]
+    if decided:
+        yield Sample("allocator_decided_at_timestamp_seconds", (), max(decided).timestamp())
 
 
 _DISTRIBUTION_METRICS = (("mean", "agent_reward_rolling_mean"), ("win_rate", "agent_reward_win_rate"),

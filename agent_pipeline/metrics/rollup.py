@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from agent_pipeline.metrics.spec import HISTOGRAMS, HistogramSpec
-from agent_pipeline.store import has_table
+from agent_pipeline.store import Schema, begin, has_table
 from agent_pipeline.store.events import LIVE_SOURCES
 
 log = logging.getLogger(__name__)
@@ -247,11 +247,10 @@ def update_rollup(store, conn, *, now: float | None = None) -> dict[str, AgentTo
     ``conn`` must be a read-write connection under the store lock and not inside a transaction. ``now`` (Unix
     seconds, default the clock): no last value is taken from a run that starts after it.
     """
-    store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+    Schema(COMPONENT, MIGRATIONS).ensure(store, conn)
     if not has_table(conn, "agent_events"):
         return {}
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with begin(conn):
         state = conn.execute("SELECT events, bucket_bounds, last_rule FROM metrics_rollup_state WHERE id = 1").fetchone()
         seen = int(state[0]) if state else 0
         bounds = bucket_bounds()
@@ -282,8 +281,4 @@ def update_rollup(store, conn, *, now: float | None = None) -> dict[str, AgentTo
                           CASE WHEN ? THEN now() ELSE (SELECT rebuilt_at FROM metrics_rollup_state WHERE id = 1) END,
                           now(), ?, ?""",
                 [sum(t.runs for t in totals.values()), rebuilt, bounds, last_rule()])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return totals

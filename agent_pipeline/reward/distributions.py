@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from agent_pipeline.reward.history import ensure_schema
-from agent_pipeline.store import Store, has_table, query_df
+from agent_pipeline.reward.history import REWARDS
+from agent_pipeline.store import Store, begin, query_df
 
 TIME_WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("1h", timedelta(hours=1)),
@@ -152,35 +152,20 @@ def refresh_distributions(store: Store, *, as_of: datetime | None = None, last_n
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     t0 = time.perf_counter()
     with store.connect(timeout_s=timeout_s) as conn:
-        ensure_schema(store, conn)
+        REWARDS.ensure(store, conn)
         frame = compute_distributions(conn, as_of=as_of, last_n_runs=last_n_runs)
         events, first, last = conn.execute(
             "SELECT count(*), min(started_at), max(started_at) FROM agent_rewards WHERE started_at <= ?",
             [as_of]).fetchone()
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with begin(conn):
             conn.execute("DELETE FROM reward_distributions")
-            conn.register("_dist_frame", frame)
-            try:
-                conn.execute(f"""INSERT INTO reward_distributions ({", ".join(f'"{c}"' for c in COLUMNS)})
-                                 SELECT {", ".join(f'"{c}"' for c in COLUMNS)} FROM _dist_frame""")
-            finally:
-                conn.unregister("_dist_frame")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            store.insert_frame(conn, "reward_distributions", frame[list(COLUMNS)])
     return DistributionSnapshot(frame=frame, as_of=as_of, events=int(events), first_event=first, last_event=last,
                                 seconds=time.perf_counter() - t0)
 
 
 def read_distributions(store: Store, *, read_only: bool = False, timeout_s: float | None = None) -> pd.DataFrame:
     """The current snapshot (empty frame when none was computed yet)."""
-    if read_only and not store.path.exists():
-        return pd.DataFrame(columns=list(COLUMNS))
-    with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
-        if not read_only:
-            ensure_schema(store, conn)
-        elif not has_table(conn, "reward_distributions"):
-            return pd.DataFrame(columns=list(COLUMNS))
-        return query_df(conn, "SELECT * FROM reward_distributions ORDER BY agent, \"window\"")
+    return store.read_frame('SELECT * FROM reward_distributions ORDER BY agent, "window"',
+                            table="reward_distributions", columns=COLUMNS, schema=REWARDS, read_only=read_only,
+                            timeout_s=timeout_s)

@@ -32,12 +32,10 @@ from agent_pipeline import output_bounds
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.reward.scoring import score_output
-from agent_pipeline.store import Store, query_df, time_window
-from agent_pipeline.store.events import ensure_schema as ensure_events_schema
+from agent_pipeline.store import Schema, Store, query_df, time_window
+from agent_pipeline.store.events import EVENTS
 
-COMPONENT = "rewards"
-
-MIGRATIONS: list[str] = [
+REWARDS = Schema("rewards", requires=(EVENTS,), migrations=[
     # v1: the repriced history and the latest distribution snapshot. No unique index on agent_rewards.event_id:
     # a window is always deleted and re-inserted whole, which keeps the rewrite idempotent without one.
     """
@@ -78,14 +76,11 @@ MIGRATIONS: list[str] = [
         errors BIGINT NOT NULL
     );
     """,
-]
+])
 
 REWARD_SOURCES = ("recomputed", "recorded", "failed", "invalid", "unusable_output")
-
-
-def ensure_schema(store: Store, conn) -> None:
-    ensure_events_schema(store, conn)
-    store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+COLUMNS = ("event_id", "agent", "strategy", "kind", "started_at", "reward", "reward_source", "params_hash",
+           "computed_at", "failed", "cost_usd", "latency_seconds")
 
 
 def params_hash(config: RewardConfig) -> str:
@@ -185,7 +180,7 @@ def recompute_window(store: Store, start: datetime, end: datetime, config: Rewar
     computed_at = datetime.now(UTC)
 
     with store.connect(timeout_s=timeout_s) as conn:
-        ensure_schema(store, conn)
+        REWARDS.ensure(store, conn)
         events = _load_events(conn, start, end)
     rewards, sources = price_events(events, config)  # outside the lock: pricing can take a while
     frame = pd.DataFrame({
@@ -194,24 +189,16 @@ def recompute_window(store: Store, start: datetime, end: datetime, config: Rewar
         "started_at": events["started_at"], "reward": pd.array(rewards, dtype="Float64"),
         "reward_source": pd.array(sources, dtype=object), "failed": [s == "failed" for s in sources],
         "cost_usd": events["cost_usd"], "latency_seconds": events["latency_seconds"],
+        "params_hash": digest, "computed_at": computed_at,
     })
 
-    with store.transaction(timeout_s=timeout_s) as conn:
+    with store.transaction(timeout_s=timeout_s, schema=REWARDS) as conn:
         before = dict(conn.execute(
             "SELECT event_id, reward FROM agent_rewards WHERE started_at >= ? AND started_at < ?",
             [start, end]).fetchall())
         deleted = conn.execute("DELETE FROM agent_rewards WHERE started_at >= ? AND started_at < ?",
                                [start, end]).fetchone()[0]
-        conn.register("_rewards_frame", frame)
-        try:
-            conn.execute(
-                """INSERT INTO agent_rewards (event_id, agent, strategy, kind, started_at, reward, reward_source,
-                                              params_hash, computed_at, failed, cost_usd, latency_seconds)
-                   SELECT event_id, agent, strategy, kind, started_at, reward, reward_source, ?, ?, failed,
-                          cost_usd, latency_seconds
-                   FROM _rewards_frame""", [digest, computed_at])
-        finally:
-            conn.unregister("_rewards_frame")
+        store.insert_frame(conn, "agent_rewards", frame)
 
     changed = sum(1 for eid, value in zip(frame["event_id"], rewards)
                   if eid not in before or not _same(before[eid], value))
@@ -234,7 +221,5 @@ def read_rewards(store: Store, *, start: datetime | None = None, end: datetime |
     where, params = time_window(start, end)
     sql = "SELECT * FROM agent_rewards" + (f" WHERE {' AND '.join(where)}" if where else "") + \
         " ORDER BY started_at, event_id"
-    with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
-        if not read_only:
-            ensure_schema(store, conn)
-        return query_df(conn, sql, params)
+    return store.read_frame(sql, params, table="agent_rewards", columns=COLUMNS, schema=REWARDS,
+                            read_only=read_only, timeout_s=timeout_s)

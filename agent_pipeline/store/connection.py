@@ -1,29 +1,57 @@
-"""Process-safe access to the project's DuckDB file.
+"""The store as the domains see it: one interface, whatever database is behind it.
 
-DuckDB lets one process at a time hold a file (even a read-only open fails while another process writes), and
-Dagster runs ops, runs and sensors in separate processes. So every access here takes an advisory ``flock`` on a
-sidecar lock file, opens the database, does one short piece of work and closes it again: writers queue on the
-lock instead of failing, and readers get a bounded wait (``StoreBusy``) they can turn into a skipped tick.
+Domains reach their tables only through a ``Store``: ``connect`` (a short, exclusive hold of a connection),
+``transaction`` (the same inside BEGIN/COMMIT, optionally bringing a ``Schema`` up to date first), ``read_frame``
+(a query as a DataFrame, empty when the store or the table does not exist yet), ``ensure`` (a component's
+migrations), ``insert_frame`` (a DataFrame into a table in one statement), ``lock`` (a named cross-process
+lock) and ``has_table``. They never import a database driver. ``Store(path_or_url)`` and
+``open_store(path_or_url)`` pick the backend from the location: a path (or nothing: the file under
+``$AGENT_PIPELINE_HOME``) is a DuckDB file (``agent_pipeline.store.duckdb_file``); another backend is one module
+listed in ``BACKENDS`` under its URL scheme.
+
+Domain SQL keeps to a portable subset where that is cheap: ``?`` parameters, ``INSERT ... ON CONFLICT DO
+NOTHING``, explicit GROUP BY lists, ``information_schema`` for what exists. What remains DuckDB-specific:
+
+- connections follow DuckDB's Python API (``execute(sql, params)`` returning a result with ``fetchone``,
+  ``fetchall`` and ``df``), which ``query_df`` and the DuckDB backend's ``insert_frame`` (``register``) rely on;
+- ``isfinite()`` in the reward, allocation, breaker and metrics queries;
+- the rolling reward distributions (``quantile_cont``, list functions, ``max_by`` with a count, ``$name``
+  parameters), ``QUALIFY`` in the allocation's reward read, and the metrics rollup (arrays, ``epoch_us``,
+  ``arg_max``);
+- the importer reads files with DuckDB's own readers (``read_text``, ``read_blob``, JSON functions); another
+  backend can stage a file in a local DuckDB and copy the rows;
+- ``DuckDBStore.path``, which the metrics snapshot still reads (whether the file exists, and its folder).
 """
 
 from __future__ import annotations
 
+import abc
 import errno
 import fcntl
+import importlib
 import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING, Any, Self
 
 from agent_pipeline.safe_files import open_regular
 from agent_pipeline.settings import pipeline_home
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from agent_pipeline.store.migrations import Schema
+
 DB_FILE = "agent_pipeline.duckdb"
 DEFAULT_WRITE_TIMEOUT_S = 120.0
 _POLL_S = 0.005
+
+# URL scheme -> "module:class" of the backend; a location without a scheme is a DuckDB file path.
+BACKENDS: dict[str, str] = {"duckdb": "agent_pipeline.store.duckdb_file:DuckDBStore"}
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class LockBusy(TimeoutError):
@@ -56,6 +84,44 @@ def file_lock(lock_path: Path, timeout_s: float, *, busy: type[LockBusy] = LockB
         os.close(fd)  # closing the descriptor releases the lock
 
 
+@contextmanager
+def begin(conn) -> Iterator[Any]:
+    """The block inside BEGIN/COMMIT on an open connection; rolled back if the block (or the commit) fails.
+
+    If the rollback fails too (the database already ended the transaction), the original error is raised with
+    a note saying so: it is the one that explains what went wrong.
+    """
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException as exc:
+        _rollback(conn, exc)
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        _rollback(conn, exc)
+        raise
+
+
+def _rollback(conn, cause: BaseException) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except Exception as exc:  # noqa: BLE001 - the caller re-raises ``cause``
+        cause.add_note(f"rollback failed as well: {type(exc).__name__}: {exc}")
+
+
+def has_table(conn, name: str) -> bool:
+    """Whether the table exists: readers of another domain's tables treat a missing one as "no data yet"."""
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+
+
+def insert_sql(table: str, columns: Sequence[str]) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...)``: rows written by column name, never by position."""
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
 def time_window(start=None, end=None, column: str = "started_at") -> tuple[list[str], list]:
     """SQL conditions and parameters for a half-open time window ``[start, end)``; None leaves a side open."""
     conditions, params = [], []
@@ -68,76 +134,7 @@ def time_window(start=None, end=None, column: str = "started_at") -> tuple[list[
     return conditions, params
 
 
-def has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """Whether the table exists: readers of another domain's tables treat a missing one as "no data yet"."""
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
-
-
-class Store:
-    """One DuckDB file plus its lock. Cheap to construct; holds no connection between calls."""
-
-    def __init__(self, path: str | os.PathLike[str] | None = None):
-        self.path = Path(path) if path is not None else pipeline_home() / DB_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._migrated: set[str] = set()
-
-    @classmethod
-    def at_home(cls, home: str | os.PathLike[str] | None = None) -> Store:
-        return cls(pipeline_home(home) / DB_FILE)
-
-    @contextmanager
-    def connect(self, *, read_only: bool = False, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Hold the lock and an open connection for the duration of the block.
-
-        Keep the block short: every other process waits on it. ``read_only`` is for readers that must never
-        write (sensors); it needs the file to exist, else ``FileNotFoundError``.
-        """
-        wait = DEFAULT_WRITE_TIMEOUT_S if timeout_s is None else timeout_s
-        with file_lock(self.lock_path, wait, busy=StoreBusy, what="store"):
-            if read_only and not self.path.exists():
-                raise FileNotFoundError(f"{self.path}: no store yet")
-            conn = duckdb.connect(str(self.path), read_only=read_only)
-            try:
-                conn.execute("SET TimeZone = 'UTC'")  # timestamps leave the store in UTC, whatever the host's zone
-                yield conn
-            finally:
-                conn.close()
-
-    @contextmanager
-    def transaction(self, *, timeout_s: float | None = None,
-                    schema: tuple[str, list[str]] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside BEGIN/COMMIT; rolled back if the block raises.
-
-        ``schema=(component, migrations)`` brings that component's tables up to date first, outside the
-        transaction (migrations run transactions of their own).
-        """
-        with self.connect(timeout_s=timeout_s) as conn:
-            if schema is not None:
-                self.ensure_schema(conn, *schema)
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def ensure_schema(self, conn: duckdb.DuckDBPyConnection, component: str, migrations: list[str]) -> None:
-        """Apply a component's forward migrations that this file has not seen yet (idempotent).
-
-        Call it outside an open transaction: each pending script runs in a transaction of its own.
-        """
-        from agent_pipeline.store.migrations import migrate
-
-        if component in self._migrated:
-            return
-        migrate(conn, component, migrations)
-        self._migrated.add(component)
-
-
-def query_df(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+def query_df(conn, sql: str, params=None) -> pd.DataFrame:
     """Run a query and return a pandas DataFrame.
 
     duckdb's pandas conversion calls a pandas API that pandas 3 deprecates (Pandas4Warning on every fetch);
@@ -149,3 +146,113 @@ def query_df(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = No
         warnings.filterwarnings("ignore", message=".*inplace keyword.*")
         warnings.filterwarnings("ignore", message=".*TIMESTAMP WITH TIME ZONE.*")
         return conn.execute(sql, params or []).df()
+
+
+def backend_for(location: str | os.PathLike[str] | None) -> type[Store]:
+    """The ``Store`` class for a location: a URL names its backend by scheme, anything else is a DuckDB file."""
+    match = _SCHEME.match(location) if isinstance(location, str) else None
+    scheme = match.group(1).lower() if match else "duckdb"
+    target = BACKENDS.get(scheme)
+    if target is None:
+        raise ValueError(f"store location {location!r}: no store backend for {scheme}:// URLs "
+                         f"(known: {', '.join(f'{s}://' for s in sorted(BACKENDS))}; a path means a DuckDB file)")
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def open_store(location: str | os.PathLike[str] | None = None) -> Store:
+    """The store at a path or URL; None is the DuckDB file under ``$AGENT_PIPELINE_HOME``."""
+    return Store(location)
+
+
+class Store(abc.ABC):
+    """The interface every domain uses. Cheap to construct; holds no connection between calls.
+
+    ``Store(path_or_url)`` builds the backend for the location (see ``backend_for``), as ``pathlib.Path`` builds
+    the path class of the platform, so callers that only know a location never name a backend. A backend's
+    constructor takes that location as its one argument and calls ``super().__init__()``.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        backend = backend_for(args[0] if args else kwargs.get("path")) if cls is Store else cls
+        return super().__new__(backend)
+
+    def __init__(self) -> None:
+        self._migrated: set[str] = set()
+
+    @classmethod
+    def at_home(cls, home: str | os.PathLike[str] | None = None) -> Store:
+        return cls(pipeline_home(home) / DB_FILE)
+
+    # -- what a backend provides ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def exists(self) -> bool:
+        """Whether the store has been created (readers of a store that does not exist yet see no data)."""
+
+    @abc.abstractmethod
+    def connect(self, *, read_only: bool = False, timeout_s: float | None = None):
+        """A context manager holding an open connection (and the store's write lock) for the block.
+
+        Keep the block short: other processes wait on it. ``read_only`` is for readers that must never write
+        (sensors); it raises ``FileNotFoundError`` when the store does not exist. Raises ``StoreBusy`` after
+        ``timeout_s`` (default ``DEFAULT_WRITE_TIMEOUT_S``) of waiting.
+        """
+
+    @abc.abstractmethod
+    def lock(self, name: str, timeout_s: float):
+        """A context manager holding the cross-process lock ``name`` (letters, digits, ``_`` and ``-``) of this
+        store; raises ``LockBusy`` after ``timeout_s``."""
+
+    @abc.abstractmethod
+    def insert_frame(self, conn, table: str, frame: pd.DataFrame, *, skip_conflicts: bool = False) -> int:
+        """Insert every row of ``frame`` (its columns named as the table's) in one statement; returns the rows
+        inserted. ``skip_conflicts`` leaves out rows whose key is already stored (``ON CONFLICT DO NOTHING``)."""
+
+    # -- built on those ---------------------------------------------------------------------------------------
+    def has_table(self, conn, name: str) -> bool:
+        return has_table(conn, name)
+
+    def ensure(self, conn, schema: Schema) -> None:
+        """Bring a component's tables, and those of the schemas it requires, up to date (once per store object).
+
+        Call it outside an open transaction: each pending script runs in a transaction of its own.
+        """
+        from agent_pipeline.store.migrations import (
+            migrate,  # migrations builds on this module
+        )
+
+        for required in schema.requires:
+            self.ensure(conn, required)
+        if schema.component in self._migrated:
+            return
+        migrate(conn, schema.component, schema.migrations)
+        self._migrated.add(schema.component)
+
+    @contextmanager
+    def transaction(self, *, timeout_s: float | None = None, schema: Schema | None = None) -> Iterator[Any]:
+        """A connection inside BEGIN/COMMIT; rolled back if the block raises.
+
+        ``schema`` brings that component's tables up to date first, outside the transaction (migrations run
+        transactions of their own).
+        """
+        with self.connect(timeout_s=timeout_s) as conn:
+            if schema is not None:
+                self.ensure(conn, schema)
+            with begin(conn):
+                yield conn
+
+    def read_frame(self, sql: str, params: Sequence[Any] | dict[str, Any] = (), *, table: str,
+                   columns: Sequence[str], schema: Schema | None = None, read_only: bool = False,
+                   timeout_s: float | None = None) -> pd.DataFrame:
+        """``sql`` (which reads ``table``) as a DataFrame; with ``columns`` and no rows when the store or the table
+        does not exist yet. A writable read brings ``schema`` up to date first; a read-only one never writes."""
+        import pandas as pd
+
+        if read_only and not self.exists():
+            return pd.DataFrame(columns=list(columns))
+        with self.connect(read_only=read_only, timeout_s=timeout_s) as conn:
+            if schema is not None and not read_only:
+                self.ensure(conn, schema)
+            elif not self.has_table(conn, table):
+                return pd.DataFrame(columns=list(columns))
+            return query_df(conn, sql, params)

@@ -20,11 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from agent_pipeline.store.connection import Store, has_table, query_df, time_window
+from agent_pipeline.store.connection import Store, insert_sql, time_window
+from agent_pipeline.store.migrations import Schema
 
-COMPONENT = "events"
-
-MIGRATIONS: list[str] = [
+EVENTS = Schema("events", [
     # v1: the run record. Nullable columns mean "not known", never a silent zero.
     """
     CREATE TABLE agent_events (
@@ -49,7 +48,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX agent_events_started_at ON agent_events (started_at);
     """,
-]
+])
 
 IMPORT_SOURCE = "import"
 UNDATED_IMPORT_SOURCE = "import_undated"
@@ -114,11 +113,7 @@ class AgentEvent:
         return [data[c] for c in COLUMNS]
 
 
-def ensure_schema(store: Store, conn) -> None:
-    store.ensure_schema(conn, COMPONENT, MIGRATIONS)
-
-
-_INSERT_ONE = f"INSERT INTO agent_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+_INSERT_ONE = insert_sql("agent_events", COLUMNS)
 
 
 def append_event(store: Store, event: AgentEvent, *, timeout_s: float | None = None, conn=None) -> None:
@@ -127,13 +122,12 @@ def append_event(store: Store, event: AgentEvent, *, timeout_s: float | None = N
     Opening DuckDB costs ~15 ms whatever the file; a long-lived worker that writes many events can pass the
     ``conn`` of a ``store.connect()`` block it holds and pay only the insert (<1 ms).
     """
-    if conn is not None:
-        ensure_schema(store, conn)
-        conn.execute(_INSERT_ONE, event.row())
+    if conn is None:
+        with store.connect(timeout_s=timeout_s) as own:
+            append_event(store, event, conn=own)
         return
-    with store.connect(timeout_s=timeout_s) as own:
-        ensure_schema(store, own)
-        own.execute(_INSERT_ONE, event.row())
+    EVENTS.ensure(store, conn)
+    conn.execute(_INSERT_ONE, event.row())
 
 
 def events_frame(events: Iterable[AgentEvent]) -> pd.DataFrame:
@@ -149,21 +143,11 @@ def append_frame(store: Store, frame: pd.DataFrame, *, conn=None, ignore_duplica
     missing = {"event_id", "run_id", "agent", "started_at"} - set(cols)
     if missing:
         raise ValueError(f"append_frame: frame lacks required column(s) {sorted(missing)}")
-    verb = "INSERT OR IGNORE" if ignore_duplicates else "INSERT"
-    sql = f"{verb} INTO agent_events ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _frame"
-
-    def run(c) -> int:
-        c.register("_frame", frame)
-        try:
-            return int(c.execute(sql).fetchone()[0])  # DuckDB reports the rows actually inserted
-        finally:
-            c.unregister("_frame")
-
-    if conn is not None:
-        ensure_schema(store, conn)
-        return run(conn)
-    with store.transaction(schema=(COMPONENT, MIGRATIONS)) as c:
-        return run(c)
+    if conn is None:
+        with store.transaction(schema=EVENTS) as own:
+            return append_frame(store, frame, conn=own, ignore_duplicates=ignore_duplicates)
+    EVENTS.ensure(store, conn)
+    return store.insert_frame(conn, "agent_events", frame[cols], skip_conflicts=ignore_duplicates)
 
 
 def read_events(store: Store, *, since: datetime | None = None, agent: str | None = None,
@@ -174,12 +158,5 @@ def read_events(store: Store, *, since: datetime | None = None, agent: str | Non
         where.append("agent = ?")
         params.append(agent)
     sql = "SELECT * FROM agent_events" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY started_at"
-    if read_only and not store.path.exists():
-        return pd.DataFrame(columns=list(COLUMNS))
-    with store.connect(read_only=read_only, timeout_s=timeout_s) as conn:
-        if not read_only:
-            ensure_schema(store, conn)
-        elif not has_table(conn, "agent_events"):
-            return pd.DataFrame(columns=list(COLUMNS))
-        return query_df(conn, sql, params)
-
+    return store.read_frame(sql, params, table="agent_events", columns=COLUMNS, schema=EVENTS, read_only=read_only,
+                            timeout_s=timeout_s)

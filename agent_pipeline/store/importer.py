@@ -63,13 +63,11 @@ from pathlib import Path
 import duckdb
 
 from agent_pipeline.output_bounds import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH
-from agent_pipeline.store.connection import Store, has_table
-from agent_pipeline.store.events import IMPORT_SOURCE, UNDATED_IMPORT_SOURCE
-from agent_pipeline.store.events import ensure_schema as ensure_events_schema
+from agent_pipeline.store.connection import Store, begin, has_table
+from agent_pipeline.store.events import EVENTS, IMPORT_SOURCE, UNDATED_IMPORT_SOURCE
+from agent_pipeline.store.migrations import Schema
 
-COMPONENT = "import"
-
-MIGRATIONS: list[str] = [
+IMPORT = Schema("import", requires=(EVENTS,), migrations=[
     """
     CREATE TABLE import_quarantine (
         file VARCHAR NOT NULL,
@@ -106,7 +104,7 @@ MIGRATIONS: list[str] = [
         recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
     );
     """,
-]
+])
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 OLDEST_ACCEPTED = datetime(1990, 1, 1, tzinfo=UTC)
@@ -496,7 +494,7 @@ WHERE l.lineno = p.lineno AND l.legacy_id IN (SELECT event_id FROM agent_events)
 """
 
 _QUARANTINE_SQL = f"""
-INSERT OR IGNORE INTO import_quarantine (file, line_number, line_md5, reason, detail, line, file_key, event_id)
+INSERT INTO import_quarantine (file, line_number, line_md5, reason, detail, line, file_key, event_id)
 SELECT $1, lineno, p.line_md5, reason,
        CASE reason {' '.join(f"WHEN '{k}' THEN '{v.replace(chr(39), chr(39) * 2)}'" for k, v in REASONS.items())} END
        || coalesce(': ' || note, '')
@@ -508,6 +506,7 @@ SELECT $1, lineno, p.line_md5, reason,
 FROM _imp_parsed p JOIN _imp_lines l USING (lineno) WHERE reason IS NOT NULL
 AND NOT EXISTS (SELECT 1 FROM import_quarantine q
                 WHERE q.file_key = $2 AND q.line_number = p.lineno AND q.line_md5 = p.line_md5)
+ON CONFLICT DO NOTHING
 """
 
 _NEW_SQL = """
@@ -564,24 +563,19 @@ def import_events(store: Store, path: str | os.PathLike[str], *, progress: Progr
             raise
         if progress:
             progress(0, report.lines)
-        ensure_events_schema(store, conn)
-        store.ensure_schema(conn, COMPONENT, MIGRATIONS)
-        conn.execute("BEGIN TRANSACTION")
         try:
-            _classify(conn)
-            _summarise(conn, report)
-            report.quarantine_added = _count_change(conn, "import_quarantine",
-                                                    lambda: conn.execute(_QUARANTINE_SQL, [str(source), file_key]))
-            if report.valid > conn.execute("SELECT count(*) FROM _imp_matched WHERE differs = ''").fetchone()[0]:
-                _insert_new(conn, source, file_key, report, progress)
-            elif progress:
-                progress(report.lines, report.lines)
-            conn.execute(_RECORD_FILE_SQL, [file_key, str(source), facts.device, facts.inode, complete_lines,
-                                            prefix, started])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            IMPORT.ensure(store, conn)
+            with begin(conn):
+                _classify(conn)
+                _summarise(conn, report)
+                report.quarantine_added = _count_change(
+                    conn, "import_quarantine", lambda: conn.execute(_QUARANTINE_SQL, [str(source), file_key]))
+                if report.valid > conn.execute("SELECT count(*) FROM _imp_matched WHERE differs = ''").fetchone()[0]:
+                    _insert_new(conn, source, file_key, report, progress)
+                elif progress:
+                    progress(report.lines, report.lines)
+                conn.execute(_RECORD_FILE_SQL, [file_key, str(source), facts.device, facts.inode, complete_lines,
+                                                prefix, started])
         finally:
             _drop_staging(conn)
     report.seconds = (datetime.now(UTC) - started).total_seconds()

@@ -119,23 +119,23 @@ def evaluate(cfg: GuardrailConfig, at: datetime, *, events: int, errors: int, re
 _LIVE = ", ".join(f"'{s}'" for s in LIVE_SOURCES)
 
 # One row per agent: failures and judged runs in the error window, reward count and sum in the recent and the
-# baseline reward windows.
+# baseline reward windows. Parameters: error window start, reward window start, scan start, now.
 _SQL = f"""
 WITH live AS (
-    SELECT agent, started_at, reward,
+    SELECT agent, reward, started_at >= ? AS in_error_window, started_at >= ? AS in_reward_window,
            error IS NOT NULL OR error_type IS NOT NULL AS failed,
            error IS NULL AND error_type IS NULL AND reward IS NOT NULL AND isfinite(reward) AS succeeded
     FROM agent_events
-    WHERE started_at >= $start AND started_at <= $now
+    WHERE started_at >= ? AND started_at <= ?
       AND source IN ({_LIVE}) AND reward_source <> 'imported'
 )
 SELECT agent,
-    count(*) FILTER (WHERE started_at >= $err_start AND (failed OR succeeded)),
-    count(*) FILTER (WHERE started_at >= $err_start AND failed),
-    count(*) FILTER (WHERE started_at >= $rw_start AND succeeded),
-    sum(reward) FILTER (WHERE started_at >= $rw_start AND succeeded),
-    count(*) FILTER (WHERE started_at < $rw_start AND succeeded),
-    sum(reward) FILTER (WHERE started_at < $rw_start AND succeeded)
+    count(*) FILTER (WHERE in_error_window AND (failed OR succeeded)),
+    count(*) FILTER (WHERE in_error_window AND failed),
+    count(*) FILTER (WHERE in_reward_window AND succeeded),
+    sum(reward) FILTER (WHERE in_reward_window AND succeeded),
+    count(*) FILTER (WHERE NOT in_reward_window AND succeeded),
+    sum(reward) FILTER (WHERE NOT in_reward_window AND succeeded)
 FROM live
 GROUP BY agent
 """
@@ -153,7 +153,7 @@ def read_breaker(conn, cfg: GuardrailConfig, now: datetime) -> BreakerReading:
     rw_start = now - timedelta(seconds=cfg.reward_window_sec)
     base_start = rw_start - timedelta(seconds=cfg.reward_baseline_sec)
     start = min(err_start, base_start)
-    rows = conn.execute(_SQL, {"err_start": err_start, "rw_start": rw_start, "start": start, "now": now}).fetchall()
+    rows = conn.execute(_SQL, [err_start, rw_start, start, now]).fetchall()
     by_agent: dict[str, tuple[int, int]] = {}
     events = errors = rn = bn = 0
     rsum = bsum = 0.0

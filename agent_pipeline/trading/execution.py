@@ -1,6 +1,6 @@
 """The execution layer: the one code path from an agent's output to the paper broker.
 
-For each output item that proposes a trade (it carries ``side`` or any of the seed's signal keys):
+For each output item that proposes a trade (it carries ``side`` or any of the prototype's signal keys):
 
 1. build the signal the gate sees: the agent's item, minus the keys only this layer may set (``RESERVED_KEYS``:
    ``order_key``, ``strategy``, ``strategy_hash``, ``approvals``, ``capital_usd``, ``agent``, ``event_id``,
@@ -37,16 +37,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent_pipeline.allocation.tables import capital_in_force
 from agent_pipeline.market.base import MarketSource
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import Store
-from agent_pipeline.trading import ledger
+from agent_pipeline.trading import tables
+from agent_pipeline.trading.approval_store import approval_tokens
 from agent_pipeline.trading.broker import OrderIntent, PaperBroker
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
 from agent_pipeline.trading.guardrails import CLAIM_PREFIX, MEASURED_KEYS, SEED_KEYS, SIDES, Decision, TradeGuardrails
 from agent_pipeline.trading.kill_switch import KillSwitch, default_path
 from agent_pipeline.trading.market_facts import MarketSnapshot, measure_order
 from agent_pipeline.trading.reasons import Reason
+from agent_pipeline.trading.store_state import StoreGateState
 
 # Keys only this layer sets: an agent's values for them are dropped (its market facts are kept as claims).
 RESERVED_KEYS = ("order_key", "strategy", "strategy_hash", "approvals", "capital_usd", "agent",
@@ -106,7 +109,7 @@ class ExecutionLayer:
         self.exec_cfg = execution or ExecutionConfig()
         self.kill = kill_switch if kill_switch is not None else KillSwitch(default_path())
         self._clock = clock or (lambda: datetime.now(UTC))
-        self.state = ledger.StoreGateState(store, self.cfg, timeout_s=self.exec_cfg.lock_timeout_s)
+        self.state = StoreGateState(store, self.cfg, timeout_s=self.exec_cfg.lock_timeout_s)
         self.guardrails = TradeGuardrails(self.cfg, self.kill, state=self.state, clock=self._clock, environ=environ,
                                           require_market=True)
         self._broker = PaperBroker(market, self.exec_cfg, self._clock, max_quote_age_sec=self.cfg.max_staleness_sec)
@@ -139,14 +142,14 @@ class ExecutionLayer:
                  run_id: str, strategy_hash: str | None, snapshot: MarketSnapshot) -> ExecutionReport:
         with self.kill.guard() as status:
             report.kill_switch_state = status.state.value
-            with ledger.transaction(self.store, self.exec_cfg.lock_timeout_s) as conn:
+            with self.store.transaction(timeout_s=self.exec_cfg.lock_timeout_s, schema=tables.TRADING) as conn:
                 with self.state.bind(conn):
-                    capital, decided = ledger.allocator_capital(conn, agent)
+                    capital, decided = capital_in_force(conn, agent)
                     report.capital_source = "allocator_quotas" if decided else "[execution] default_capital_usd"
                     if not decided:
                         capital = self.exec_cfg.default_capital_usd
                     report.capital_usd = capital
-                    tokens = ledger.approval_tokens(conn, agent, strategy_hash)
+                    tokens = approval_tokens(conn, agent, strategy_hash)
                     for index, item in proposals:
                         self._one(conn, report, index, item, agent, strategy, event_id, run_id, capital,
                                   strategy_hash, tokens, snapshot)
@@ -181,7 +184,7 @@ class ExecutionLayer:
             if decision.ok and not _finite_positive(capital):
                 decision = self._denial(Reason.NO_CAPITAL, f"agent {agent} has no capital ({capital!r}) from the "
                                         "allocator", "capital_usd", signal)
-        decision_id = ledger.record_decision(conn, decision, run_id=run_id, event_id=event_id, agent=agent,
+        decision_id = tables.record_decision(conn, decision, run_id=run_id, event_id=event_id, agent=agent,
                                              strategy=strategy)
         report.by_reason[decision.code.value] += 1
         if not decision.ok:
@@ -198,26 +201,16 @@ class ExecutionLayer:
         else:
             status, fills = "rejected", ()
         now = self._clock()
-        order_id = ledger.new_id()
-        conn.execute(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [order_id, key, now, run_id, event_id, agent, strategy, signal.get("symbol") if intent else None,
-             intent.side if intent else None, intent.venue if intent else None,
-             intent.sell_venue if intent else None, intent.size if intent else None,
-             intent.price if intent else None, float(signal["notional_usd"]), signal.get("capital_usd"), status,
-             problem, bool(signal.get("paper")), decision_id])
+        order_id = tables.record_order(
+            conn, order_key=key, created_at=now, run_id=run_id, event_id=event_id, agent=agent, strategy=strategy,
+            intent=intent, notional_usd=float(signal["notional_usd"]), capital_usd=signal.get("capital_usd"),
+            status=status, reject_reason=problem, paper=bool(signal.get("paper")), decision_id=decision_id)
         if status != "filled":
             report.rejected += 1
             return
         report.filled += 1
-        pnl = 0.0
-        for fill in fills:
-            fill_pnl = ledger.apply_fill(conn, strategy=strategy, symbol=fill.symbol, side=fill.side,
-                                         size=fill.size, price=fill.price, fee_usd=fill.fee_usd, at=now)
-            pnl += fill_pnl
-            conn.execute("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         [ledger.new_id(), order_id, fill.leg, now, strategy, fill.symbol, fill.venue, fill.side,
-                          fill.size, fill.price, fill.fee_usd, fill.slippage_bps, fill_pnl])
+        pnl = sum((tables.record_fill(conn, order_id=order_id, strategy=strategy, fill=fill, at=now) for fill in fills),
+                  0.0)
         report.realized_pnl_usd += pnl
         self.guardrails.record_pnl(pnl)
 

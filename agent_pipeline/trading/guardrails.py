@@ -49,8 +49,9 @@ from agent_pipeline.trading.approvals import approval_key, builtin_fingerprints,
 from agent_pipeline.trading.config import GuardrailConfig
 from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchState, KillSwitchStatus
 from agent_pipeline.trading.market_facts import FILL_NOTIONAL_TOLERANCE, MarketFacts
+from agent_pipeline.trading.positions import position_after
 from agent_pipeline.trading.reasons import ALWAYS_TRIP, Reason
-from agent_pipeline.trading.state import GateState, MemoryGateState, position_after, trading_date
+from agent_pipeline.trading.state import GateState, MemoryGateState, trading_date
 
 SEED_KEYS = ("notional_usd", "expected_edge_bps", "spread_bps", "slippage_bps", "data_age_sec", "paper")
 SIDES = ("buy", "sell")
@@ -487,7 +488,7 @@ class TradeGuardrails:
         """How much the order changes the strategy's gross exposure (negative when it reduces a position).
 
         Exposure is what the ledger books: |qty| x average price per symbol. The order's legs are applied to the
-        held position with the ledger's own accounting (``state.position_after``) at the measured fill prices
+        held position with the ledger's own accounting (``positions.position_after``) at the measured fill prices
         (standalone: the signal's price), so a pair that buys and sells one size adds (almost) nothing and a
         reducing order is never refused for leverage. Without a side and size the whole notional counts.
         """

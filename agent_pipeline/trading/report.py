@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent_pipeline.store import Store, StoreBusy
+from agent_pipeline.store import Store, StoreBusy, has_table
 from agent_pipeline.trading.approvals import decode
 from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchStatus
-from agent_pipeline.trading.ledger import has_table
 from agent_pipeline.trading.state import trading_date
 
 
@@ -69,7 +68,7 @@ def snapshot(store: Store, kill_switch: KillSwitch, *, now: datetime | None = No
                 since = now - timedelta(hours=24)
                 for code, approved, n in conn.execute(
                         "SELECT reason_code, approved, count(*) FROM gate_decisions WHERE decided_at >= ? "
-                        "GROUP BY ALL", [since]).fetchall():
+                        "GROUP BY reason_code, approved", [since]).fetchall():
                     snap.decisions += n
                     if approved:
                         snap.approved += n

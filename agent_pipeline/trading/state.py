@@ -1,8 +1,8 @@
 """What the gate needs to remember between orders: daily loss, recent orders, order keys, positions, breaches.
 
-``MemoryGateState`` keeps it in the process (the seed's behaviour, and what the latency benchmark measures).
-``agent_pipeline.trading.ledger.StoreGateState`` answers the same questions from DuckDB, so they survive restarts
-and are shared by every process. Trading dates are UTC calendar dates (``trading_date``).
+``MemoryGateState`` keeps it in the process (the prototype's behaviour, and what the latency benchmark measures).
+``agent_pipeline.trading.store_state.StoreGateState`` answers the same questions from the store, so they survive
+restarts and are shared by every process. Trading dates are UTC calendar dates (``trading_date``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-
 _KEEP = timedelta(days=2)
 
 
@@ -21,26 +20,6 @@ def trading_date(moment: datetime) -> date:
     if moment.tzinfo is None:
         raise ValueError("trading_date needs a timezone-aware datetime")
     return moment.astimezone(UTC).date()
-
-
-def position_after(qty: float, avg_price: float, side: str, size: float, price: float) -> tuple[float, float, float]:
-    """Average-cost accounting of one fill: (new qty, new average price, realised PnL before fees).
-
-    The ledger books fills with it and the gate predicts an order's exposure with it, so the leverage check and
-    the stored positions cannot disagree.
-    """
-    signed = size if side == "buy" else -size
-    if qty == 0 or (qty > 0) == (signed > 0):
-        new_qty = qty + signed
-        return new_qty, (abs(qty) * avg_price + size * price) / abs(new_qty), 0.0
-    closing = min(abs(signed), abs(qty))
-    pnl = (price - avg_price) * closing * (1 if qty > 0 else -1)
-    new_qty = qty + signed
-    if abs(new_qty) < 1e-12:
-        return 0.0, 0.0, pnl
-    if (new_qty > 0) == (qty > 0):
-        return new_qty, avg_price, pnl
-    return new_qty, price, pnl
 
 
 class GateState(Protocol):

@@ -10,13 +10,12 @@ import pytest
 from agent_pipeline.allocation import Allocation
 from agent_pipeline.allocation.decision import period_start_for
 from agent_pipeline.allocation.schedule import due_slots
-from agent_pipeline.allocation.tables import COMPONENT, MIGRATIONS, write_decision
+from agent_pipeline.allocation.tables import ALLOCATION, write_decision
 from agent_pipeline.defs.allocation import build_defs, scheduler
 from agent_pipeline.defs.allocation.assets import allocator_quotas, period_cron
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.store import AgentEvent, append_event
-from agent_pipeline.store.events import append_frame, events_frame
-from agent_pipeline.store.events import ensure_schema as ensure_events_schema
+from agent_pipeline.store.events import EVENTS, append_frame, events_frame
 
 
 def _events(store, per_agent: dict[str, list[float | None]]):
@@ -82,7 +81,7 @@ def _losing_momentum(store):
                          latency_seconds=0.1, reward=float(r))
               for agent, values in rewards.items() for i, r in enumerate(values)]
     with store.connect() as conn:  # one bulk insert: a connection per event would take seconds
-        ensure_events_schema(store, conn)
+        EVENTS.ensure(store, conn)
     append_frame(store, events_frame(events))
 
 
@@ -144,7 +143,7 @@ def test_a_store_decided_before_the_explanations_migrates_and_keeps_its_rows(sto
 
     old_period = datetime(2026, 1, 1, 10, tzinfo=UTC)
     with store.connect() as conn:  # a file written by the previous schema, with one decision in it
-        migrate(conn, COMPONENT, MIGRATIONS[:1])
+        migrate(conn, ALLOCATION.component, ALLOCATION.migrations[:1])
         conn.execute("INSERT INTO allocator_quotas VALUES (?, 'momentum', 'momentum', 'signal', 36, 0.0, 0.1, "
                      "'glr_thompson', ?)", [old_period, old_period])
         conn.execute("INSERT INTO allocator_decisions VALUES (?, 'glr_thompson', 1, 0, ?, '{}')",
@@ -193,7 +192,7 @@ def test_asset_refuses_while_reward_collapse_fails(store):
 
 def _decide(store, quotas: dict[str, int], period: datetime):
     with store.connect() as conn:
-        store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+        ALLOCATION.ensure(store, conn)
         alloc = Allocation(quotas=quotas, scores={a: 0.0 for a in quotas}, policy="test")
         write_decision(conn, period, period, alloc, {a: ("signal", a) for a in quotas}, {"seed": None})
 

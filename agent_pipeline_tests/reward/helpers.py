@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from agent_pipeline.store import Store
-from agent_pipeline.store.events import AgentEvent, append_frame, ensure_schema, events_frame
+from agent_pipeline.store.events import EVENTS, AgentEvent, append_frame, events_frame
 
 
 def ev(agent: str, at: datetime, *, strategy: str | None = None, output=None, reward=None, error=None,
@@ -18,5 +18,5 @@ def ev(agent: str, at: datetime, *, strategy: str | None = None, output=None, re
 
 def write_events(store: Store, events: list[AgentEvent]) -> None:
     with store.connect() as conn:
-        ensure_schema(store, conn)
+        EVENTS.ensure(store, conn)
     append_frame(store, events_frame(events))

@@ -144,11 +144,11 @@ def test_any_reward_sample_matches_numpy(rewards, failed):
     import duckdb
 
     from agent_pipeline.reward.distributions import compute_distributions
-    from agent_pipeline.reward.history import MIGRATIONS
+    from agent_pipeline.reward.history import REWARDS
 
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")  # as the store's own connections are
-    conn.execute(MIGRATIONS[0])
+    conn.execute(REWARDS.migrations[0])
     rows = []
     for i, r in enumerate(rewards):
         is_failed = failed[i] and i > 1  # keep at least two rewards

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from agent_pipeline.store import AgentEvent, Store, StoreBusy, append_event, append_frame, read_events
-from agent_pipeline.store.events import COMPONENT, MIGRATIONS, events_frame
+from agent_pipeline.store.events import EVENTS, events_frame
 from agent_pipeline.store.migrations import current_version, migrate
 
 
@@ -43,9 +43,9 @@ def test_naive_timestamps_are_rejected():
 
 def test_migrations_are_versioned_and_idempotent(store):
     with store.connect() as conn:
-        assert migrate(conn, COMPONENT, MIGRATIONS) == len(MIGRATIONS)
-        assert migrate(conn, COMPONENT, MIGRATIONS) == len(MIGRATIONS)
-        assert current_version(conn, COMPONENT) == len(MIGRATIONS)
+        assert migrate(conn, EVENTS.component, EVENTS.migrations) == len(EVENTS.migrations)
+        assert migrate(conn, EVENTS.component, EVENTS.migrations) == len(EVENTS.migrations)
+        assert current_version(conn, EVENTS.component) == len(EVENTS.migrations)
         migrate(conn, "extra", ["CREATE TABLE t1 (a INT)", "ALTER TABLE t1 ADD COLUMN b INT"])
         assert current_version(conn, "extra") == 2
         conn.execute("INSERT INTO t1 VALUES (1, 2)")
@@ -120,3 +120,13 @@ def test_several_writer_processes_and_a_reader_lose_nothing(store):
     assert len(frame) == writers * per_writer
     assert frame.groupby("agent").size().to_dict() == {f"w{w}": per_writer for w in range(writers)}
     assert frame["run_id"].is_unique
+
+
+def test_a_duplicate_id_in_a_strict_bulk_insert_is_reported_as_such_and_nothing_is_added(store):
+    append_frame(store, events_frame([event(1)]))
+    again = events_frame([event(2), event(1)])
+    again.loc[1, "event_id"] = read_events(store)["event_id"].iloc[0]
+    with pytest.raises(Exception, match=r"(?i)duplicate key.*primary key") as caught:
+        append_frame(store, again, ignore_duplicates=False)
+    assert "transaction is aborted" not in str(caught.value)  # the cause, not what cleaning up after it hit
+    assert list(read_events(store)["run_id"]) == ["run1"]

@@ -6,7 +6,7 @@ import json
 import os
 
 from agent_pipeline.store import append_frame
-from agent_pipeline.store.events import ensure_schema
+from agent_pipeline.store.events import EVENTS
 from agent_pipeline.store.importer import import_events
 
 
@@ -124,7 +124,7 @@ def test_events_imported_with_line_only_ids_by_the_earlier_version_are_still_fou
     import pandas as pd
 
     with store.connect() as conn:
-        ensure_schema(store, conn)
+        EVENTS.ensure(store, conn)
     append_frame(store, pd.DataFrame({"event_id": legacy, "run_id": "import", "agent": "a",
                                       "started_at": pd.Timestamp("2024-01-01", tz="UTC"), "reward": 1.0,
                                       "reward_source": "imported", "source": "import"}))

@@ -10,7 +10,7 @@ from agent_pipeline.store.events import AgentEvent, append_frame, events_frame
 from agent_pipeline.store.importer import import_events
 from agent_pipeline.trading import GuardrailConfig
 from agent_pipeline.trading.breaker import read_breaker
-from agent_pipeline.trading.ledger import StoreGateState
+from agent_pipeline.trading.store_state import StoreGateState
 
 
 def live_runs(store, *, failed=0, ok=0, agent="momentum", now=None, span_s=200.0, reward=0.1, source="dagster"):

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from agent_pipeline.trading import GuardrailConfig, KillSwitch, Reason, TradeGuardrails, trading_date
-from agent_pipeline.trading.ledger import StoreGateState
+from agent_pipeline.trading.store_state import StoreGateState
 
 from .conftest import seed_signal
 

@@ -10,10 +10,10 @@ from agent_pipeline.agents.registry import builtin_specs
 from agent_pipeline.market import SimulatedMarket
 from agent_pipeline.store.events import AgentEvent, append_event
 from agent_pipeline.trading import ExecutionConfig, GuardrailConfig, KillSwitch, Reason
+from agent_pipeline.trading.approval_store import store_approval
 from agent_pipeline.trading.approvals import issue
 from agent_pipeline.trading.broker import PaperBroker
 from agent_pipeline.trading.execution import ExecutionLayer
-from agent_pipeline.trading.ledger import store_approval
 
 from .conftest import BookMarket, book, market_signal, proposal
 

@@ -8,7 +8,7 @@ so history builds up and the allocator has rewards to learn from; it steps aside
 import dagster as dg
 
 from agent_pipeline.agents import load_configured_registry
-from agent_pipeline.allocation.tables import read_quotas_in_force
+from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.defs.agents.jobs import AGENT_RUNS_JOB, build_agent_jobs
 from agent_pipeline.defs.agents.ops import AGENT_EVENTS
 from agent_pipeline.defs.resources import StoreResource
@@ -22,7 +22,7 @@ def quotas_in_force(store: StoreResource):
     """The decided period in force, or None before the allocator's first decision (or with no store yet)."""
     try:
         with store.store().connect(read_only=True, timeout_s=READ_TIMEOUT_S) as conn:
-            return read_quotas_in_force(conn)[0]
+            return period_in_force(conn)[0]
     except FileNotFoundError:
         return None
 

@@ -10,7 +10,7 @@ from agent_pipeline.allocation import AllocationConfig
 from agent_pipeline.allocation.decision import AgentInfo, decide, period_start_for
 from agent_pipeline.allocation.report import (EXPLANATION_COLUMNS, chart_markdown, explanation_rows,
                                               markdown_table)
-from agent_pipeline.allocation.tables import COMPONENT, MIGRATIONS, read_recent_rewards, write_decision
+from agent_pipeline.allocation.tables import ALLOCATION, read_recent_rewards, write_decision
 from agent_pipeline.defs.resources import StoreResource
 
 ALLOCATOR_QUOTAS = dg.AssetKey("allocator_quotas")
@@ -63,7 +63,7 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
     period_start = period_start_for(decided_at, cfg.period_minutes)
     st = store.store()
     pairs, source = [], None
-    if st.path.exists():  # no store file yet: no rewards, every agent is explored
+    if st.exists():  # no store yet: no rewards, every agent is explored
         with st.connect(read_only=True, timeout_s=store.lock_timeout_s) as conn:
             pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window, decided_at,
                                                 since=decided_at - timedelta(days=cfg.history_days))
@@ -72,7 +72,7 @@ def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConf
     record["inputs"]["until"] = decided_at.isoformat()
     record["decided_at"] = decided_at.isoformat()
     with st.connect(timeout_s=store.lock_timeout_s) as conn:
-        st.ensure_schema(conn, COMPONENT, MIGRATIONS)
+        ALLOCATION.ensure(st, conn)
         write_decision(conn, period_start, decided_at, allocation, meta, record)
     context.log.info(f"period {period_start:%Y-%m-%d %H:%M}Z: quotas {allocation.quotas}, "
                      f"held back {allocation.held_back}, shortfall {allocation.shortfall}, "

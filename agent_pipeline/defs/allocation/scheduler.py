@@ -15,7 +15,7 @@ import dagster as dg
 from agent_pipeline.allocation import AllocationConfig
 from agent_pipeline.allocation.decision import period_start_for
 from agent_pipeline.allocation.schedule import due_slots, run_key, slot_time
-from agent_pipeline.allocation.tables import read_quotas_in_force
+from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.defs.cursors import json_cursor
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.settings import ConfigError
@@ -51,13 +51,14 @@ def build_scheduler_sensor(agent: str, job_name: str) -> dg.SensorDefinition:
             return dg.SkipReason(f"[allocation] config is invalid, launching nothing: {exc}")
         try:
             with store.store().connect(read_only=True, timeout_s=READ_TIMEOUT_S) as conn:
-                decided_period, quotas = read_quotas_in_force(conn)
+                decided_period, rows = period_in_force(conn)
         except StoreBusy as exc:
             return dg.SkipReason(f"store busy, will retry next tick: {exc}")
         except FileNotFoundError:
             return dg.SkipReason("no store yet: nothing has been allocated")
         if decided_period is None:
             return dg.SkipReason("no allocator_quotas yet: materialize allocator_quotas first")
+        quotas = {row.agent: row.quota for row in rows if row.quota is not None}
         if agent not in quotas:
             return dg.SkipReason(f"agent {agent} has no quota in the period decided at {decided_period:%Y-%m-%d %H:%M}")
         quota = quotas[agent]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,7 +132,7 @@ class QuotaInForce:
     agent: str
     quota: int | None
     capital_usd: float | None
-    decided_at: datetime | None = None
+    decided_at: datetime | None = field(default=None, compare=False)  # when, not what, was decided
 
 
 def period_in_force(conn) -> tuple[datetime | None, list[QuotaInForce]]:

@@ -26,13 +26,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.samples import Sample as PromSample
 from prometheus_client.utils import floatToGoString
 
 from agent_pipeline.metrics import domain_tables, rollup
 from agent_pipeline.metrics.spec import BY_NAME, HISTOGRAMS, METRICS, MetricSpec, Sample
-from agent_pipeline.store import Store, StoreBusy
+from agent_pipeline.store import Store, StoreBusy, database_errors
 from agent_pipeline.trading.state import trading_date
 
 log = logging.getLogger(__name__)
@@ -209,7 +214,7 @@ class StoreCollector:
             return pending.result(timeout=self.answer_within_s), True
         except FutureTimeout:
             why = f"no snapshot within {self.answer_within_s:g} s (store busy or slow)"
-        except (StoreBusy, OSError, duckdb.Error) as exc:
+        except (StoreBusy, OSError, *database_errors()) as exc:
             why = str(exc)
         except Exception as exc:  # a bug must not take the kill switch's series down with it
             log.exception("metrics: taking a snapshot failed")

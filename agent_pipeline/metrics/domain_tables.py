@@ -18,15 +18,13 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import date
 from pathlib import Path
 
-import duckdb
-
 from agent_pipeline.allocation.config import AllocationConfig
 from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.metrics.spec import Sample
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.settings import ConfigError
-from agent_pipeline.store import has_table
+from agent_pipeline.store import database_errors, has_table
 from agent_pipeline.trading.kill_switch import (
     KEY_ENV,
     KillSwitch,
@@ -139,7 +137,7 @@ def reward_distributions(conn) -> list[Sample]:
 def _answered(read: Callable[..., Iterable[Sample]], conn, *args) -> list[Sample]:
     try:
         return list(read(conn, *args))
-    except duckdb.Error as exc:
+    except database_errors() as exc:
         log.warning("metrics: table %s does not answer (%s); its series are skipped", read.__name__, exc)
         return []
 

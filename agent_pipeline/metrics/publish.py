@@ -22,19 +22,35 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import duckdb
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import (basic_auth_handler, default_handler, generate_latest, push_to_gateway,
-                                          pushadd_to_gateway)
+from prometheus_client.exposition import (
+    basic_auth_handler,
+    default_handler,
+    generate_latest,
+    push_to_gateway,
+    pushadd_to_gateway,
+)
 
-from agent_pipeline.metrics.collector import (DEFAULT_STORE_TIMEOUT_S, SCRAPE_ANSWER_S, Snapshot, SnapshotCollector,
-                                              StoreCollector, files_and_freshness, known_agents,
-                                              take_snapshot)
+from agent_pipeline.metrics.collector import (
+    DEFAULT_STORE_TIMEOUT_S,
+    SCRAPE_ANSWER_S,
+    Snapshot,
+    SnapshotCollector,
+    StoreCollector,
+    files_and_freshness,
+    known_agents,
+    take_snapshot,
+)
 from agent_pipeline.metrics.spec import DEFAULT_JOB, Sample
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.safe_files import read_regular, replace_atomically
-from agent_pipeline.settings import ConfigError, config_section, pipeline_home, strict_fields
-from agent_pipeline.store import LockBusy, Store, StoreBusy, file_lock
+from agent_pipeline.settings import (
+    ConfigError,
+    config_section,
+    pipeline_home,
+    strict_fields,
+)
+from agent_pipeline.store import LockBusy, Store, StoreBusy, database_errors, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +240,7 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
     state = PushState.read(state_path)
     try:
         snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s, agents=agents)
-    except (StoreBusy, OSError, duckdb.Error) as exc:
+    except (StoreBusy, OSError, *database_errors()) as exc:
         state.skipped_busy += 1
         log.warning("metrics: store unreadable (%s); the kill switch is pushed, the rest waits for the next push",
                     exc)

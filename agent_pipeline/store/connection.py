@@ -31,6 +31,7 @@ import fcntl
 import importlib
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -146,6 +147,16 @@ def query_df(conn, sql: str, params=None) -> pd.DataFrame:
         warnings.filterwarnings("ignore", message=".*inplace keyword.*")
         warnings.filterwarnings("ignore", message=".*TIMESTAMP WITH TIME ZONE.*")
         return conn.execute(sql, params or []).df()
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes the loaded backends raise for a failed statement (``DATABASE_ERRORS`` of each backend
+    module already imported), so a reader can treat "this table does not answer" alike on every backend."""
+    errors: list[type[BaseException]] = []
+    for target in BACKENDS.values():
+        module = sys.modules.get(target.split(":")[0])
+        errors += getattr(module, "DATABASE_ERRORS", ())
+    return tuple(errors)
 
 
 def backend_for(location: str | os.PathLike[str] | None) -> type[Store]:

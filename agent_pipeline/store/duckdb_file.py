@@ -20,7 +20,16 @@ import duckdb
 import pandas as pd
 
 from agent_pipeline.settings import pipeline_home
-from agent_pipeline.store.connection import DB_FILE, DEFAULT_WRITE_TIMEOUT_S, LockBusy, Store, StoreBusy, file_lock
+from agent_pipeline.store.connection import (
+    DB_FILE,
+    DEFAULT_WRITE_TIMEOUT_S,
+    LockBusy,
+    Store,
+    StoreBusy,
+    file_lock,
+)
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (duckdb.Error,)  # see connection.database_errors
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -9,7 +9,7 @@ import pytest
 import agent_pipeline
 from agent_pipeline.allocation.result import Allocation
 from agent_pipeline.allocation.tables import ALLOCATION, QuotaInForce, capital_in_force, period_in_force, write_decision
-from agent_pipeline.metrics import loop
+from agent_pipeline.metrics import domain_tables
 
 PACKAGE = Path(agent_pipeline.__file__).parent
 T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
@@ -39,11 +39,12 @@ def test_the_latest_period_is_in_force_for_every_reader(store):
         assert capital_in_force(conn, "c") == (2_500.0, True)
         assert capital_in_force(conn, "a") == (0.0, True)  # decided: no capital (the gate denies)
         assert capital_in_force(conn, "b") == (None, False)  # only in an older period: not decided now
-        samples = {(s.name, s.labels): s.value for s in loop.allocator_quotas(conn)}
+        samples = {(s.name, s.labels): s.value for s in domain_tables.allocator_quotas(conn)}
     assert samples == {("allocator_quota_runs", (("agent", "a"),)): 0.0,
                        ("allocator_capital_usd", (("agent", "a"),)): 0.0,
                        ("allocator_quota_runs", (("agent", "c"),)): 5.0,
-                       ("allocator_capital_usd", (("agent", "c"),)): 2_500.0}
+                       ("allocator_capital_usd", (("agent", "c"),)): 2_500.0,
+                       ("allocator_decided_at_timestamp_seconds", ()): (T0 + timedelta(hours=1)).timestamp()}
 
 
 @pytest.mark.parametrize("ddl,expected", [

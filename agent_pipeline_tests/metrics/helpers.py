@@ -52,14 +52,13 @@ def held_store() -> Iterator[subprocess.Popen]:
 
 def loop_tables(store: Store) -> None:
     """The loop's tables as the trading, allocation and rewards domains create them (their own migrations)."""
-    from agent_pipeline.allocation import tables as allocation_tables
-    from agent_pipeline.reward import history
-    from agent_pipeline.trading import ledger
+    from agent_pipeline.allocation.tables import ALLOCATION
+    from agent_pipeline.reward.history import REWARDS
+    from agent_pipeline.trading.tables import TRADING
 
     with store.connect() as conn:
-        ledger.ensure_schema(store, conn)
-        store.ensure_schema(conn, allocation_tables.COMPONENT, allocation_tables.MIGRATIONS)
-        history.ensure_schema(store, conn)
+        for schema in (TRADING, ALLOCATION, REWARDS):
+            schema.ensure(store, conn)
 
 
 def insert(conn, table: str, **values) -> None:

@@ -78,6 +78,12 @@ def test_paired_arbitrage_fills_both_legs(store, tmp_path):
 
 
 def _routable(**patch):
+    """A builder, called inside the test: an item priced at collection time is stale minutes later in a long
+    session, and the layer would rightly deny its limit price before the field under test."""
+    return lambda: _priced_now(patch)
+
+
+def _priced_now(patch):
     item = market_signal()
     for key, value in patch.items():
         if value is _DROP:
@@ -132,7 +138,7 @@ ADVERSARIAL_ITEMS = [
 @pytest.mark.parametrize("case,item,code", ADVERSARIAL_ITEMS, ids=[c[0] for c in ADVERSARIAL_ITEMS])
 def test_adversarial_items_are_recorded_denials_and_never_reach_the_broker(store, tmp_path, case, item, code):
     ex = layer(store, tmp_path, execution=ExecutionConfig(default_capital_usd=1e6, max_order_fraction=1.0))
-    report = ex.execute(run_result(item), run_id="r1")
+    report = ex.execute(run_result(item() if callable(item) else item), run_id="r1")
     assert report.denied == 1 and report.approved == 0, (case, report.denials)
     assert ex._broker.submitted == []
     (got, approved, inputs), = rows(store, "SELECT reason_code, approved, inputs FROM gate_decisions")

@@ -82,11 +82,12 @@ class Snapshot:
 
 
 def take_snapshot(store: Store | None = None, *, home: Path | None = None,
-                  timeout_s: float = DEFAULT_STORE_TIMEOUT_S) -> Snapshot:
+                  timeout_s: float = DEFAULT_STORE_TIMEOUT_S, expectations=None) -> Snapshot:
     """Fold new events into the rollup and read the loop's tables, all under one short hold of the store lock.
 
     Raises ``StoreBusy`` when the lock is not free within ``timeout_s``. A store that does not exist yet gives an
-    empty snapshot (no series) rather than creating the file.
+    empty snapshot (no series) rather than creating the file. ``expectations`` (``metrics.config.AlertInputs``,
+    from the settings) adds the configured thresholds; None adds none.
     """
     store = store or Store.at_home(home)
     home = home or store.path.parent
@@ -97,7 +98,7 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
             for reader in loop.TABLE_READERS:
                 snap.samples.extend(reader(conn))
         snap.taken_at = time.time()
-    snap.samples.extend(loop.configured_expectations(home, snap.samples))
+    snap.samples.extend(loop.configured_expectations(expectations, snap.samples))
     snap.samples.extend(loop.kill_switch(home))
     return snap
 
@@ -110,9 +111,10 @@ class StoreCollector:
     """
 
     def __init__(self, store: Store | None = None, *, timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
-                 extra=None):
+                 extra=None, expectations=None):
         self.store = store
         self.timeout_s = timeout_s
+        self.expectations = expectations
         self.extra = extra  # callable returning extra samples (the publisher's own counters)
         self._last: Snapshot | None = None
 
@@ -121,7 +123,7 @@ class StoreCollector:
 
     def snapshot(self) -> Snapshot:
         try:
-            self._last = take_snapshot(self.store, timeout_s=self.timeout_s)
+            self._last = take_snapshot(self.store, timeout_s=self.timeout_s, expectations=self.expectations)
         except (StoreBusy, duckdb.Error) as exc:
             if self._last is None:
                 raise

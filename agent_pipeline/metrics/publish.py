@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -23,49 +22,19 @@ import duckdb
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import basic_auth_handler, default_handler, generate_latest, push_to_gateway
 
-from agent_pipeline.metrics.collector import DEFAULT_STORE_TIMEOUT_S, SnapshotCollector, StoreCollector, take_snapshot
+from agent_pipeline.metrics.collector import SnapshotCollector, StoreCollector, take_snapshot
+from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfig
 from agent_pipeline.metrics.loop import Sample
-from agent_pipeline.metrics.spec import DEFAULT_JOB
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.safe_files import read_regular, replace_atomically
-from agent_pipeline.settings import ConfigError, config_section, pipeline_home, strict_fields
+from agent_pipeline.settings import pipeline_home
 from agent_pipeline.store import LockBusy, Store, StoreBusy, file_lock
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "metrics_push_state.json"
 LOCK_FILE = "metrics_push.lock"
-GATEWAY_ENV = "AGENT_PIPELINE_PUSHGATEWAY_URL"
-DEFAULT_GATEWAY = "http://127.0.0.1:9091"
 MAX_STATE_BYTES = 65_536
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """The ``[metrics]`` table of config.toml. ``$AGENT_PIPELINE_PUSHGATEWAY_URL`` overrides ``gateway_url``."""
-
-    gateway_url: str = DEFAULT_GATEWAY
-    job: str = DEFAULT_JOB
-    timeout_s: float = 5.0
-    store_timeout_s: float = DEFAULT_STORE_TIMEOUT_S
-    lock_timeout_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.gateway_url, str) or not self.gateway_url.startswith(("http://", "https://")):
-            raise ConfigError(f"[metrics] gateway_url must be an http(s) URL, got {self.gateway_url!r}")
-        if not isinstance(self.job, str) or not self.job:
-            raise ConfigError(f"[metrics] job must be a non-empty string, got {self.job!r}")
-        for name in ("timeout_s", "store_timeout_s", "lock_timeout_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"[metrics] {name} must be a positive number, got {value!r}")
-
-    @classmethod
-    def load(cls, home=None) -> MetricsConfig:
-        values = strict_fields(cls, dict(config_section("metrics", home)), "config.toml [metrics]")
-        if os.environ.get(GATEWAY_ENV):
-            values["gateway_url"] = os.environ[GATEWAY_ENV]
-        return cls(**values)
 
 
 @dataclass
@@ -171,20 +140,20 @@ def read_state(home=None) -> PushState:
     return PushState.read(pipeline_home(home) / STATE_FILE)
 
 
-def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s: float | None = None,
-            username: str | None = None, password: str | None = None, home=None, store: Store | None = None,
-            store_timeout_s: float | None = None, lock_timeout_s: float | None = None) -> PushResult:
-    """Compute a snapshot from the store and PUT it to the gateway. Never raises for gateway or store trouble."""
-    cfg = MetricsConfig.load(home)
-    gateway_url = gateway_url or cfg.gateway_url
-    job = job or cfg.job
+def publish(config: MetricsConfig | None = None, *, auth: tuple[str | None, str | None] | None = None, home=None,
+            store: Store | None = None, expectations: AlertInputs | None = None) -> PushResult:
+    """Compute a snapshot from the store and PUT it to ``config.gateway_url``. Never raises for gateway or store
+    trouble. ``auth``: (username, password) for basic auth; ``expectations``: the configured thresholds exported
+    beside the measured series (None: not exported)."""
+    cfg = config or MetricsConfig()
+    gateway_url = cfg.gateway_url
     home_path = pipeline_home(home)
     store = store or Store.at_home(home_path)
+    username, password = auth or (None, None)
     t0 = time.perf_counter()
     with ExitStack() as held:
         try:
-            held.enter_context(file_lock(home_path / LOCK_FILE, lock_timeout_s or cfg.lock_timeout_s,
-                                         what="push lock"))
+            held.enter_context(file_lock(home_path / LOCK_FILE, cfg.lock_timeout_s, what="push lock"))
         except LockBusy:
             log.warning("metrics: another publisher held the push lock too long; this push is skipped")
             return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
@@ -192,18 +161,18 @@ def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s
             log.warning("metrics: push lock unusable (%s); this push is skipped", exc)
             return PushResult("lock_unusable", gateway_url, error=f"push lock unusable: {exc}",
                               seconds=time.perf_counter() - t0)
-        return _publish_locked(store, home_path, gateway_url, job, t0,
-                               store_timeout_s=store_timeout_s or cfg.store_timeout_s,
-                               timeout_s=timeout_s or cfg.timeout_s, handler=_handler(username, password))
+        return _publish_locked(store, home_path, gateway_url, cfg.job, t0, store_timeout_s=cfg.store_timeout_s,
+                               timeout_s=cfg.timeout_s, handler=_handler(username, password),
+                               expectations=expectations)
 
 
 def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t0: float, *,
-                    store_timeout_s: float, timeout_s: float, handler) -> PushResult:
+                    store_timeout_s: float, timeout_s: float, handler, expectations: AlertInputs | None) -> PushResult:
     """``publish`` under the push lock: snapshot, order check, PUT, state update."""
     state_path = home_path / STATE_FILE
     state = PushState.read(state_path)
     try:
-        snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s)
+        snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s, expectations=expectations)
     except (StoreBusy, OSError, duckdb.Error) as exc:
         state.skipped_busy += 1
         state.write(state_path)
@@ -260,21 +229,23 @@ def _record_success(state: PushState, result: PushResult, gateway_url: str) -> N
     state.outage_failures, state.outage_since = 0, 0.0
 
 
-def exposition(home=None, store: Store | None = None) -> bytes:
+def exposition(home=None, store: Store | None = None, expectations: AlertInputs | None = None) -> bytes:
     """The text exposition of the current snapshot (what /metrics serves)."""
     registry = CollectorRegistry(auto_describe=False)
     home_path = pipeline_home(home)
-    registry.register(StoreCollector(store or Store.at_home(home_path), extra=lambda: read_state(home_path).samples()))
+    registry.register(StoreCollector(store or Store.at_home(home_path), expectations=expectations,
+                                     extra=lambda: read_state(home_path).samples()))
     return generate_latest(registry)
 
 
-def serve(port: int = 9464, host: str = "127.0.0.1", home=None, store_timeout_s: float | None = None):
+def serve(port: int = 9464, host: str = "127.0.0.1", *, home=None, config: MetricsConfig | None = None,
+          expectations: AlertInputs | None = None):
     """Serve the collector on http://host:port/metrics in a background thread; returns (server, thread)."""
     from prometheus_client import start_http_server
 
     home_path = pipeline_home(home)
-    cfg = MetricsConfig.load(home_path)
+    cfg = config or MetricsConfig()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(Store.at_home(home_path), timeout_s=store_timeout_s or cfg.store_timeout_s,
-                                     extra=lambda: read_state(home_path).samples()))
+    registry.register(StoreCollector(Store.at_home(home_path), timeout_s=cfg.store_timeout_s,
+                                     expectations=expectations, extra=lambda: read_state(home_path).samples()))
     return start_http_server(port, addr=host, registry=registry)

@@ -74,6 +74,11 @@ class ConfigResource(dg.ConfigurableResource):
         """The resource carrying ``config``'s values (``extra``: the resource's own fields beyond the table)."""
         return cls(**config.as_table(), **extra)
 
+    @classmethod
+    def of(cls, **values: Any):
+        """The table's code defaults with ``values`` (tests, scripts): ``MarketResource.of(fault_rate=1.0)``."""
+        return cls.from_config(cls.config_class()(**values))
+
     def config(self):
         """The table's dataclass, checked again (a launchpad value passes the same validator as the file)."""
         table_cls = self.config_class()

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.metrics.publish import LOCK_FILE, MetricsConfig, publish, read_state
 from agent_pipeline.metrics.publish import exposition
 from agent_pipeline.settings import ConfigError
@@ -144,12 +145,12 @@ def test_concurrent_publishers_never_push_an_older_snapshot_after_a_newer_one(st
 
 def test_config_is_strict_and_the_environment_names_the_gateway(pipeline_home, monkeypatch):
     (pipeline_home / "config.toml").write_text('[metrics]\ngateway_url = "http://gw:9091"\ntimeout_s = 2\n')
-    assert MetricsConfig.load().gateway_url == "http://gw:9091"
+    assert Settings.load().metrics.gateway_url == "http://gw:9091"
     monkeypatch.setenv("AGENT_PIPELINE_PUSHGATEWAY_URL", "http://other:9091")
-    assert MetricsConfig.load().gateway_url == "http://other:9091"
+    assert Settings.load().metrics.gateway_url == "http://other:9091"
     (pipeline_home / "config.toml").write_text('[metrics]\ngatway_url = "http://gw:9091"\n')
     with pytest.raises(ConfigError, match="gatway_url"):
-        MetricsConfig.load()
+        Settings.load().metrics
     with pytest.raises(ConfigError, match="timeout_s"):
         MetricsConfig(timeout_s=0)
     with pytest.raises(ConfigError, match="gateway_url"):

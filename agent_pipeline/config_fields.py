@@ -169,19 +169,14 @@ class ConfigTable:
         declared = rules(cls)
         reject_unknown(table, declared, where, cls.ERROR)
         values: dict[str, Any] = {}
-        for name, (f, rule) in declared.items():
-            if name not in table:
-                if f.default is MISSING and f.default_factory is MISSING:
-                    raise cls.ERROR(f"{where} {name!r} is required")
-                continue
-            value = table[name]
-            if rule.kind == NESTED and isinstance(value, Mapping):
-                value = rule.table.from_table(value, sub_where(where, name))
-            elif rule.kind == NESTED_MAP and isinstance(value, Mapping):
-                built = {k: v if isinstance(v, rule.table) else
-                         rule.table.from_table(v, sub_where(where, f"{name}.{k}")) for k, v in value.items()}
-                value = {**f.default_factory(), **built} if rule.merge else built
-            values[name] = value
+        for name, (f, rule) in declared.items():  # the values given first: a bad value is named before a gap
+            if name in table:
+                values[name] = check_value(rule, table[name], where, name, cls.ERROR)
+                if rule.kind == NESTED_MAP and rule.merge:
+                    values[name] = {**f.default_factory(), **values[name]}
+        for name, (f, _rule) in declared.items():
+            if name not in table and f.default is MISSING and f.default_factory is MISSING:
+                raise cls.ERROR(f"{where} {name!r} is required")
         token = _WHERE.set(where)
         try:
             return cls(**values)

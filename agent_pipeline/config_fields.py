@@ -86,7 +86,9 @@ class Rule:
 
 
 def _fmt(bound: float) -> str:
-    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 else f"{bound:g}"
+    if isinstance(bound, int) or (float(bound).is_integer() and abs(bound) < 1e15):
+        return str(int(bound))
+    return f"{bound:g}"
 
 
 def setting(default: Any = MISSING, kind: str = NUMBER, *, factory: Callable[[], Any] | None = None,

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_pipeline.agents.config import AgentsConfig
+from agent_pipeline.agents.config import AgentsConfig, AgentSpec
 from agent_pipeline.allocation.config import AllocationConfig
-from agent_pipeline.config_fields import reject_unknown
+from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, reject_unknown, rules
 from agent_pipeline.market.config import MarketConfig
 from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfig
 from agent_pipeline.reward.config import RewardConfig
@@ -115,3 +115,84 @@ class Settings:
         return AlertInputs(collapse_min_runs=history.collapse_min_runs, collapse_drop_std=history.collapse_drop_std,
                            collapse_min_drop=history.collapse_min_drop,
                            period_minutes=self.allocation.period_minutes)
+
+
+# -- the reference of every table, generated from the declarations (README's "Configuration reference") ---------
+
+_KIND_NAMES = {"bool": "true/false", "int": "integer", "number": "number", "text": "string",
+               "texts": "list of strings", "date": "date YYYY-MM-DD", "url": "http(s) URL", "table": "table",
+               "int_map": "table of integers", "number_map": "table of numbers", "nested": "table",
+               "nested_map": "table of tables"}
+
+
+def _toml(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, ConfigTable):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.as_table().items()) + " }"
+    if isinstance(value, dict):
+        return "{}" if not value else "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def _accepts(rule) -> str:
+    parts = []
+    if rule.bounds():
+        parts.append(rule.bounds().strip())
+    if rule.choices is not None:
+        parts.append(" \\| ".join(rule.choices) if len(rule.choices) <= 6 else "a reason code (README: Trading safety)")
+    if rule.pattern_doc:
+        parts.append(rule.pattern_doc.removeprefix("be ").removeprefix("look "))
+    if rule.optional:
+        parts.append("or unset")
+    return "; ".join(parts)
+
+
+def _field_default(f) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else MISSING
+
+
+def _table_reference(title: str, cls: type, defaults: Any) -> list[str]:
+    """``defaults``: the object whose values are the pipeline's defaults (None: each field's own default)."""
+    lines = [f"`{title}`", "", "| key | type | default | accepts | meaning |", "|---|---|---|---|---|"]
+    nested = []
+    for key, (f, rule) in rules(cls).items():
+        code = _field_default(f)
+        default = getattr(defaults, key) if defaults is not None else code
+        shown = "required" if default is MISSING else _toml(default)
+        if code is not MISSING and default != code:
+            shown += f" (bare `{cls.__name__}()`: {_toml(code)})"
+        if rule.kind == NESTED_MAP:
+            shown = ", ".join(sorted(default)) + " built in" if default else "{}"
+            nested.append((f"[{title.strip('[]')}.{key}.<name>]", rule.table, None))
+        if rule.kind == NESTED:
+            shown = f"see `[{title.strip('[]')}.{key}]`"
+            nested.append((f"[{title.strip('[]')}.{key}]", rule.table, default))
+        doc = rule.doc.replace("|", "\\|")
+        lines.append(f"| `{key}` | {_KIND_NAMES[rule.kind]} | {shown} | {_accepts(rule)} | {doc} |")
+    out = lines + [""]
+    for sub_title, sub_cls, sub_defaults in nested:
+        out += _table_reference(sub_title, sub_cls, sub_defaults)
+    return out
+
+
+def settings_reference() -> str:
+    """Markdown tables of every key: type, the pipeline's default, what is accepted (README keeps a copy; a test
+    checks that it matches)."""
+    defaults = Settings(home=Path("."))
+    out = ["Top level: `builtin_agents` (true/false, default true: run the built-in agents) and `[[agents]]`."]
+    out += [""]
+    for name in TABLES:
+        out += _table_reference(f"[{name}]", TABLES[name], getattr(defaults, name))
+    out += _table_reference("[[agents]]", AgentSpec, None)
+    return "\n".join(out).rstrip() + "\n"

@@ -398,3 +398,11 @@ def test_environment_variables_are_named_once_and_never_read_by_a_literal_name()
     assert {name: paths for name, paths in named.items() if len(paths) > 1} == {}
     assert {"AGENT_PIPELINE_HOME", "AGENT_PIPELINE_PUSHGATEWAY_URL", "AGENT_PIPELINE_PUSHGATEWAY_USERNAME",
             "AGENT_PIPELINE_PUSHGATEWAY_PASSWORD"} <= set(named)
+
+
+def test_the_readme_reference_lists_every_key_as_declared():
+    from agent_pipeline.pipeline_settings import settings_reference
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- settings-reference:start -->\n")[1].split("<!-- settings-reference:end -->")[0]
+    assert block == settings_reference()  # regenerate: print(settings_reference()) between the two markers

@@ -44,17 +44,19 @@ class AgentSpec(ConfigTable):
     SECTION = "agent spec:"
     ERROR = AgentRegistryError
 
-    name: str = setting(kind=TEXT, pattern=NAME_PATTERN,
+    name: str = setting(kind=TEXT, pattern=NAME_PATTERN, doc="unique; names its jobs and ops",
                         pattern_doc="be lowercase letters, digits and _ (starting with a letter, at most 63)")
-    ref: str = setting(kind=TEXT, pattern=REF_PATTERN, pattern_doc="look like 'package.module:callable'")
-    kind: str | None = setting(None, TEXT, optional=True, choices=KINDS, doc="signal | watcher | execution-sensitive")
+    ref: str = setting(kind=TEXT, pattern=REF_PATTERN, pattern_doc="look like 'package.module:callable'",
+                       doc="a class (built with params), an agent object, or a function(ctx)")
+    kind: str | None = setting(None, TEXT, optional=True, choices=KINDS,
+                               doc="default: the agent's own; watchers keep a minimum, execution-sensitive are capped")
     strategy: str | None = setting(None, TEXT, optional=True, min_items=1, doc="default: the agent's own, or its name")
     params: dict[str, Any] = setting(kind=TABLE, factory=dict,  # noqa: RUF009
                                      doc="keyword arguments of the class, or ctx.params")
     timeout_sec: float = setting(DEFAULT_TIMEOUT_SEC, NUMBER, gt=0, le=MAX_TIMEOUT_SEC,
                                  doc="a run taking longer is a failed run")
     enabled: bool = setting(True, BOOL, doc="false: registered but never built or run")
-    description: str = setting("", TEXT)
+    description: str = setting("", TEXT, doc="free text")
 
     def fingerprint(self) -> str:
         """Identity of the strategy's code reference and configuration (what an approval is bound to)."""

@@ -52,7 +52,8 @@ class AllocationConfig(ConfigTable):
     seed: int = setting(0, INT, ge=0, le=2**63 - 1, doc="base seed of randomised policies")
     total_budget_runs: int = setting(60, INT, ge=0, le=MAX_RUNS, doc="runs per period across agents (a ceiling)")
     value_floor: float | None = setting(0.0, NUMBER, optional=True, convert=_value_floor,
-                                        doc="runs beyond the minimums only to agents worth more than this")
+                                        doc="runs beyond the minimums only to agents worth more than this "
+                                            "(-inf: spend the whole budget)")
     period_minutes: int = setting(60, INT, ge=1, le=1_440, doc="length of an allocation period")
     watcher_min_runs: int = setting(4, INT, ge=0, le=MAX_RUNS, doc="runs per period of every watcher, at least")
     watcher_max_runs: int | None = setting(None, INT, optional=True, ge=0, le=MAX_RUNS,

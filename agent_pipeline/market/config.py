@@ -21,7 +21,7 @@ SOURCES = ("simulated", "replay", "ccxt")
 class MarketConfig(ConfigTable):
     SECTION = "[market]"
 
-    source: str = setting("simulated", TEXT, choices=SOURCES, doc="simulated | replay | ccxt")
+    source: str = setting("simulated", TEXT, choices=SOURCES, doc="where quotes come from")
     seed: int = setting(7, INT, ge=0, doc="seed of the simulated market")
     symbols: tuple[str, ...] = setting(("BTC-USD", "ETH-USD"), TEXTS, min_items=1, pattern=r"\S+",
                                        pattern_doc="be a symbol without spaces", doc="symbols quoted")

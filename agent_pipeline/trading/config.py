@@ -61,12 +61,12 @@ class GuardrailConfig(ConfigTable):
 
     # -- the seed's fields and defaults --------------------------------------------------------------------
     paper_only: bool = _f(True, _BOOL, doc="deny any signal whose `paper` is not true")
-    max_order_notional_usd: float = _f(10_000, _POS)
+    max_order_notional_usd: float = _f(10_000, _POS, doc="largest `notional_usd` of one order")
     max_daily_loss_usd: float = _f(500, _POS, doc="realised losses of the UTC trading date; a breach trips")
-    min_expected_edge_bps: float = _f(10.0, _FINITE)
-    max_spread_bps: float = _f(15.0, _POS)
-    max_slippage_bps: float = _f(20.0, _POS)
-    max_staleness_sec: float = _f(30, _POS, le=DAY_S)
+    min_expected_edge_bps: float = _f(10.0, _FINITE, doc="smallest `expected_edge_bps` worth trading")
+    max_spread_bps: float = _f(15.0, _POS, doc="widest spread (claimed and measured) to trade into")
+    max_slippage_bps: float = _f(20.0, _POS, doc="largest expected slippage")
+    max_staleness_sec: float = _f(30, _POS, le=DAY_S, doc="oldest market data an order may rest on")
     max_error_rate_5m: float = _f(0.10, _FRACTION, doc="circuit breaker: share of failed runs")
     # -- checks beyond the seed: None = not configured ----------------------------------------------------
     min_confidence: float | None = _f(None, _FRACTION, optional=True, doc="needs `confidence` in [0, 1]")
@@ -78,13 +78,14 @@ class GuardrailConfig(ConfigTable):
                                     doc="gross exposure / capital; needs `capital_usd`, `strategy`, `symbol`")
     max_orders_per_window: int | None = _f(None, _INT, optional=True, doc="global order rate limit")
     max_orders_per_window_per_strategy: int | None = _f(None, _INT, optional=True, doc="needs `strategy`")
-    rate_window_sec: float = _f(60, _POS, le=DAY_S)
+    rate_window_sec: float = _f(60, _POS, le=DAY_S, doc="window of the order rate limits")
     max_rolling_notional_usd: float | None = _f(None, _POS, optional=True,
                                                 doc="sum of accepted notional over the rolling window, all strategies")
     max_strategy_turnover: float | None = _f(None, _POS, optional=True,
                                              doc="per strategy: accepted notional over the rolling window as a "
                                                  "multiple of `capital_usd`; needs `strategy`, `capital_usd`")
-    rolling_notional_window_sec: float = _f(3_600, _POS, le=MAX_WINDOW_S)
+    rolling_notional_window_sec: float = _f(3_600, _POS, le=MAX_WINDOW_S,
+                                             doc="window of the rolling notional and turnover limits")
     max_orders_per_run: int | None = _f(None, _INT, optional=True,
                                         doc="accepted orders per agent run; needs `event_id` (the run's event)")
     max_notional_mismatch_bps: float = _f(100.0, _POS, doc="`notional_usd` and `size` x `price` must agree "
@@ -107,17 +108,17 @@ class GuardrailConfig(ConfigTable):
     trip_on: tuple[str, ...] = _f((), _CODES, doc="reason codes whose denial also trips the kill switch")
     # -- circuit breaker (sensor and gate) ----------------------------------------------------------------
     breaker_in_gate: bool = _f(True, _BOOL, doc="the gate itself denies while the store shows a breach")
-    error_window_sec: float = _f(300, _POS, le=DAY_S)
-    min_events_for_error_rate: int = _f(5, _INT)
+    error_window_sec: float = _f(300, _POS, le=DAY_S, doc="window of the error-rate breaker")
+    min_events_for_error_rate: int = _f(5, _INT, doc="live runs in the window before the rate is judged")
     min_errors_for_error_rate: int = _f(3, _INT, doc="failed runs in the window before the rate can breach "
                                                      "(one fault among a handful of runs is noise)")
     breaker_per_agent: bool = _f(True, _BOOL, doc="judge each agent's error rate alone as well as all together")
     reward_floor: float | None = _f(None, _FINITE, optional=True, doc="rolling mean reward below this trips")
     max_reward_drop: float | None = _f(None, _POS, optional=True,
                                        doc="baseline mean minus rolling mean above this trips")
-    reward_window_sec: float = _f(900, _POS, le=MAX_WINDOW_S)
-    reward_baseline_sec: float = _f(86_400, _POS, le=MAX_WINDOW_S)
-    min_reward_samples: int = _f(10, _INT)
+    reward_window_sec: float = _f(900, _POS, le=MAX_WINDOW_S, doc="window of the rolling mean reward")
+    reward_baseline_sec: float = _f(86_400, _POS, le=MAX_WINDOW_S, doc="window of the baseline mean reward")
+    min_reward_samples: int = _f(10, _INT, doc="rewards in the window before a collapse is judged")
     breaker_consecutive_ticks: int = _f(2, _INT, doc="breaching sensor ticks in a row before a trip")
 
     def with_safe_defaults(self) -> GuardrailConfig:

@@ -22,8 +22,8 @@ AGENT_RUNS_JOB = "agent_runs"
 def _agent_job_resources(settings: Settings) -> dict:
     """Op outputs stay in memory: ``execute_<name>`` reads ``run_<name>``'s output in the same process and nothing
     reads either afterwards, so pickling both under DAGSTER_HOME/storage for every run only filled the disk. A job
-    that names its io_manager is no longer bound by Definitions, so the location's default resources are bound here
-    too (an execution's own ``resources=`` still override them)."""
+    that names its io_manager is no longer bound by Definitions, so the location's shared resources (from the same
+    settings) are bound here too (an execution's own ``resources=`` still override them)."""
     return {**shared_resources(settings), "io_manager": dg.mem_io_manager}
 
 

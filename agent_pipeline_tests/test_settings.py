@@ -294,7 +294,7 @@ def test_the_code_location_builds_each_registered_agent_once_and_no_disabled_one
 def _decide(store, quotas: dict[str, int], period: datetime):
     with store.connect() as conn:
         store.ensure_schema(conn, COMPONENT, MIGRATIONS)
-        alloc = Allocation(quotas=quotas, scores={a: 0.0 for a in quotas}, policy="test")
+        alloc = Allocation(quotas=quotas, scores=dict.fromkeys(quotas, 0.0), policy="test")
         write_decision(conn, period, period, alloc, {a: ("signal", a) for a in quotas}, {"seed": None})
 
 

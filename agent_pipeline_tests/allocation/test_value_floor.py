@@ -156,7 +156,7 @@ def test_config_default_floor_and_its_validation(pipeline_home):
     for bad in ("nan", "inf", '"zero"', "true"):
         (pipeline_home / "config.toml").write_text(f"[allocation]\nvalue_floor = {bad}\n")
         with pytest.raises(ConfigError, match="value_floor"):
-            Settings.load().allocation
+            Settings.load()
 
 
 def test_decision_record_carries_the_explanation_and_replays_with_the_floor():

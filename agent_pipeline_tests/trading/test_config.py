@@ -53,7 +53,7 @@ def test_loader_turns_the_two_person_rule_on_and_reads_the_file(pipeline_home):
     assert cfg.min_confidence == 0.4 and cfg.trip_on == ("PRICE_COLLAR",) and not cfg.require_approval
     (pipeline_home / "config.toml").write_text("[guardrails]\nmax_daily_loss_usd = 0\n")
     with pytest.raises(ConfigError, match="max_daily_loss_usd"):
-        Settings.load().guardrails
+        Settings.load()
 
 
 def test_execution_config_is_strict():

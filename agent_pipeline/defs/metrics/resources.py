@@ -1,7 +1,6 @@
 """The Pushgateway resource: where and how the store-computed metrics are published."""
 
 import logging
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
@@ -21,13 +20,13 @@ class PushgatewayResource(config_resource(MetricsConfig)):
     a gateway that is down or slow: the failure is logged and counted, and the next publish catches up.
     """
 
-    username: Optional[str] = Field(default=None, description="Basic-auth user (set through EnvVar).")
-    password: Optional[str] = Field(default=None, description="Basic-auth password (set through EnvVar).")
+    username: str | None = Field(default=None, description="Basic-auth user (set through EnvVar).")
+    password: str | None = Field(default=None, description="Basic-auth password (set through EnvVar).")
     home: str = Field(default="", description="The state folder (push lock and state); empty: $AGENT_PIPELINE_HOME.")
-    alert_inputs: Optional[table_model(AlertInputs)] = Field(
+    alert_inputs: table_model(AlertInputs) | None = Field(
         default=None, description="Thresholds the alert rules compare with (none exported when unset).")
 
-    def publish(self, logger: Optional[logging.Logger] = None) -> PushResult:
+    def publish(self, logger: logging.Logger | None = None) -> PushResult:
         expectations = AlertInputs.from_table(self.alert_inputs.model_dump()) if self.alert_inputs else None
         result = publish(self.config(), auth=(self.username or None, self.password or None), home=self.home or None,
                          expectations=expectations)

@@ -263,7 +263,8 @@ def test_agents_list_reads_the_specs_and_never_imports_or_builds_user_code(hosti
     rows = {row[0]: row for row in lines[1:]}
     assert rows["noisy"] == ["noisy", "signal", "noisy", "yes", "12.5", "hostile_agents:Agent"]
     assert rows["popen"] == ["popen", "-", "-", "no", "30", "subprocess:Popen"]
-    assert {"momentum", "cross_venue_arb", "regime_watcher"} <= set(rows)
+    assert rows["momentum"][:4] == ["momentum", "signal", "momentum", "yes"]  # a built-in's own kind and strategy
+    assert rows["regime_watcher"][1:3] == ["watcher", "macro_regime"]
     assert not (hostile_agents / "imported").exists() and "hostile_agents" not in sys.modules
     assert not (hostile_agents / "constructed").exists() and not (hostile_agents / "ran").exists()
 

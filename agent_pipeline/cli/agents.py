@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 
 from agent_pipeline.agents import AgentContext, build_agent
+from agent_pipeline.agents import builtin as builtin_agents
+from agent_pipeline.agents.builtin import BUILTIN_REFS
 from agent_pipeline.agents.instrumentation import run_and_record
 from agent_pipeline.cli import REQUIRED
 from agent_pipeline.market import make_market
@@ -15,11 +17,20 @@ from agent_pipeline.store import Store, append_event, read_events
 LIST_COLUMNS = ("name", "kind", "strategy", "enabled", "timeout_sec", "ref")
 
 
+def _declared(spec, attr: str) -> str:
+    """The entry's kind or strategy; for an unchanged built-in, its class's (read off the class, never built);
+    "-" when the user's agent declares it itself (its code is not imported to find out)."""
+    value = getattr(spec, attr)
+    if value is None and BUILTIN_REFS.get(spec.name) == spec.ref:
+        value = getattr(getattr(builtin_agents, spec.ref.partition(":")[2]), attr, None)
+    return str(value) if value else "-"
+
+
 def _list(args: argparse.Namespace, settings) -> int:
-    """The specs as configured, enabled or not; nothing is imported or built (a ref is only text here)."""
+    """The specs as configured, enabled or not; no agent's module is imported or built (a ref is only text)."""
     print("\t".join(LIST_COLUMNS))
     for spec in sorted(settings.agents.specs(), key=lambda s: s.name):
-        values = {"name": spec.name, "kind": spec.kind or "-", "strategy": spec.strategy or "-",
+        values = {"name": spec.name, "kind": _declared(spec, "kind"), "strategy": _declared(spec, "strategy"),
                   "enabled": "yes" if spec.enabled else "no", "timeout_sec": f"{spec.timeout_sec:g}",
                   "ref": spec.ref}
         print("\t".join(values[c] for c in LIST_COLUMNS))

@@ -1,8 +1,10 @@
-"""Where the project's state lives and how its optional configuration file is read.
+"""Where the project's state lives, how its configuration file is read, and the error a bad value raises.
 
 All state (DuckDB files, the kill-switch file) lives under one folder, named by AGENT_PIPELINE_HOME so the
 Dagster processes, the daemon and the CLI all address the same files. Configuration is an optional
-``config.toml`` in that folder; each domain validates its own section strictly.
+``config.toml`` in that folder. This module is the low level every domain may import; the tables themselves are
+declared in each domain's ``config.py`` (with ``agent_pipeline.config_fields``) and read once, at the edge, by
+``agent_pipeline.pipeline_settings.Settings.load``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing, unknown or invalid; the message names which."""
+    """A configuration value is missing, unknown or invalid; the message names the table (or entry) and key."""
 
 
 def pipeline_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -33,7 +35,8 @@ def pipeline_home(home: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_config(home: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The parsed ``config.toml`` of the state folder, or ``{}`` when there is none."""
+    """The parsed ``config.toml`` of the state folder, or ``{}`` when there is none (the raw document; only
+    ``Settings.load`` should call this)."""
     path = pipeline_home(home) / CONFIG_FILE
     if not os.path.lexists(path):
         return {}
@@ -41,20 +44,3 @@ def load_config(home: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         return tomllib.loads(read_regular(path, MAX_CONFIG_BYTES, follow_links=True).decode("utf-8"))
     except (OSError, FileTooLarge, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
-
-
-def config_section(name: str, home: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """One top-level table of the configuration file (``{}`` when absent)."""
-    section = load_config(home).get(name, {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"config.toml: [{name}] must be a table, got {type(section).__name__}")
-    return section
-
-
-def strict_fields(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Reject keys a dataclass does not declare, so a misspelt setting fails instead of being ignored."""
-    known = set(getattr(cls, "__dataclass_fields__", {}))
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    return values

@@ -30,6 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 
+from agent_pipeline.metrics.config import MetricsConfig  # noqa: E402
 from agent_pipeline.metrics.publish import publish  # noqa: E402
 from agent_pipeline.store import Store  # noqa: E402
 from agent_pipeline.store.events import EVENTS  # noqa: E402
@@ -92,17 +93,18 @@ def measure(events: int, agents: int, gateway: str, repeats: int = 5) -> dict:
         home = Path(tmp)
         store = Store.at_home(home)
         fill_s = fill(store, events, agents)
-        cold = publish(gateway, home=home, store=store)
+        config = MetricsConfig(gateway_url=gateway)  # built explicitly: a benchmark reads no config.toml
+        cold = publish(config, home=home, store=store)
         assert cold.ok, cold.summary()
         warm = []
         for _ in range(repeats):
-            r = publish(gateway, home=home, store=store)
+            r = publish(config, home=home, store=store)
             assert r.ok, r.summary()
             warm.append(r.seconds)
         after = []
         for k in range(repeats):
             fill(store, 1000, agents, offset=events + k * 1000)
-            r = publish(gateway, home=home, store=store)
+            r = publish(config, home=home, store=store)
             assert r.ok and r.events == events + (k + 1) * 1000, r.summary()
             after.append(r.seconds)
         return {"events": events, "agents": agents, "fill_s": fill_s, "cold_s": cold.seconds,

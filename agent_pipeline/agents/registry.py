@@ -1,60 +1,23 @@
-"""Which agents exist: the built-ins plus the user's own, named in config.toml as ``module:callable``.
+"""Which agents run: the built-ins plus the user's own, imported and built from their checked specs.
 
-    [[agents]]
-    name = "my_llm_signal"
-    ref = "my_package.agents:LlmSignal"     # a class (built with params), an Agent object, or a function(ctx)
-    kind = "signal"                           # signal | watcher | execution-sensitive
-    strategy = "llm_news"
-    timeout_sec = 20
-    params = { model = "small" }
-
-Every entry is imported and checked when the registry loads, so a typo fails the code location with a message
-naming the entry instead of failing a run hours later.
+The specs (``agent_pipeline.agents.config``) are read once, with the rest of the settings; ``build_registry``
+imports and constructs every enabled one, so a missing module, an attribute that is not callable or a bad kind
+fails the code location with a message naming the entry instead of failing a run hours later. Listing the
+registry reads the specs only and runs no user code.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib
 import inspect
-import json
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from agent_pipeline.agents.builtin import BUILTIN_REFS
+from agent_pipeline.agents.config import (DEFAULT_TIMEOUT_SEC, AgentRegistryError, AgentsConfig, AgentSpec,
+                                          builtin_specs)
 from agent_pipeline.agents.protocol import Agent, AgentContext, AgentKind, AgentResult
-from agent_pipeline.numbers import finite_number
-from agent_pipeline.settings import load_config
-
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-DEFAULT_TIMEOUT_SEC = 30.0
-
-
-class AgentRegistryError(ValueError):
-    """A registry entry cannot be used; the message names the entry and the problem."""
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    """One registered agent: where its code is and how it is configured."""
-
-    name: str
-    ref: str
-    kind: str | None = None
-    strategy: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    timeout_sec: float = DEFAULT_TIMEOUT_SEC
-    enabled: bool = True
-    description: str = ""
-
-    def fingerprint(self) -> str:
-        """Identity of the strategy's code reference and configuration (what an approval is bound to)."""
-        body = json.dumps({"ref": self.ref, "kind": self.kind, "strategy": self.strategy, "params": self.params},
-                          sort_keys=True, default=str)
-        return hashlib.sha256(body.encode()).hexdigest()
 
 
 class FunctionAgent:
@@ -130,52 +93,16 @@ def build_agent(spec: AgentSpec) -> LoadedAgent:
     return LoadedAgent(spec, agent)
 
 
-def _spec_from_entry(entry: Any, index: int) -> AgentSpec:
-    where = f"agents[{index}]"
-    if not isinstance(entry, dict):
-        raise AgentRegistryError(f"{where}: must be a table, got {type(entry).__name__}")
-    known = set(AgentSpec.__dataclass_fields__)
-    unknown = sorted(set(entry) - known)
-    if unknown:
-        raise AgentRegistryError(f"{where} ({entry.get('name', '?')}): unknown key(s) {unknown}")
-    for key in ("name", "ref"):
-        if not isinstance(entry.get(key), str) or not entry[key]:
-            raise AgentRegistryError(f"{where}: {key!r} is required and must be a string")
-    if not _NAME.match(entry["name"]):
-        raise AgentRegistryError(f"{where}: name {entry['name']!r} must be lowercase letters, digits and _")
-    timeout = entry.get("timeout_sec", DEFAULT_TIMEOUT_SEC)
-    if finite_number(timeout) is None or timeout <= 0:
-        raise AgentRegistryError(f"{where} ({entry['name']}): timeout_sec must be a positive number, got {timeout!r}")
-    if not isinstance(entry.get("params", {}), dict):
-        raise AgentRegistryError(f"{where} ({entry['name']}): params must be a table")
-    return AgentSpec(**entry)
-
-
-def builtin_specs() -> list[AgentSpec]:
-    return [AgentSpec(name=name, ref=ref) for name, ref in BUILTIN_REFS.items()]
+def build_registry(agents: AgentsConfig) -> dict[str, LoadedAgent]:
+    """Import and build every enabled spec (names are unique: ``AgentsConfig`` checked that)."""
+    return {name: build_agent(spec) for name, spec in agents.enabled().items()}
 
 
 def load_registry(entries: Iterable[Any] = (), *, include_builtins: bool = True) -> dict[str, LoadedAgent]:
-    """Validate and build every entry; duplicate names, bad refs and bad kinds raise AgentRegistryError."""
-    specs = builtin_specs() if include_builtins else []
-    specs += [_spec_from_entry(e, i) for i, e in enumerate(entries)]
-    registry: dict[str, LoadedAgent] = {}
-    for spec in specs:
-        if spec.name in registry:
-            raise AgentRegistryError(f"agent {spec.name!r} is registered twice; names must be unique")
-        if spec.enabled:
-            registry[spec.name] = build_agent(spec)
-    return registry
+    """Check and build ``entries`` (``[[agents]]`` tables or specs); duplicate names, bad refs and bad kinds raise
+    AgentRegistryError naming the entry."""
+    return build_registry(AgentsConfig.from_document(include_builtins, list(entries)))
 
 
-def load_configured_registry(home=None) -> dict[str, LoadedAgent]:
-    """The registry described by config.toml: ``builtin_agents`` (default true) and ``[[agents]]``."""
-    config = load_config(home)
-    include = config.get("builtin_agents", True)
-    if not isinstance(include, bool):
-        raise AgentRegistryError(f"config.toml: builtin_agents must be true or false, got {include!r}")
-    return load_registry(config.get("agents", []), include_builtins=include)
-
-
-__all__ = ["AgentRegistryError", "AgentSpec", "LoadedAgent", "build_agent", "builtin_specs",
-           "load_configured_registry", "load_registry"]
+__all__ = ["DEFAULT_TIMEOUT_SEC", "AgentRegistryError", "AgentSpec", "AgentsConfig", "LoadedAgent", "build_agent",
+           "build_registry", "builtin_specs", "load_registry"]

@@ -26,96 +26,70 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from agent_pipeline.allocation.capital import CapitalPlan
 from agent_pipeline.allocation.policies import DEFAULT_POLICY, BaseAllocator, check_value_floor, make_allocator
-from agent_pipeline.numbers import finite_number
-from agent_pipeline.settings import ConfigError, config_section, strict_fields
+from agent_pipeline.config_fields import INT, INT_MAP, NUMBER, NUMBER_MAP, TABLE, TEXT, ConfigTable, setting
 
-_INTS = ("seed", "total_budget_runs", "period_minutes", "watcher_min_runs", "execution_sensitive_max_runs",
-         "min_samples", "history_window", "history_days")
-_FLOATS = ("total_capital_usd", "kelly_fraction", "max_capital_per_agent", "default_max_capital_per_strategy")
+MAX_RUNS = 10_000  # per period: more runs than this in one period is a typo, not a plan
+
+
+def _value_floor(value: Any) -> float | None:
+    try:
+        return check_value_floor(value)  # -inf is None: no floor
+    except ValueError:
+        raise ValueError(f"must be a number below +inf (-inf: spend the whole budget), got {value!r}") from None
 
 
 @dataclass(frozen=True)
-class AllocationConfig:
-    policy: str = DEFAULT_POLICY
-    params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    total_budget_runs: int = 60
-    value_floor: float | None = 0.0
-    period_minutes: int = 60
-    watcher_min_runs: int = 4
-    watcher_max_runs: int | None = None
-    execution_sensitive_max_runs: int = 20
-    min_runs: dict[str, int] = field(default_factory=dict)
-    max_runs: dict[str, int] = field(default_factory=dict)
-    max_runs_per_strategy: dict[str, int] = field(default_factory=dict)
-    total_capital_usd: float = 100_000.0
-    kelly_fraction: float = 0.25
-    min_samples: int = 20
-    max_capital_per_agent: float | None = None
-    default_max_capital_per_strategy: float | None = 50_000.0
-    max_capital_per_strategy: dict[str, float] = field(default_factory=dict)
-    history_window: int = 500
-    history_days: int = 30
+class AllocationConfig(ConfigTable):
+    SECTION = "[allocation]"
 
-    def __post_init__(self) -> None:
-        if self.watcher_max_runs is not None and (
-                isinstance(self.watcher_max_runs, bool) or not isinstance(self.watcher_max_runs, int)
-                or self.watcher_max_runs < self.watcher_min_runs):
-            raise ConfigError(f"[allocation].watcher_max_runs must be an integer >= watcher_min_runs "
-                              f"({self.watcher_min_runs}), got {self.watcher_max_runs!r}")
-        for name in _INTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"[allocation].{name} must be a non-negative integer, got {value!r}")
-        for name in ("period_minutes", "history_window", "history_days", "min_samples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"[allocation].{name} must be at least 1, got {getattr(self, name)!r}")
+    policy: str = setting(DEFAULT_POLICY, TEXT, doc="ucb | thompson | glr_thompson | glr_ucb | uniform")
+    params: dict[str, Any] = setting(kind=TABLE, factory=dict, doc="the policy's own parameters")  # noqa: RUF009
+    seed: int = setting(0, INT, ge=0, le=2**63 - 1, doc="base seed of randomised policies")
+    total_budget_runs: int = setting(60, INT, ge=0, le=MAX_RUNS, doc="runs per period across agents (a ceiling)")
+    value_floor: float | None = setting(0.0, NUMBER, optional=True, convert=_value_floor,
+                                        doc="runs beyond the minimums only to agents worth more than this "
+                                            "(-inf: spend the whole budget)")
+    period_minutes: int = setting(60, INT, ge=1, le=1_440, doc="length of an allocation period")
+    watcher_min_runs: int = setting(4, INT, ge=0, le=MAX_RUNS, doc="runs per period of every watcher, at least")
+    watcher_max_runs: int | None = setting(None, INT, optional=True, ge=0, le=MAX_RUNS,
+                                           doc="runs per period of a watcher, at most (default: its minimum)")
+    execution_sensitive_max_runs: int = setting(20, INT, ge=0, le=MAX_RUNS,
+                                                doc="runs per period of an execution-sensitive agent, at most")
+    min_runs: dict[str, int] = setting(kind=INT_MAP, factory=dict, ge=0, le=MAX_RUNS,  # noqa: RUF009
+                                       doc="per-agent minimums")
+    max_runs: dict[str, int] = setting(kind=INT_MAP, factory=dict, ge=0, le=MAX_RUNS,  # noqa: RUF009
+                                       doc="per-agent maximums")
+    max_runs_per_strategy: dict[str, int] = setting(kind=INT_MAP, factory=dict, ge=0, le=MAX_RUNS,  # noqa: RUF009
+                                                    doc="per-strategy maximums")
+    total_capital_usd: float = setting(100_000.0, NUMBER, ge=0, doc="capital split across agents")
+    kelly_fraction: float = setting(0.25, NUMBER, gt=0, le=1, doc="share of the Kelly stake deployed")
+    min_samples: int = setting(20, INT, ge=2, le=1_000_000, doc="rewards before an agent's capital is sized")
+    max_capital_per_agent: float | None = setting(None, NUMBER, optional=True, ge=0, doc="cap per agent")
+    default_max_capital_per_strategy: float | None = setting(50_000.0, NUMBER, optional=True, ge=0,
+                                                             doc="cap per strategy without its own")
+    max_capital_per_strategy: dict[str, float] = setting(kind=NUMBER_MAP, factory=dict, ge=0,  # noqa: RUF009
+                                                         doc="caps per strategy")
+    history_window: int = setting(500, INT, ge=1, le=1_000_000, doc="rewards per agent read per decision")
+    history_days: int = setting(30, INT, ge=1, le=3_650, doc="... from at most this far back")
+
+    def check(self, where: str) -> None:
+        if self.watcher_max_runs is not None and self.watcher_max_runs < self.watcher_min_runs:
+            raise self.ERROR(f"{where} watcher_max_runs must be an integer >= watcher_min_runs "
+                             f"({self.watcher_min_runs}), got {self.watcher_max_runs!r}")
         p = self.period_minutes
         if not (60 % p == 0 or (p % 60 == 0 and 24 % (p // 60) == 0)):
-            raise ConfigError(f"[allocation].period_minutes must divide an hour or be whole hours dividing a day "
-                              f"(e.g. 15, 30, 60, 120), got {p}")
-        for name in _FLOATS:
-            value = getattr(self, name)
-            if value is None and name in ("max_capital_per_agent", "default_max_capital_per_strategy"):
-                continue
-            if finite_number(value) is None or value < 0:
-                raise ConfigError(f"[allocation].{name} must be a finite number >= 0, got {value!r}")
-        for name in ("params", "min_runs", "max_runs", "max_runs_per_strategy", "max_capital_per_strategy"):
-            if not isinstance(getattr(self, name), dict):
-                raise ConfigError(f"[allocation].{name} must be a table, got {getattr(self, name)!r}")
-        for name in ("min_runs", "max_runs", "max_runs_per_strategy"):
-            for key, value in getattr(self, name).items():
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ConfigError(f"[allocation].{name}.{key} must be a non-negative integer, got {value!r}")
-        for key, value in self.max_capital_per_strategy.items():
-            if finite_number(value) is None or value < 0:
-                raise ConfigError(f"[allocation].max_capital_per_strategy.{key} must be a number >= 0, got {value!r}")
-        try:
-            object.__setattr__(self, "value_floor", check_value_floor(self.value_floor))  # -inf is None
-        except ValueError as exc:
-            raise ConfigError(f"[allocation].value_floor must be a number (-inf: spend the whole budget), "
-                              f"got {self.value_floor!r}") from exc
+            raise self.ERROR(f"{where} period_minutes must divide an hour or be whole hours dividing a day "
+                             f"(e.g. 15, 30, 60, 120), got {p}")
         try:
             self.allocator()
             self.capital_plan({})
         except ValueError as exc:
-            raise ConfigError(f"[allocation]: {exc}") from exc
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any], where: str = "[allocation]") -> AllocationConfig:
-        return cls(**strict_fields(cls, dict(values), where))
-
-    @classmethod
-    def load(cls, home=None, overrides: dict[str, Any] | None = None) -> AllocationConfig:
-        """config.toml's [allocation], then ``overrides`` (e.g. Dagster run config) on top."""
-        values = dict(config_section("allocation", home))
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        return cls.from_mapping(values)
+            raise self.ERROR(f"{where}: {exc}") from exc
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -15,7 +15,7 @@ import math
 import re
 from datetime import timedelta
 
-from agent_pipeline.agents import load_configured_registry
+from agent_pipeline.cli import REQUIRED
 from agent_pipeline.store import Store
 from agent_pipeline.trading.approval_store import store_approval
 from agent_pipeline.trading.approvals import MAX_TTL, issue
@@ -35,19 +35,19 @@ def ttl_days(text: str) -> float:
     return days
 
 
-def _approve(args: argparse.Namespace) -> int:
+def _approve(args: argparse.Namespace, settings) -> int:
     days = ttl_days(args.ttl_days)
-    registry = load_configured_registry()
-    if args.agent not in registry:
-        raise ValueError(f"no agent named {args.agent!r}; registered: {sorted(registry)}")
-    strategy_hash = registry[args.agent].spec.fingerprint()
+    specs = settings.agents.enabled()  # the fingerprint is the spec's: no agent code is imported to approve it
+    if args.agent not in specs:
+        raise ValueError(f"no agent named {args.agent!r}; registered: {sorted(specs)}")
+    strategy_hash = specs[args.agent].fingerprint()
     if args.strategy_hash is not None:
         if not _HASH.fullmatch(args.strategy_hash):
             raise ValueError(f"--strategy-hash must be 64 lowercase hex digits (an agent fingerprint), "
                              f"got {args.strategy_hash!r}")
         strategy_hash = args.strategy_hash
     approval = issue(strategy_hash, args.approver, agent=args.agent, ttl=timedelta(days=days))
-    store_approval(Store.at_home(), approval)
+    store_approval(Store(settings.store_path), approval)
     print(json.dumps({"agent": args.agent, "approver": approval.approver, "identity": approval.identity,
                       "os_user": approval.os_user, "strategy_hash": strategy_hash,
                       "expires_at_epoch": approval.expires_at, "token": approval.token}, indent=2))
@@ -61,4 +61,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--ttl-days", default="30", metavar="DAYS",
                      help=f"days until the approval expires (more than 0, at most {MAX_TTL.days}; default 30)")
     cmd.add_argument("--strategy-hash", help="approve this hash instead of the agent's current one")
-    cmd.set_defaults(func=_approve)
+    cmd.set_defaults(func=_approve, settings=REQUIRED)

@@ -7,6 +7,7 @@ import sys
 import time
 from datetime import UTC, date, datetime
 
+from agent_pipeline.cli import OPTIONAL
 from agent_pipeline.store import Store
 from agent_pipeline.store.importer import ImportFileError, import_events
 
@@ -39,14 +40,15 @@ EXIT_NOTHING_IMPORTED = 1  # the file was refused (nothing changed), or no line 
 EXIT_FAILED = 2  # the import could not run (store busy or unreadable, unexpected error); nothing was committed
 
 
-def _import(args: argparse.Namespace) -> int:
+def _import(args: argparse.Namespace, settings) -> int:
     from agent_pipeline.store import StoreBusy
 
     progress = None if args.quiet else ProgressBar()
     if progress:
         print(f"reading and checking {args.path} ...", file=sys.stderr, flush=True)
     try:
-        report = import_events(Store.at_home(), args.path, progress=progress)
+        report = import_events(Store(settings.store_path) if settings else Store.at_home(), args.path,
+                               progress=progress)
     except ImportFileError as exc:
         print(f"agent-pipeline import-events: {exc}", file=sys.stderr)
         return EXIT_NOTHING_IMPORTED
@@ -60,7 +62,7 @@ def _import(args: argparse.Namespace) -> int:
     # committed from here on: nothing below may turn a committed import into a failure
     print(report)
     _where_to_look(report)
-    _advise_history_start(report)
+    _advise_history_start(report, settings, getattr(args, "settings_error", None))
     _report_to_dagster(report)
     if not report.committed:
         print(f"agent-pipeline import-events: no line of {report.path} is a valid event "
@@ -82,18 +84,18 @@ def _where_to_look(report) -> None:
         print(f"  possible duplicates, see: SELECT * FROM import_possible_duplicates WHERE file_key = '{key}'")
 
 
-def _advise_history_start(report) -> None:
+def _advise_history_start(report, settings, settings_error) -> None:
     """Events older than the first agent_rewards partition cannot be backfilled until history_start moves; the
-    advised value is checked by the configuration's own validation before it is printed."""
+    advised value is checked by the configuration's own validation before it is printed. Advice only: settings
+    that do not load leave a note, never a failed import."""
     if not isinstance(report.first_started_at, datetime):
         return
-    from agent_pipeline.reward.config import RewardConfig, RewardHistoryConfig
+    from agent_pipeline.reward.config import RewardHistoryConfig
 
-    try:
-        start = RewardConfig.load().history.history_start
-    except Exception as exc:  # noqa: BLE001 - advice only: the import is committed
-        print(f"  note: could not read [reward.history] to compare history_start: {exc}", file=sys.stderr)
+    if settings is None:
+        print(f"  note: could not read [reward.history] to compare history_start: {settings_error}", file=sys.stderr)
         return
+    start = settings.reward.history.history_start
     first_day = report.first_started_at.astimezone(UTC).date()
     if first_day >= date.fromisoformat(start):
         return
@@ -137,4 +139,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                f"nothing imported (file refused, or no valid line), {EXIT_FAILED} the import could not run")
     cmd.add_argument("path", help="the events.jsonl file")
     cmd.add_argument("--quiet", action="store_true", help="no progress bar")
-    cmd.set_defaults(func=_import)
+    cmd.set_defaults(func=_import, settings=OPTIONAL)

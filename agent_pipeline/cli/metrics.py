@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from agent_pipeline.metrics.publish import MetricsConfig, publish, serve
+from agent_pipeline.cli import REQUIRED
+from agent_pipeline.metrics.config import GATEWAY_ENV, MetricsConfig, gateway_credentials
+from agent_pipeline.metrics.publish import publish, serve
 
 
-def _serve(args: argparse.Namespace) -> int:
-    server, thread = serve(args.port, args.host)
+def _serve(args: argparse.Namespace, settings) -> int:
+    server, thread = serve(args.port, args.host, home=settings.home, config=settings.metrics,
+                           expectations=settings.alert_inputs())
     print(f"serving metrics on http://{args.host}:{server.server_port}/metrics (Ctrl-C to stop)", flush=True)
     try:
         thread.join()
@@ -19,11 +21,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _push(args: argparse.Namespace) -> int:
-    cfg = MetricsConfig.load()
-    result = publish(args.gateway or cfg.gateway_url, job=args.job or cfg.job, timeout_s=args.timeout,
-                     username=os.environ.get("AGENT_PIPELINE_PUSHGATEWAY_USERNAME") or None,
-                     password=os.environ.get("AGENT_PIPELINE_PUSHGATEWAY_PASSWORD") or None)
+def _push(args: argparse.Namespace, settings) -> int:
+    flags = {"gateway_url": args.gateway, "job": args.job, "timeout_s": args.timeout}
+    cfg = MetricsConfig.from_table({**settings.metrics.as_table(), **{k: v for k, v in flags.items() if v is not None}},
+                                   where="agent-pipeline metrics push:")
+    result = publish(cfg, auth=gateway_credentials(), home=settings.home, expectations=settings.alert_inputs())
     print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
 
@@ -34,10 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     srv = metrics_sub.add_parser("serve", help="serve /metrics for Prometheus to scrape (127.0.0.1 by default)")
     srv.add_argument("--port", type=int, default=9464, help="port to listen on (default 9464; 0 picks a free one)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    srv.set_defaults(func=_serve)
+    srv.set_defaults(func=_serve, settings=REQUIRED)
     push = metrics_sub.add_parser("push", help="push one snapshot to the Pushgateway (PUT, job=agent_pipeline)")
-    push.add_argument("--gateway", help="Pushgateway URL (default: [metrics] gateway_url or "
-                                        "$AGENT_PIPELINE_PUSHGATEWAY_URL or http://127.0.0.1:9091)")
-    push.add_argument("--job", help="job label of the group (default agent_pipeline)")
-    push.add_argument("--timeout", type=float, default=None, help="HTTP timeout in seconds")
-    push.set_defaults(func=_push)
+    push.add_argument("--gateway", help=f"Pushgateway URL (default: ${GATEWAY_ENV}, else [metrics] gateway_url, "
+                                        "else http://127.0.0.1:9091)")
+    push.add_argument("--job", help="job label of the group (default: [metrics] job, agent_pipeline)")
+    push.add_argument("--timeout", type=float, default=None, help="HTTP timeout in seconds (default: [metrics] "
+                                                                   "timeout_s)")
+    push.set_defaults(func=_push, settings=REQUIRED)

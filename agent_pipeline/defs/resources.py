@@ -1,4 +1,12 @@
-"""Resources shared by every domain: the DuckDB store and the market source."""
+"""Resources shared by every domain, each carrying concrete values built from the loaded settings: the DuckDB
+store, the market source, the reward configuration and the persisted kill switch.
+
+``shared_resources(settings)`` is what ``agent_pipeline.definitions`` binds. A path field left empty means the
+file in ``$AGENT_PIPELINE_HOME`` at use (what a bare ``StoreResource()`` in a test gives); the definitions always
+pass the path of the settings' home. Config-carrying resources have every key required and are built with
+``from_config``; to change a value for one run, use the asset's run config (``agent_rewards``,
+``allocator_quotas``), layered over the resource's value.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +17,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from agent_pipeline.defs.config_models import config_resource
 from agent_pipeline.market import MarketConfig, MarketSource, make_market
+from agent_pipeline.pipeline_settings import Settings
+from agent_pipeline.reward import RewardConfig
 from agent_pipeline.settings import pipeline_home
 from agent_pipeline.store import DB_FILE, Store
+from agent_pipeline.trading.kill_switch import KillSwitch, default_path
 
 
 class StoreResource(DuckDBResource):
@@ -33,25 +45,34 @@ class StoreResource(DuckDBResource):
             yield conn
 
 
-class MarketResource(dg.ConfigurableResource):
-    """Market data for agents. Unset fields fall back to config.toml's [market] table, then the defaults
-    (the seeded simulated market). Raise ``fault_rate`` to stage a fault storm."""
-
-    source: str | None = Field(default=None, description="simulated | replay | ccxt")
-    seed: int | None = Field(default=None, description="Seed of the simulated market.")
-    fault_rate: float | None = Field(default=None, ge=0, le=1, description="Probability a quote request fails.")
-    stale_prob: float | None = Field(default=None, ge=0, le=1, description="Share of venue-minutes quoting stale.")
-    dislocation_prob: float | None = Field(default=None, ge=0, le=1, description="Share of venue-minutes dislocated.")
-    replay_path: str | None = Field(default=None, description="CSV/Parquet of quotes for the replay source.")
-
-    def config(self) -> MarketConfig:
-        base = MarketConfig.load()
-        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
-        return MarketConfig.from_mapping({**{k: getattr(base, k) for k in base.__dataclass_fields__}, **overrides})
+class MarketResource(config_resource(MarketConfig)):
+    """Market data for agents and the paper broker: the ``[market]`` table's values (the seeded simulated market
+    by default). Raise ``fault_rate`` to stage a fault storm."""
 
     def make(self, consumer: str = "") -> MarketSource:
         return make_market(self.config(), consumer=consumer)
 
 
-def default_resources() -> dict[str, object]:
-    return {"store": StoreResource(), "market": MarketResource()}
+class RewardConfigResource(config_resource(RewardConfig)):
+    """Reward parameters for pricing runs and recomputing history (``[reward]``, ``[reward.history]``); to
+    reprice with another value for one backfill, use ``agent_rewards``' run config (``RewardRunConfig``)."""
+
+
+class KillSwitchResource(dg.ConfigurableResource):
+    """The persisted kill switch every gate, sensor and control job reads and writes (one file per home)."""
+
+    path: str = Field(default="", description="The kill-switch file; empty means $AGENT_PIPELINE_HOME/"
+                                              "kill_switch.json.")
+
+    def switch(self) -> KillSwitch:
+        return KillSwitch(self.path or default_path())
+
+
+def shared_resources(settings: Settings) -> dict[str, object]:
+    """The resources every domain's definitions use, with the values of ``settings``."""
+    return {
+        "store": StoreResource(database=str(settings.store_path)),
+        "market": MarketResource.from_config(settings.market),
+        "reward_config": RewardConfigResource.from_config(settings.reward),
+        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path)),
+    }

@@ -1,44 +1,37 @@
-"""Which market source the agents read, from the ``[market]`` table of config.toml or resource config."""
+"""Which market source the agents read: the ``[market]`` table of config.toml.
+
+    [market]
+    source = "simulated"     # simulated | replay | ccxt
+    seed = 7
+    fault_rate = 0.002       # share of quote requests that fail (raise it to stage a fault storm)
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from agent_pipeline.config_fields import BOOL, INT, NUMBER, TABLE, TEXT, TEXTS, ConfigTable, setting
 from agent_pipeline.market.base import MarketSource
-from agent_pipeline.settings import ConfigError, config_section, strict_fields
 
 SOURCES = ("simulated", "replay", "ccxt")
 
 
 @dataclass(frozen=True)
-class MarketConfig:
-    source: str = "simulated"
-    seed: int = 7
-    symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD")
-    fault_rate: float = 0.002
-    stale_prob: float = 0.03
-    dislocation_prob: float = 0.08
-    replay_path: str = ""
-    replay_loop: bool = True
-    exchanges: tuple[str, ...] = ("kraken", "coinbase")
-    extra: dict[str, Any] = field(default_factory=dict)
+class MarketConfig(ConfigTable):
+    SECTION = "[market]"
 
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ConfigError(f"[market] source must be one of {list(SOURCES)}, got {self.source!r}")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> MarketConfig:
-        values = dict(strict_fields(cls, values, "[market]"))
-        for key in ("symbols", "exchanges"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
-
-    @classmethod
-    def load(cls, home=None) -> MarketConfig:
-        return cls.from_mapping(config_section("market", home))
+    source: str = setting("simulated", TEXT, choices=SOURCES, doc="where quotes come from")
+    seed: int = setting(7, INT, ge=0, doc="seed of the simulated market")
+    symbols: tuple[str, ...] = setting(("BTC-USD", "ETH-USD"), TEXTS, min_items=1, pattern=r"\S+",
+                                       pattern_doc="be a symbol without spaces", doc="symbols quoted")
+    fault_rate: float = setting(0.002, NUMBER, ge=0, le=1, doc="probability a quote request fails")
+    stale_prob: float = setting(0.03, NUMBER, ge=0, le=1, doc="share of venue-minutes quoting stale")
+    dislocation_prob: float = setting(0.08, NUMBER, ge=0, le=1, doc="share of venue-minutes dislocated")
+    replay_path: str = setting("", TEXT, doc="CSV/Parquet of quotes for the replay source (empty: the bundled sample)")
+    replay_loop: bool = setting(True, BOOL, doc="start the replay file over at its end")
+    exchanges: tuple[str, ...] = setting(("kraken", "coinbase"), TEXTS, doc="exchanges of the ccxt source")
+    extra: dict[str, Any] = setting(kind=TABLE, factory=dict, doc="options of a custom source")  # noqa: RUF009
 
 
 def make_market(config: MarketConfig, consumer: str = "") -> MarketSource:

@@ -26,12 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample as PromSample
 from prometheus_client.utils import floatToGoString
 
@@ -151,11 +146,13 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
     return snap
 
 
-def files_and_freshness(home: Path, snapshot: Snapshot | None, *, fresh: bool, now: float) -> list[Sample]:
-    """What each exposition reads now beside the store's snapshot: the kill switch, the configured thresholds, and
-    how old the snapshot is (no age without one)."""
+def files_and_freshness(home: Path, snapshot: Snapshot | None, *, fresh: bool, now: float,
+                        expectations=None) -> list[Sample]:
+    """What each exposition reads now beside the store's snapshot: the kill switch, the configured thresholds
+    (``expectations``, a ``metrics.config.AlertInputs`` from the settings; None gives none), and how old the
+    snapshot is (no age without one)."""
     out = [*domain_tables.kill_switch(home),
-           *domain_tables.configured_expectations(home, snapshot.samples if snapshot else ()),
+           *domain_tables.configured_expectations(expectations, snapshot.samples if snapshot else ()),
            Sample("agent_pipeline_metrics_snapshot_fresh", (), 1.0 if fresh else 0.0)]
     if snapshot is not None:
         out.append(Sample("agent_pipeline_metrics_snapshot_age_seconds", (), max(0.0, now - snapshot.taken_at)))
@@ -174,12 +171,13 @@ class StoreCollector:
 
     def __init__(self, store: Store | None = None, *, home: Path | None = None,
                  timeout_s: float = DEFAULT_STORE_TIMEOUT_S, answer_within_s: float | None = None,
-                 agents: Iterable[str] | None = None, extra=None):
+                 agents: Iterable[str] | None = None, extra=None, expectations=None):
         self.store = store or Store.at_home(home)
         self.home = home or self.store.path.parent
         self.timeout_s = timeout_s
         self.answer_within_s = answer_within_s
         self.agents = tuple(sorted(known_agents(agents)))
+        self.expectations = expectations
         self.extra = extra  # callable returning extra samples (the publisher's own counters)
         self._mutex = threading.Lock()
         self._pending: Future | None = None
@@ -228,7 +226,7 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         snap, fresh = self.store_values()
-        extra = [*files_and_freshness(self.home, snap, fresh=fresh, now=time.time()),
+        extra = [*files_and_freshness(self.home, snap, fresh=fresh, now=time.time(), expectations=self.expectations),
                  *(self.extra() if self.extra else ())]
         yield from snap.families(extra) if snap is not None else families({}, extra)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -32,7 +31,6 @@ from prometheus_client.exposition import (
 )
 
 from agent_pipeline.metrics.collector import (
-    DEFAULT_STORE_TIMEOUT_S,
     SCRAPE_ANSWER_S,
     Snapshot,
     SnapshotCollector,
@@ -41,52 +39,18 @@ from agent_pipeline.metrics.collector import (
     known_agents,
     take_snapshot,
 )
-from agent_pipeline.metrics.spec import DEFAULT_JOB, Sample
+from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfig
+from agent_pipeline.metrics.spec import Sample
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.safe_files import read_regular, replace_atomically
-from agent_pipeline.settings import (
-    ConfigError,
-    config_section,
-    pipeline_home,
-    strict_fields,
-)
+from agent_pipeline.settings import pipeline_home
 from agent_pipeline.store import LockBusy, Store, StoreBusy, database_errors, file_lock
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "metrics_push_state.json"
 LOCK_FILE = "metrics_push.lock"
-GATEWAY_ENV = "AGENT_PIPELINE_PUSHGATEWAY_URL"
-DEFAULT_GATEWAY = "http://127.0.0.1:9091"
 MAX_STATE_BYTES = 65_536
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """The ``[metrics]`` table of config.toml. ``$AGENT_PIPELINE_PUSHGATEWAY_URL`` overrides ``gateway_url``."""
-
-    gateway_url: str = DEFAULT_GATEWAY
-    job: str = DEFAULT_JOB
-    timeout_s: float = 5.0
-    store_timeout_s: float = DEFAULT_STORE_TIMEOUT_S
-    lock_timeout_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.gateway_url, str) or not self.gateway_url.startswith(("http://", "https://")):
-            raise ConfigError(f"[metrics] gateway_url must be an http(s) URL, got {self.gateway_url!r}")
-        if not isinstance(self.job, str) or not self.job:
-            raise ConfigError(f"[metrics] job must be a non-empty string, got {self.job!r}")
-        for name in ("timeout_s", "store_timeout_s", "lock_timeout_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"[metrics] {name} must be a positive number, got {value!r}")
-
-    @classmethod
-    def load(cls, home=None) -> MetricsConfig:
-        values = strict_fields(cls, dict(config_section("metrics", home)), "config.toml [metrics]")
-        if os.environ.get(GATEWAY_ENV):
-            values["gateway_url"] = os.environ[GATEWAY_ENV]
-        return cls(**values)
 
 
 @dataclass
@@ -201,25 +165,23 @@ def read_state(home=None) -> PushState:
     return PushState.read(pipeline_home(home) / STATE_FILE)
 
 
-def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s: float | None = None,
-            username: str | None = None, password: str | None = None, home=None, store: Store | None = None,
-            store_timeout_s: float | None = None, lock_timeout_s: float | None = None,
+def publish(config: MetricsConfig | None = None, *, auth: tuple[str | None, str | None] | None = None, home=None,
+            store: Store | None = None, expectations: AlertInputs | None = None,
             agents: Iterable[str] | None = None) -> PushResult:
-    """Compute a snapshot from the store and PUT it to the gateway. Never raises for gateway or store trouble.
-
-    ``agents``: the registry's agent names, whose counters are pushed at 0 before their first run (the agents in
-    the store are known either way)."""
+    """Compute a snapshot from the store and PUT it to ``config.gateway_url``. Never raises for gateway or store
+    trouble. ``auth``: (username, password) for basic auth; ``expectations``: the configured thresholds exported
+    beside the measured series (None: not exported); ``agents``: the registry's agent names, whose counters are
+    pushed at 0 before their first run (the agents in the store are known either way)."""
     agents = known_agents(agents)  # a bad argument is a bug at the edge: said at once, before any store or gateway
-    cfg = MetricsConfig.load(home)
-    gateway_url = gateway_url or cfg.gateway_url
-    job = job or cfg.job
+    cfg = config or MetricsConfig()
+    gateway_url = cfg.gateway_url
     home_path = pipeline_home(home)
     store = store or Store.at_home(home_path)
+    username, password = auth or (None, None)
     t0 = time.perf_counter()
     with ExitStack() as held:
         try:
-            held.enter_context(file_lock(home_path / LOCK_FILE, lock_timeout_s or cfg.lock_timeout_s,
-                                         what="push lock"))
+            held.enter_context(file_lock(home_path / LOCK_FILE, cfg.lock_timeout_s, what="push lock"))
         except LockBusy:
             log.warning("metrics: another publisher held the push lock too long; this push is skipped")
             return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
@@ -227,14 +189,14 @@ def publish(gateway_url: str | None = None, *, job: str | None = None, timeout_s
             log.warning("metrics: push lock unusable (%s); this push is skipped", exc)
             return PushResult("lock_unusable", gateway_url, error=f"push lock unusable: {exc}",
                               seconds=time.perf_counter() - t0)
-        return _publish_locked(store, home_path, gateway_url, job, t0,
-                               store_timeout_s=store_timeout_s or cfg.store_timeout_s,
-                               timeout_s=timeout_s or cfg.timeout_s, handler=_handler(username, password),
-                               agents=agents)
+        return _publish_locked(store, home_path, gateway_url, cfg.job, t0, store_timeout_s=cfg.store_timeout_s,
+                               timeout_s=cfg.timeout_s, handler=_handler(username, password),
+                               expectations=expectations, agents=agents)
 
 
 def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t0: float, *,
-                    store_timeout_s: float, timeout_s: float, handler, agents: Iterable[str] | None) -> PushResult:
+                    store_timeout_s: float, timeout_s: float, handler, expectations: AlertInputs | None,
+                    agents: Iterable[str] | None) -> PushResult:
     """``publish`` under the push lock: snapshot, order check, PUT, state update."""
     state_path = home_path / STATE_FILE
     state = PushState.read(state_path)
@@ -244,7 +206,8 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
         state.skipped_busy += 1
         log.warning("metrics: store unreadable (%s); the kill switch is pushed, the rest waits for the next push",
                     exc)
-        result = _push_kill_switch(state, home_path, gateway_url, job, timeout_s=timeout_s, handler=handler)
+        result = _push_kill_switch(state, home_path, gateway_url, job, timeout_s=timeout_s, handler=handler,
+                                   expectations=expectations)
         result.error = "; ".join(e for e in (str(exc), result.error) if e)
         state.write(state_path)
         result.state, result.seconds = state, time.perf_counter() - t0
@@ -254,7 +217,8 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
         return PushResult("stale", gateway_url, snapshot_at=snap.taken_at, events=snap.events,
                           seconds=time.perf_counter() - t0, state=state)
     registry = CollectorRegistry(auto_describe=False)
-    extra = [*files_and_freshness(home_path, snap, fresh=True, now=time.time()), *state.samples()]
+    extra = [*files_and_freshness(home_path, snap, fresh=True, now=time.time(), expectations=expectations),
+             *state.samples()]
     registry.register(SnapshotCollector(snap, extra))
     payload = len(generate_latest(registry))
     result = PushResult("pushed", gateway_url, snapshot_at=snap.taken_at, events=snap.events, payload_bytes=payload)
@@ -272,12 +236,13 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
 
 
 def _push_kill_switch(state: PushState, home_path: Path, gateway_url: str, job: str, *, timeout_s: float,
-                      handler) -> PushResult:
+                      handler, expectations: AlertInputs | None) -> PushResult:
     """With no snapshot to push: POST the kill switch (read now), the configured thresholds, "not fresh" and the
     last pushed snapshot's age into the group, which keeps every other family of that snapshot."""
     last = Snapshot(taken_at=state.last_snapshot_at) if state.last_snapshot_at > 0 else None
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(None, [*files_and_freshness(home_path, last, fresh=False, now=time.time()),
+    registry.register(SnapshotCollector(None, [*files_and_freshness(home_path, last, fresh=False, now=time.time(),
+                                                                    expectations=expectations),
                                                *state.samples()]))
     result = PushResult("store_unavailable", gateway_url, payload_bytes=len(generate_latest(registry)), partial=True)
     try:
@@ -318,18 +283,21 @@ def _record_success(state: PushState, result: PushResult, gateway_url: str) -> N
     state.outage_failures, state.outage_since = 0, 0.0
 
 
-def exposition(home=None, store: Store | None = None, agents: Iterable[str] | None = None) -> bytes:
+def exposition(home=None, store: Store | None = None, agents: Iterable[str] | None = None,
+               expectations: AlertInputs | None = None) -> bytes:
     """The text exposition of a snapshot taken now (what /metrics serves), waiting for the store as long as the
     store timeout allows; a busy store gives the kill switch only."""
     registry = CollectorRegistry(auto_describe=False)
     home_path = pipeline_home(home)
     registry.register(StoreCollector(store or Store.at_home(home_path), home=home_path, agents=agents,
+                                     expectations=expectations,
                                      extra=lambda: read_state(home_path).samples()))
     return generate_latest(registry)
 
 
-def serve(port: int = 9464, host: str = "127.0.0.1", home=None, store_timeout_s: float | None = None,
-          agents: Iterable[str] | None = None, answer_within_s: float = SCRAPE_ANSWER_S):
+def serve(port: int = 9464, host: str = "127.0.0.1", *, home=None, config: MetricsConfig | None = None,
+          expectations: AlertInputs | None = None, agents: Iterable[str] | None = None,
+          answer_within_s: float = SCRAPE_ANSWER_S):
     """Serve the collector on http://host:port/metrics in a background thread; returns (server, thread).
 
     Every scrape is answered within ``answer_within_s``: with a snapshot taken for it, or with the last good one
@@ -337,10 +305,9 @@ def serve(port: int = 9464, host: str = "127.0.0.1", home=None, store_timeout_s:
     from prometheus_client import start_http_server
 
     home_path = pipeline_home(home)
-    cfg = MetricsConfig.load(home_path)
+    cfg = config or MetricsConfig()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(Store.at_home(home_path), home=home_path,
-                                     timeout_s=store_timeout_s or cfg.store_timeout_s,
-                                     answer_within_s=answer_within_s, agents=agents,
+    registry.register(StoreCollector(Store.at_home(home_path), home=home_path, timeout_s=cfg.store_timeout_s,
+                                     answer_within_s=answer_within_s, agents=agents, expectations=expectations,
                                      extra=lambda: read_state(home_path).samples()))
     return start_http_server(port, addr=host, registry=registry)

@@ -7,27 +7,24 @@ accepts, and the same formula then prices any signal that states an expected pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
-from agent_pipeline.numbers import finite_number
-from agent_pipeline.settings import ConfigError, config_section, strict_fields
+from agent_pipeline.config_fields import BOOL, DATE, INT, NESTED, NESTED_MAP, NUMBER, ConfigTable, setting
 
 
 @dataclass(frozen=True)
-class RiskBudget:
-    capital_usd: float
-    max_loss_usd: float
+class RiskBudget(ConfigTable):
+    """Capital a strategy would deploy on a signal and the loss it accepts if the signal is wrong."""
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if finite_number(value) is None or value <= 0:
-                raise ConfigError(f"RiskBudget.{f.name} must be a positive finite number, got {value!r}")
+    SECTION = "RiskBudget"
+
+    capital_usd: float = setting(kind=NUMBER, gt=0, doc="capital the strategy would deploy on a signal")
+    max_loss_usd: float = setting(kind=NUMBER, gt=0, doc="loss the strategy accepts if the signal is wrong")
 
 
 @dataclass(frozen=True)
-class RewardHistoryConfig:
+class RewardHistoryConfig(ConfigTable):
     """How reward history is summarised and guarded (``[reward.history]``); not part of the price of a reward.
 
     ``history_start`` is the first day of the agent_rewards partitions; ``last_n_runs`` sizes the "last N runs"
@@ -37,36 +34,20 @@ class RewardHistoryConfig:
     ``max(collapse_drop_std * std, collapse_min_drop)``.
     """
 
-    history_start: str = "2024-01-01"
-    last_n_runs: int = 100
-    min_reward: float = -100.0
-    max_reward: float = 100.0
-    freshness_hours: float = 6.0
-    collapse_min_runs: int = 20
-    collapse_drop_std: float = 3.0
-    collapse_min_drop: float = 0.1
+    SECTION = "[reward.history]"
 
-    def __post_init__(self) -> None:
-        from datetime import date
+    history_start: str = setting("2024-01-01", DATE, doc="first daily partition of agent_rewards")
+    last_n_runs: int = setting(100, INT, ge=1, le=1_000_000, doc="size of the 'last N runs' window")
+    min_reward: float = setting(-100.0, NUMBER, doc="lowest plausible reward")
+    max_reward: float = setting(100.0, NUMBER, doc="highest plausible reward")
+    freshness_hours: float = setting(6.0, NUMBER, gt=0, le=8_760, doc="max age of the newest event")
+    collapse_min_runs: int = setting(20, INT, ge=1, le=1_000_000, doc="runs needed before collapse is judged")
+    collapse_drop_std: float = setting(3.0, NUMBER, gt=0, le=1_000, doc="drop, in baseline std, that collapses")
+    collapse_min_drop: float = setting(0.1, NUMBER, gt=0, doc="smallest absolute drop that counts as a collapse")
 
-        try:
-            date.fromisoformat(self.history_start)
-        except (TypeError, ValueError):
-            raise ConfigError(f"[reward.history].history_start must be a date YYYY-MM-DD, got {self.history_start!r}")
-        for name in ("last_n_runs", "collapse_min_runs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"[reward.history].{name} must be a positive integer, got {value!r}")
-        for name in ("min_reward", "max_reward", "freshness_hours", "collapse_drop_std", "collapse_min_drop"):
-            value = getattr(self, name)
-            if finite_number(value) is None:
-                raise ConfigError(f"[reward.history].{name} must be a finite number, got {value!r}")
+    def check(self, where: str) -> None:
         if self.min_reward >= self.max_reward:
-            raise ConfigError(f"[reward.history]: min_reward ({self.min_reward}) must be below max_reward "
-                              f"({self.max_reward})")
-        for name in ("freshness_hours", "collapse_drop_std", "collapse_min_drop"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"[reward.history].{name} must be positive, got {getattr(self, name)!r}")
+            raise self.ERROR(f"{where} min_reward ({self.min_reward}) must be below max_reward ({self.max_reward})")
 
 
 DEFAULT_BUDGETS: dict[str, RiskBudget] = {
@@ -76,29 +57,27 @@ DEFAULT_BUDGETS: dict[str, RiskBudget] = {
 
 
 @dataclass(frozen=True)
-class RewardConfig:
+class RewardConfig(ConfigTable):
     """Parameters of ``capital_weighted_reward`` plus the budgets per strategy; ``default_budget`` for the rest.
 
     ``charge_run_cost`` (default true): each run's own ``cost_usd`` is subtracted from its expected value, so an
     agent whose model calls cost more than its signals earn scores below zero; false gives the prototype's numbers.
+    ``budgets`` from config.toml are merged over the built-in ones.
     """
 
-    fill_prob: float = 0.7
-    slippage_bps: float = 5.0
-    fees_bps: float = 2.0
-    default_budget: RiskBudget = RiskBudget(25_000.0, 300.0)
-    budgets: dict[str, RiskBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
-    history: RewardHistoryConfig = RewardHistoryConfig()
-    charge_run_cost: bool = True
+    SECTION = "[reward]"
 
-    def __post_init__(self) -> None:
-        checks = {"fill_prob": (0.0, 1.0), "slippage_bps": (0.0, 10_000.0), "fees_bps": (0.0, 10_000.0)}
-        for name, (low, high) in checks.items():
-            value = getattr(self, name)
-            if finite_number(value) is None or not low <= value <= high:
-                raise ConfigError(f"RewardConfig.{name} must be a finite number in [{low}, {high}], got {value!r}")
-        if not isinstance(self.charge_run_cost, bool):
-            raise ConfigError(f"RewardConfig.charge_run_cost must be true or false, got {self.charge_run_cost!r}")
+    fill_prob: float = setting(0.7, NUMBER, ge=0, le=1, doc="probability a signal is filled")
+    slippage_bps: float = setting(5.0, NUMBER, ge=0, le=10_000, doc="expected slippage in basis points")
+    fees_bps: float = setting(2.0, NUMBER, ge=0, le=10_000, doc="fees in basis points")
+    default_budget: RiskBudget = setting(RiskBudget(25_000.0, 300.0), NESTED, table=RiskBudget,  # noqa: RUF009
+                                         doc="budget of strategies without their own")
+    budgets: dict[str, RiskBudget] = setting(kind=NESTED_MAP, factory=lambda: dict(DEFAULT_BUDGETS),  # noqa: RUF009
+                                             table=RiskBudget, merge=True,
+                                             doc="per-strategy risk budgets (merged over the built-in)")
+    history: RewardHistoryConfig = setting(RewardHistoryConfig(), NESTED, table=RewardHistoryConfig,  # noqa: RUF009
+                                           doc="partitions, windows and checks")
+    charge_run_cost: bool = setting(True, BOOL, doc="subtract each run's own cost_usd from its reward")
 
     def budget_for(self, strategy: str | None) -> RiskBudget:
         return self.budgets.get(strategy or "", self.default_budget)
@@ -109,37 +88,3 @@ class RewardConfig:
             "charge_run_cost": self.charge_run_cost, "default_budget": vars(self.default_budget),
             "budgets": {k: vars(v) for k, v in sorted(self.budgets.items())},
         }
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any], where: str = "[reward]") -> RewardConfig:
-        values = dict(strict_fields(cls, values, where))
-
-        def budget(raw: Any, name: str) -> RiskBudget:
-            if isinstance(raw, RiskBudget):
-                return raw
-            if not isinstance(raw, dict):
-                raise ConfigError(f"{where}.{name} must be a table with capital_usd and max_loss_usd")
-            strict_fields(RiskBudget, raw, f"{where}.{name}")
-            try:
-                return RiskBudget(**raw)
-            except TypeError as exc:
-                raise ConfigError(f"{where}.{name}: {exc}") from exc
-
-        if "default_budget" in values:
-            values["default_budget"] = budget(values["default_budget"], "default_budget")
-        if "history" in values:
-            raw = values["history"]
-            if isinstance(raw, dict):
-                strict_fields(RewardHistoryConfig, raw, f"{where}.history")
-                values["history"] = RewardHistoryConfig(**raw)
-            elif not isinstance(raw, RewardHistoryConfig):
-                raise ConfigError(f"{where}.history must be a table")
-        if "budgets" in values:
-            merged = dict(DEFAULT_BUDGETS)
-            merged.update({k: budget(v, f"budgets.{k}") for k, v in values["budgets"].items()})
-            values["budgets"] = merged
-        return cls(**values)
-
-    @classmethod
-    def load(cls, home=None) -> RewardConfig:
-        return cls.from_mapping(config_section("reward", home))

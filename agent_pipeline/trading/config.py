@@ -8,17 +8,17 @@ Two layers of defaults:
 
 - the bare code default ``GuardrailConfig()`` keeps the prototype's behaviour: a signal with exactly its six keys
   is approved, no exposure limit applies, no approvals are needed;
-- the pipeline (``GuardrailConfig.load`` and every ``ExecutionLayer``, even one built without a config) fills each
-  exposure limit left unset with ``SAFE_DEFAULTS`` (orders per run, leverage, rolling turnover per strategy, order
-  rates, share of the book) and ``load`` turns the two-person rule on. Users loosen a limit by setting a larger
-  value in ``[guardrails]``; it cannot be switched off.
+- the pipeline (the settings loaded from config.toml, and every ``ExecutionLayer``, even one built without a
+  config) fills each exposure limit left unset with ``SAFE_DEFAULTS`` (orders per run, leverage, rolling turnover
+  per strategy, order rates, share of the book), and the loaded settings turn the two-person rule on. Users loosen
+  a limit by setting a larger value in ``[guardrails]``; it cannot be switched off.
 
 The measured-market thresholds (``max_limit_distance_bps`` and the ``claim_*`` tolerances) apply only to orders
 that carry market facts measured by the execution layer (``agent_pipeline.trading.market_facts``).
 
 Configuration file (``$AGENT_PIPELINE_HOME/config.toml``)::
 
-    [guardrails]              # GuardrailConfig; unknown keys fail
+    [guardrails]              # GuardrailConfig; unknown keys fail, naming the closest valid key
     max_order_notional_usd = 5000
     min_confidence = 0.3
     max_orders_per_run = 20   # loosen a safe default
@@ -31,39 +31,42 @@ Configuration file (``$AGENT_PIPELINE_HOME/config.toml``)::
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from agent_pipeline.numbers import finite_number, real_number
-from agent_pipeline.settings import ConfigError, config_section, strict_fields
+from agent_pipeline.config_fields import BOOL, INT, NUMBER, TEXTS, ConfigTable, setting
 from agent_pipeline.trading.reasons import CODES
 
 APPROVAL_KEY_ENV = "AGENT_PIPELINE_APPROVAL_KEY"
 
-# Validation kinds, stored in each field's metadata.
-_POS = "positive"            # finite > 0
-_FRACTION = "fraction"       # finite in (0, 1]
-_INT = "positive_int"        # int > 0
-_FINITE = "finite"           # any finite number (thresholds such as a reward floor may be negative)
-_BOOL = "bool"
-_CODES = "codes"
+DAY_S = 86_400.0
+MAX_WINDOW_S = 30 * DAY_S  # the longest look-back a window or baseline may have
+TRIP_CODES = tuple(sorted(CODES - {"OK"}))
 
 
-def _f(default: Any, kind: str, *, optional: bool = False, doc: str = "") -> Any:
-    return field(default=default, metadata={"kind": kind, "optional": optional, "doc": doc})
+# The kinds a guardrail takes: a positive limit (there is no "0 means off"), a share in (0, 1], a count >= 1, any
+# finite threshold (a reward floor may be negative), a switch, a list of reason codes.
+_POS, _FRACTION, _INT, _FINITE, _BOOL, _CODES = "positive", "fraction", "count", "finite", "bool", "codes"
+_RULES = {_POS: {"kind": NUMBER, "gt": 0}, _FRACTION: {"kind": NUMBER, "gt": 0, "le": 1}, _INT: {"kind": INT, "ge": 1},
+          _FINITE: {"kind": NUMBER}, _BOOL: {"kind": BOOL}, _CODES: {"kind": TEXTS, "choices": TRIP_CODES}}
+
+
+def _f(default: Any, kind: str, *, optional: bool = False, doc: str = "", le: float | None = None) -> Any:
+    return setting(default, optional=optional, doc=doc, **_RULES[kind], **({"le": le} if le is not None else {}))
 
 
 @dataclass(frozen=True)
-class GuardrailConfig:
+class GuardrailConfig(ConfigTable):
+    SECTION = "[guardrails]"
+
     # -- the seed's fields and defaults --------------------------------------------------------------------
     paper_only: bool = _f(True, _BOOL, doc="deny any signal whose `paper` is not true")
-    max_order_notional_usd: float = _f(10_000, _POS)
+    max_order_notional_usd: float = _f(10_000, _POS, doc="largest `notional_usd` of one order")
     max_daily_loss_usd: float = _f(500, _POS, doc="realised losses of the UTC trading date; a breach trips")
-    min_expected_edge_bps: float = _f(10.0, _FINITE)
-    max_spread_bps: float = _f(15.0, _POS)
-    max_slippage_bps: float = _f(20.0, _POS)
-    max_staleness_sec: float = _f(30, _POS)
+    min_expected_edge_bps: float = _f(10.0, _FINITE, doc="smallest `expected_edge_bps` worth trading")
+    max_spread_bps: float = _f(15.0, _POS, doc="widest spread (claimed and measured) to trade into")
+    max_slippage_bps: float = _f(20.0, _POS, doc="largest expected slippage")
+    max_staleness_sec: float = _f(30, _POS, le=DAY_S, doc="oldest market data an order may rest on")
     max_error_rate_5m: float = _f(0.10, _FRACTION, doc="circuit breaker: share of failed runs")
     # -- checks beyond the seed: None = not configured ----------------------------------------------------
     min_confidence: float | None = _f(None, _FRACTION, optional=True, doc="needs `confidence` in [0, 1]")
@@ -75,13 +78,14 @@ class GuardrailConfig:
                                     doc="gross exposure / capital; needs `capital_usd`, `strategy`, `symbol`")
     max_orders_per_window: int | None = _f(None, _INT, optional=True, doc="global order rate limit")
     max_orders_per_window_per_strategy: int | None = _f(None, _INT, optional=True, doc="needs `strategy`")
-    rate_window_sec: float = _f(60, _POS)
+    rate_window_sec: float = _f(60, _POS, le=DAY_S, doc="window of the order rate limits")
     max_rolling_notional_usd: float | None = _f(None, _POS, optional=True,
                                                 doc="sum of accepted notional over the rolling window, all strategies")
     max_strategy_turnover: float | None = _f(None, _POS, optional=True,
                                              doc="per strategy: accepted notional over the rolling window as a "
                                                  "multiple of `capital_usd`; needs `strategy`, `capital_usd`")
-    rolling_notional_window_sec: float = _f(3_600, _POS)
+    rolling_notional_window_sec: float = _f(3_600, _POS, le=MAX_WINDOW_S,
+                                             doc="window of the rolling notional and turnover limits")
     max_orders_per_run: int | None = _f(None, _INT, optional=True,
                                         doc="accepted orders per agent run; needs `event_id` (the run's event)")
     max_notional_mismatch_bps: float = _f(100.0, _POS, doc="`notional_usd` and `size` x `price` must agree "
@@ -93,8 +97,8 @@ class GuardrailConfig:
                                                            "this much")
     claim_slippage_tolerance_bps: float = _f(20.0, _POS, doc="a claimed slippage may understate the expected one "
                                                              "by this much")
-    claim_age_tolerance_sec: float = _f(15.0, _POS, doc="a claimed data age may be this much younger than the "
-                                                        "quote's measured age")
+    claim_age_tolerance_sec: float = _f(15.0, _POS, le=DAY_S, doc="a claimed data age may be this much younger "
+                                                                  "than the quote's measured age")
     claim_reference_tolerance_bps: float = _f(150.0, _POS, doc="a claimed reference price (or bid/ask) may be "
                                                                "this far from the measured mids")
     require_order_key: bool = _f(False, _BOOL, doc="deny signals without `order_key` (duplicate protection)")
@@ -104,61 +108,18 @@ class GuardrailConfig:
     trip_on: tuple[str, ...] = _f((), _CODES, doc="reason codes whose denial also trips the kill switch")
     # -- circuit breaker (sensor and gate) ----------------------------------------------------------------
     breaker_in_gate: bool = _f(True, _BOOL, doc="the gate itself denies while the store shows a breach")
-    error_window_sec: float = _f(300, _POS)
-    min_events_for_error_rate: int = _f(5, _INT)
+    error_window_sec: float = _f(300, _POS, le=DAY_S, doc="window of the error-rate breaker")
+    min_events_for_error_rate: int = _f(5, _INT, doc="live runs in the window before the rate is judged")
     min_errors_for_error_rate: int = _f(3, _INT, doc="failed runs in the window before the rate can breach "
                                                      "(one fault among a handful of runs is noise)")
     breaker_per_agent: bool = _f(True, _BOOL, doc="judge each agent's error rate alone as well as all together")
     reward_floor: float | None = _f(None, _FINITE, optional=True, doc="rolling mean reward below this trips")
     max_reward_drop: float | None = _f(None, _POS, optional=True,
                                        doc="baseline mean minus rolling mean above this trips")
-    reward_window_sec: float = _f(900, _POS)
-    reward_baseline_sec: float = _f(86_400, _POS)
-    min_reward_samples: int = _f(10, _INT)
+    reward_window_sec: float = _f(900, _POS, le=MAX_WINDOW_S, doc="window of the rolling mean reward")
+    reward_baseline_sec: float = _f(86_400, _POS, le=MAX_WINDOW_S, doc="window of the baseline mean reward")
+    min_reward_samples: int = _f(10, _INT, doc="rewards in the window before a collapse is judged")
     breaker_consecutive_ticks: int = _f(2, _INT, doc="breaching sensor ticks in a row before a trip")
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            kind, optional = f.metadata["kind"], f.metadata["optional"]
-            if value is None and optional:
-                continue
-            where = f"GuardrailConfig.{f.name}"
-            if kind == _BOOL:
-                if not isinstance(value, bool):
-                    raise ConfigError(f"{where} must be true or false, got {value!r}")
-                continue
-            if kind == _CODES:
-                if isinstance(value, str) or not isinstance(value, (tuple, list)):
-                    raise ConfigError(f"{where} must be a list of reason codes, got {value!r}")
-                unknown = sorted(str(c) for c in value if c not in CODES or c == "OK")
-                if unknown:
-                    raise ConfigError(f"{where}: unknown reason code(s) {unknown}; known: {sorted(CODES - {'OK'})}")
-                object.__setattr__(self, f.name, tuple(str(c) for c in value))
-                continue
-            number = real_number(value)
-            if number is None:
-                raise ConfigError(f"{where} must be a number, got {value!r}")
-            if not math.isfinite(number):
-                raise ConfigError(f"{where} must be finite, got {value!r}")
-            if kind == _INT and (not isinstance(value, int) or value <= 0):
-                raise ConfigError(f"{where} must be a positive integer, got {value!r}")
-            if kind == _POS and value <= 0:
-                raise ConfigError(f"{where} must be positive (limits cannot be disabled with 0), got {value!r}")
-            if kind == _FRACTION and not 0 < value <= 1:
-                raise ConfigError(f"{where} must be in (0, 1], got {value!r}")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any], where: str = "[guardrails]") -> GuardrailConfig:
-        values = dict(strict_fields(cls, dict(values), where))
-        if "trip_on" in values and isinstance(values["trip_on"], list):
-            values["trip_on"] = tuple(values["trip_on"])
-        return cls(**values)
-
-    @classmethod
-    def load(cls, home=None) -> GuardrailConfig:
-        """The pipeline's configuration: ``[guardrails]`` over the safe defaults, two-person rule on."""
-        return cls.from_mapping({"require_approval": True, **config_section("guardrails", home)}).with_safe_defaults()
 
     def with_safe_defaults(self) -> GuardrailConfig:
         """This config with every exposure limit it leaves unset filled from ``SAFE_DEFAULTS``."""
@@ -184,7 +145,7 @@ SAFE_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class ExecutionConfig:
+class ExecutionConfig(ConfigTable):
     """How signals become orders and how the paper broker fills them (``[execution]``).
 
     Orders are sized by the allocator's capital for the agent (latest ``allocator_quotas`` period) and, before the
@@ -194,31 +155,15 @@ class ExecutionConfig:
     leg's size x fill price stays within the notional (to 1e-9, float rounding).
     """
 
-    default_capital_usd: float = 10_000.0
-    max_order_fraction: float = 0.25
-    default_fee_bps: float = 6.0            # when the market source does not know the venue's fee
-    base_slippage_bps: float = 1.0          # paper fills pay this plus the impact term
-    impact_bps_per_quote: float = 10.0      # extra bps per unit of size / quoted size
-    max_fill_deviation_bps: float = 50.0    # a fill this much worse than the order's price is refused
-    lock_timeout_s: float = 30.0
+    SECTION = "[execution]"
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if finite_number(value) is None:
-                raise ConfigError(f"ExecutionConfig.{f.name} must be a finite number, got {value!r}")
-            if f.name in ("base_slippage_bps", "impact_bps_per_quote", "default_fee_bps"):
-                if value < 0:
-                    raise ConfigError(f"ExecutionConfig.{f.name} must be >= 0, got {value!r}")
-            elif value <= 0:
-                raise ConfigError(f"ExecutionConfig.{f.name} must be positive, got {value!r}")
-        if self.max_order_fraction > 1:
-            raise ConfigError(f"ExecutionConfig.max_order_fraction must be in (0, 1], got {self.max_order_fraction}")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any], where: str = "[execution]") -> ExecutionConfig:
-        return cls(**strict_fields(cls, dict(values), where))
-
-    @classmethod
-    def load(cls, home=None) -> ExecutionConfig:
-        return cls.from_mapping(config_section("execution", home))
+    default_capital_usd: float = setting(10_000.0, NUMBER, gt=0, doc="capital per agent before the allocator decides")
+    max_order_fraction: float = setting(0.25, NUMBER, gt=0, le=1, doc="an order's notional at most this share of it")
+    default_fee_bps: float = setting(6.0, NUMBER, ge=0, le=10_000,
+                                     doc="when the market source does not know the venue's fee")
+    base_slippage_bps: float = setting(1.0, NUMBER, ge=0, le=10_000, doc="paper fills pay this plus the impact term")
+    impact_bps_per_quote: float = setting(10.0, NUMBER, ge=0, le=10_000,
+                                          doc="extra bps per unit of size / quoted size")
+    max_fill_deviation_bps: float = setting(50.0, NUMBER, gt=0,
+                                            doc="a fill this much worse than the order's price is refused")
+    lock_timeout_s: float = setting(30.0, NUMBER, gt=0, le=600, doc="how long the gate waits for the store lock")

@@ -98,7 +98,7 @@ class ExecutionReport:
 
 
 class ExecutionLayer:
-    """Gate + paper broker + ledger. ``from_home`` builds it from config.toml and $AGENT_PIPELINE_HOME."""
+    """Gate + paper broker + ledger, with the configs its caller loaded (the safe limits apply whatever they say)."""
 
     def __init__(self, store: Store, market: MarketSource, *, guardrails: GuardrailConfig | None = None,
                  execution: ExecutionConfig | None = None, kill_switch: KillSwitch | None = None,
@@ -113,10 +113,6 @@ class ExecutionLayer:
         self.guardrails = TradeGuardrails(self.cfg, self.kill, state=self.state, clock=self._clock, environ=environ,
                                           require_market=True)
         self._broker = PaperBroker(market, self.exec_cfg, self._clock, max_quote_age_sec=self.cfg.max_staleness_sec)
-
-    @classmethod
-    def from_home(cls, store: Store, market: MarketSource, **kwargs: Any) -> ExecutionLayer:
-        return cls(store, market, guardrails=GuardrailConfig.load(), execution=ExecutionConfig.load(), **kwargs)
 
     def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None) -> ExecutionReport:
         """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate."""

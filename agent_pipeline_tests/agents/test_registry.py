@@ -4,7 +4,8 @@ import textwrap
 
 import pytest
 
-from agent_pipeline.agents import AgentRegistryError, load_configured_registry, load_registry
+from agent_pipeline.agents import AgentRegistryError, load_registry
+from agent_pipeline_tests.location import loaded
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ def test_registry_from_config_file(pipeline_home, user_module):
         ref = "{user_module}:Headlines"
         timeout_sec = 5
     """))
-    registry = load_configured_registry()
+    _settings, registry = loaded()
     assert list(registry) == ["news"] and registry["news"].spec.timeout_sec == 5
 
 

@@ -7,15 +7,26 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from agent_pipeline.allocation import Allocation
-from agent_pipeline.allocation.decision import period_start_for
+from agent_pipeline.allocation import Allocation, AllocationConfig
+from agent_pipeline.allocation.decision import AgentInfo, period_start_for
 from agent_pipeline.allocation.schedule import due_slots
 from agent_pipeline.allocation.tables import ALLOCATION, write_decision
-from agent_pipeline.defs.allocation import build_defs, scheduler
-from agent_pipeline.defs.allocation.assets import allocator_quotas, period_cron
+from agent_pipeline.defs.allocation import scheduler
+from agent_pipeline.defs.allocation.assets import build_allocator_quotas, period_cron
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.store import AgentEvent, append_event
 from agent_pipeline.store.events import EVENTS, append_frame, events_frame
+
+PERIOD = AllocationConfig().period_minutes
+
+
+def allocator_quotas():
+    """The asset as the code location builds it, from this test's config.toml and the registry."""
+    from agent_pipeline_tests.location import loaded
+
+    settings, registry = loaded()
+    return build_allocator_quotas(settings.allocation,
+                                  [AgentInfo(name, a.kind, a.strategy) for name, a in registry.items()])
 
 
 def _events(store, per_agent: dict[str, list[float | None]]):
@@ -32,10 +43,10 @@ def _rows(store, sql):
 
 
 def test_definitions_build_with_the_agents_domain():
-    from agent_pipeline.defs import agents
-    from agent_pipeline.defs.resources import default_resources
+    from agent_pipeline.defs import agents, allocation
+    from agent_pipeline_tests.location import domain_defs
 
-    defs = dg.Definitions.merge(agents.build_defs(), build_defs(), dg.Definitions(resources=default_resources()))
+    defs = domain_defs(agents, allocation)
     repo = defs.get_repository_def()
     assert "allocator_quotas_job" in repo.job_names
     sensor = repo.get_sensor_def("agent_scheduler__momentum")
@@ -48,7 +59,7 @@ def test_definitions_build_with_the_agents_domain():
 
 def test_asset_decides_from_agent_events_and_writes_both_tables(store):
     _events(store, {"cross_venue_arb": [0.3] * 30, "momentum": [0.0, None] * 15, "regime_watcher": [0.0] * 10})
-    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()})
+    result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()})
     assert result.success
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
     assert meta["reward_source"].value == "agent_events"
@@ -66,7 +77,7 @@ def test_asset_decides_from_agent_events_and_writes_both_tables(store):
     assert record["inputs"]["rewards"] == 55 and record["quotas"] == quotas and "samples" in record
     assert record["held_back"] == held == held_back and record["value_floor"] == 0.0
     # a second decision in the same period replaces it (idempotent)
-    assert dg.materialize([allocator_quotas], resources={"store": StoreResource()}).success
+    assert dg.materialize([allocator_quotas()], resources={"store": StoreResource()}).success
     assert _rows(store, "SELECT count(*) FROM allocator_decisions")[0][0] == 1
 
 
@@ -86,7 +97,7 @@ def _losing_momentum(store):
 
 
 def _decided(store):
-    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()})
+    result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()})
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
     rows = _rows(store, "SELECT agent, quota, status, slots_won, estimate, estimate_low, estimate_high "
                         "FROM allocator_quotas")
@@ -166,7 +177,7 @@ def test_asset_reads_only_the_last_window_from_agent_rewards(store, pipeline_hom
         conn.executemany("INSERT INTO agent_rewards VALUES (?, ?, NULL, NULL, ?, ?)",
                          [(f"e{i}", "momentum", t0 + timedelta(seconds=i), None if i == 19 else float(i))
                           for i in range(20)])
-    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()},
+    result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()},
                             run_config={"ops": {"allocator_quotas": {"config": {"policy": "ucb"}}}})
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
     assert meta["reward_source"].value == "agent_rewards" and meta["rewards_observed"].value == 7
@@ -184,7 +195,7 @@ def test_asset_refuses_while_reward_collapse_fails(store):
 
     instance = dg.DagsterInstance.ephemeral()
     dg.materialize([reward_distributions, reward_collapse], instance=instance, raise_on_error=False)
-    result = dg.materialize([allocator_quotas], instance=instance, resources={"store": StoreResource()},
+    result = dg.materialize([allocator_quotas()], instance=instance, resources={"store": StoreResource()},
                             raise_on_error=False)
     assert not result.success
     assert "reward_collapse failed" in str(result.all_events)
@@ -205,7 +216,7 @@ def _tick(sensor, cursor=None):
 def test_scheduler_launches_each_agents_quota_spread_over_the_period(store, monkeypatch):
     period = period_start_for(datetime.now(UTC), 60)
     _decide(store, {"momentum": 12, "idle": 0}, period)
-    sensor = scheduler.build_scheduler_sensor("momentum", "agent__momentum")
+    sensor = scheduler.build_scheduler_sensor("momentum", "agent__momentum", PERIOD)
 
     monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=1))
     first = _tick(sensor)
@@ -233,12 +244,12 @@ def test_scheduler_launches_each_agents_quota_spread_over_the_period(store, monk
     nxt = _tick(sensor, cursor)
     assert nxt.run_requests[0].run_key.endswith(f"{period + timedelta(hours=1):%Y%m%dT%H%MZ}:0")
 
-    idle = _tick(scheduler.build_scheduler_sensor("idle", "agent__idle"))
+    idle = _tick(scheduler.build_scheduler_sensor("idle", "agent__idle", PERIOD))
     assert isinstance(idle, dg.SkipReason) and "quota 0" in idle.skip_message
 
 
 def test_scheduler_skips_without_quotas_or_when_the_store_is_busy(store):
-    sensor = scheduler.build_scheduler_sensor("momentum", "agent__momentum")
+    sensor = scheduler.build_scheduler_sensor("momentum", "agent__momentum", PERIOD)
     assert "no store yet" in _tick(sensor).skip_message
     with store.connect():
         pass  # the file now exists, without allocator tables
@@ -260,7 +271,7 @@ def test_due_slots_cover_the_quota_exactly_once(quota):
 
 def test_asset_on_an_empty_home_explores_every_agent(store):
     assert not store.path.exists()
-    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()})
+    result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()})
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
     assert meta["reward_source"].value == "none yet" and meta["rewards_observed"].value == 0
     quotas = dict(_rows(store, "SELECT agent, quota FROM allocator_quotas"))
@@ -279,5 +290,5 @@ def test_asset_reads_no_further_back_than_history_days(store, pipeline_home):
         conn.executemany("INSERT INTO agent_rewards VALUES (?, 'momentum', NULL, NULL, ?, 1.0)",
                          [(f"old{i}", now - timedelta(days=3, seconds=i)) for i in range(5)] +
                          [(f"new{i}", now - timedelta(hours=1, seconds=i)) for i in range(3)])
-    result = dg.materialize([allocator_quotas], resources={"store": StoreResource()})
+    result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()})
     assert result.asset_materializations_for_node("allocator_quotas")[0].metadata["rewards_observed"].value == 3

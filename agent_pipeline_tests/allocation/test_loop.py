@@ -9,7 +9,10 @@ from agent_pipeline.defs.resources import StoreResource
 
 
 def test_agent_runs_feed_rewards_that_feed_quotas_that_schedule_runs(store, monkeypatch):
-    from agent_pipeline.definitions import defs
+    from agent_pipeline.definitions import build_location
+    from agent_pipeline.pipeline_settings import Settings
+
+    defs = build_location(Settings.load())  # this test's home (the module's own defs are its first importer's)
 
     instance = dg.DagsterInstance.ephemeral()
     for _ in range(2):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.allocation import (DEFAULT_POLICY, POLICIES, AllocationConfig, AllocationError, CapitalPlan,
                                        GLRThompsonAllocator, ThompsonAllocator, UCBAllocator, make_allocator)
 from agent_pipeline.allocation.decision import AgentInfo, decide, period_start_for, record_json, replay
@@ -131,25 +132,29 @@ def test_capital_kelly_risk_parity_and_caps():
 
 def test_config_is_strict():
     with pytest.raises(ConfigError, match="unknown key"):
-        AllocationConfig.from_mapping({"polcy": "ucb"})
+        AllocationConfig.from_table({"polcy": "ucb"})
     with pytest.raises(ConfigError, match="unknown allocation policy"):
-        AllocationConfig.from_mapping({"policy": "nope"})
+        AllocationConfig.from_table({"policy": "nope"})
     with pytest.raises(ConfigError, match="window"):
-        AllocationConfig.from_mapping({"policy": "ucb", "params": {"window": 0}})
+        AllocationConfig.from_table({"policy": "ucb", "params": {"window": 0}})
     with pytest.raises(ConfigError, match="period_minutes"):
-        AllocationConfig.from_mapping({"period_minutes": 7})
+        AllocationConfig.from_table({"period_minutes": 7})
 
 
 def test_config_file_is_read(pipeline_home):
     (pipeline_home / "config.toml").write_text('[allocation]\npolicy = "ucb"\ntotal_budget_runs = 12\n'
                                                'params = { exploration = 0.5 }\n')
-    cfg = AllocationConfig.load()
+    cfg = Settings.load().allocation
     assert cfg.policy == "ucb" and cfg.total_budget_runs == 12 and cfg.allocator().exploration == 0.5
-    assert AllocationConfig.load(overrides={"total_budget_runs": 30}).total_budget_runs == 30
+    from agent_pipeline.defs.allocation.assets import AllocatorRunConfig
+    from agent_pipeline.defs.config_models import layered
+
+    over = layered(cfg, AllocatorRunConfig(total_budget_runs=30), "run config")  # one run's override on top
+    assert over.total_budget_runs == 30 and over.policy == "ucb" and over.allocator().exploration == 0.5
 
 
 def test_decision_record_is_json_and_replays():
-    cfg = AllocationConfig.from_mapping({"total_budget_runs": 30, "watcher_min_runs": 3,
+    cfg = AllocationConfig.from_table({"total_budget_runs": 30, "watcher_min_runs": 3,
                                          "execution_sensitive_max_runs": 10})
     agents = [AgentInfo("arb", "execution-sensitive", "cross_venue_arb"), AgentInfo("mom", "signal", "momentum"),
               AgentInfo("watch", "watcher", "macro_regime"), AgentInfo("new", "signal", "new")]
@@ -179,16 +184,16 @@ def test_decision_record_is_json_and_replays():
 
 
 def test_watchers_run_their_minimum_and_overrides_win():
-    cfg = AllocationConfig.from_mapping({"watcher_min_runs": 3, "min_runs": {"w2": 6}, "max_runs": {"w3": 10},
+    cfg = AllocationConfig.from_table({"watcher_min_runs": 3, "min_runs": {"w2": 6}, "max_runs": {"w3": 10},
                                          "execution_sensitive_max_runs": 7})
     lo, hi = cfg.bounds_for({"w1": ("watcher", "s"), "w2": ("watcher", "s"), "w3": ("watcher", "s"),
                              "arb": ("execution-sensitive", "a"), "sig": ("signal", "b")})
     assert lo == {"w1": 3, "w2": 6, "w3": 3}
     assert hi == {"w1": 3, "w2": 6, "w3": 10, "arb": 7}
-    assert AllocationConfig.from_mapping({"watcher_max_runs": 8}).bounds_for({"w": ("watcher", "s")}) == \
+    assert AllocationConfig.from_table({"watcher_max_runs": 8}).bounds_for({"w": ("watcher", "s")}) == \
         ({"w": 4}, {"w": 8})
     with pytest.raises(ConfigError, match="watcher_max_runs"):
-        AllocationConfig.from_mapping({"watcher_max_runs": 2})
+        AllocationConfig.from_table({"watcher_max_runs": 2})
 
 
 def test_identical_rewards_have_no_spread_so_an_unseen_agent_is_still_explored():

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.allocation import (POLICIES, AllocationConfig, AllocationError, make_allocator, make_bounds,
                                        violations)
 from agent_pipeline.allocation.decision import AgentInfo, decide, record_json, replay
@@ -147,19 +148,19 @@ def test_estimates_come_with_an_interval_and_unseen_agents_are_explored(policy):
 
 
 def test_config_default_floor_and_its_validation(pipeline_home):
-    assert AllocationConfig().value_floor == 0.0 and AllocationConfig.load().value_floor == 0.0
+    assert AllocationConfig().value_floor == 0.0 and Settings.load().allocation.value_floor == 0.0
     (pipeline_home / "config.toml").write_text("[allocation]\nvalue_floor = -inf\n")
-    assert AllocationConfig.load().value_floor is None  # spend the whole budget
+    assert Settings.load().allocation.value_floor is None  # spend the whole budget
     (pipeline_home / "config.toml").write_text("[allocation]\nvalue_floor = 0.05\n")
-    assert AllocationConfig.load().value_floor == 0.05
+    assert Settings.load().allocation.value_floor == 0.05
     for bad in ("nan", "inf", '"zero"', "true"):
         (pipeline_home / "config.toml").write_text(f"[allocation]\nvalue_floor = {bad}\n")
         with pytest.raises(ConfigError, match="value_floor"):
-            AllocationConfig.load()
+            Settings.load()
 
 
 def test_decision_record_carries_the_explanation_and_replays_with_the_floor():
-    cfg = AllocationConfig.from_mapping({"total_budget_runs": 40, "watcher_min_runs": 3,
+    cfg = AllocationConfig.from_table({"total_budget_runs": 40, "watcher_min_runs": 3,
                                          "execution_sensitive_max_runs": 10})
     agents = [AgentInfo("arb", "execution-sensitive", "cross_venue_arb"), AgentInfo("mom", "signal", "momentum"),
               AgentInfo("watch", "watcher", "macro_regime")]

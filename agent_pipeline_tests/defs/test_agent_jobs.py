@@ -11,9 +11,9 @@ from agent_pipeline.store import Store, read_events
 def load_defs():
     """Definitions built now, so they see this test's AGENT_PIPELINE_HOME and config.toml."""
     import agent_pipeline.defs.agents as agents_defs
-    from agent_pipeline.defs.resources import default_resources
+    from agent_pipeline_tests.location import domain_defs
 
-    return dg.Definitions.merge(agents_defs.build_defs(), dg.Definitions(resources=default_resources()))
+    return domain_defs(agents_defs)
 
 
 def test_agent_runs_job_lands_one_event_per_agent(pipeline_home, monkeypatch):

@@ -10,14 +10,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from agent_pipeline.agents import AgentContext, load_configured_registry, run_instrumented
+from agent_pipeline.agents import AgentContext, run_instrumented
 from agent_pipeline.cli import main
 from agent_pipeline.market import SimulatedMarket
 from agent_pipeline.reward import RewardConfig
 from agent_pipeline.store import Store, read_events
+from agent_pipeline_tests.location import loaded as loaded_location
 
 AGENTS = textwrap.dedent("""
     import time
@@ -83,9 +83,9 @@ def user_agents(pipeline_home, tmp_path, monkeypatch):
 
 def load_defs():
     import agent_pipeline.defs.agents as agents_defs
-    from agent_pipeline.defs.resources import default_resources
+    from agent_pipeline_tests.location import domain_defs
 
-    return dg.Definitions.merge(agents_defs.build_defs(), dg.Definitions(resources=default_resources()))
+    return domain_defs(agents_defs)
 
 
 def stored():
@@ -152,12 +152,12 @@ def test_each_run_gets_its_own_params(user_agents):
     assert first.success and second.success
     outputs = [r.output_for_node("run_greedy")["output"] for r in (first, second)]
     assert outputs == [[{"profit_pct": 1.0}], [{"profit_pct": 1.0}]]  # the second run did not see the first's edits
-    spec = load_configured_registry()["greedy"].spec
+    spec = loaded_location()[1]["greedy"].spec
     assert spec.params == {"seen": [], "limit": {"n": 1}}
 
 
 def test_an_agent_mutating_its_params_changes_neither_the_spec_nor_the_fingerprint(user_agents):
-    registry = load_configured_registry()
+    registry = loaded_location()[1]
     for name in ("greedy", "hoarder"):
         loaded = registry[name]
         before = (loaded.spec.fingerprint(), repr(loaded.spec.params))

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.market import MarketConfig, MarketDataError, ReplayMarket, SimulatedMarket, make_market
 from agent_pipeline.settings import ConfigError
 
@@ -135,10 +136,10 @@ def test_replay_bad_files_say_what_is_wrong(tmp_path):
 
 def test_market_config_is_strict_and_builds_each_source(pipeline_home):
     with pytest.raises(ConfigError, match="fault_rat"):
-        MarketConfig.from_mapping({"fault_rat": 0.1})
+        MarketConfig.from_table({"fault_rat": 0.1})
     with pytest.raises(ConfigError, match="source"):
         MarketConfig(source="exchange")
     assert isinstance(make_market(MarketConfig()), SimulatedMarket)
     assert isinstance(make_market(MarketConfig(source="replay")), ReplayMarket)
     (pipeline_home / "config.toml").write_text('[market]\nsource = "replay"\n')
-    assert MarketConfig.load().source == "replay"
+    assert Settings.load().market.source == "replay"

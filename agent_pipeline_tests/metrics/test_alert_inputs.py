@@ -4,10 +4,22 @@ and a rollup that survives an upgrade that changes the histogram bounds."""
 
 import math
 
+import pytest
+
 from agent_pipeline.metrics.publish import exposition
 from agent_pipeline.metrics.spec import LATENCY_BUCKETS, PROTOTYPE_LATENCY_BUCKETS
-from agent_pipeline_tests.metrics.helpers import (assert_matches_store, distribution, event, loop_tables, quota, samples,
-                                                  value, write)
+from agent_pipeline.pipeline_settings import Settings
+from agent_pipeline.settings import ConfigError
+from agent_pipeline_tests.metrics.helpers import (
+    assert_matches_store,
+    distribution,
+    event,
+    loop_tables,
+    quota,
+    samples,
+    value,
+    write,
+)
 
 
 def test_latency_buckets_keep_the_prototype_bounds_and_resolve_agents_under_50_ms(store):
@@ -45,7 +57,7 @@ def test_the_reward_collapse_inputs_are_exported_as_the_check_reads_them(store, 
     with store.connect() as conn:
         _distributions(conn, [("a", "1h", 12, -0.02, 0.04, 0.3), ("a", "7d", 900, 0.11, 0.08, 0.6),
                               ("b", "1h", 1, 0.2, None, 1.0), ("b", "7d", 0, None, float("nan"), None)])
-    parsed = samples(exposition())
+    parsed = samples(exposition(expectations=Settings.load().alert_inputs()))
     assert value(parsed, "agent_reward_rolling_std", agent="a", window="7d") == 0.08
     assert value(parsed, "agent_reward_rolling_runs", agent="a", window="7d") == 900
     assert value(parsed, "agent_reward_rolling_runs", agent="b", window="7d") == 0
@@ -67,18 +79,20 @@ def test_each_agent_expected_run_interval_follows_its_quota_and_the_period(store
         quota(conn, "2026-01-01 00:00+00", "a", 60, 1.0, "2026-01-01 00:00:05+00")
         quota(conn, "2026-01-01 00:30+00", "a", 4, 1.0, "2026-01-01 00:30:07+00")
         quota(conn, "2026-01-01 00:30+00", "benched", 0, 0.0, "2026-01-01 00:30:07+00")
-    parsed = samples(exposition())
+    parsed = samples(exposition(expectations=Settings.load().alert_inputs()))
     assert value(parsed, "allocator_period_seconds") == 1800
     assert value(parsed, "agent_expected_run_interval_seconds", agent="a") == 450  # the period in force
     assert value(parsed, "agent_expected_run_interval_seconds", agent="benched") is None
     assert value(parsed, "allocator_decided_at_timestamp_seconds") == 1767227407.0
 
 
-def test_an_invalid_config_exports_no_threshold_rather_than_a_made_up_one(store, pipeline_home, caplog):
-    (pipeline_home / "config.toml").write_text("[reward.history]\ncollapse_min_runs = 0\n"
-                                               "[allocation]\nperiod_minutes = 7\n")
+@pytest.mark.parametrize("table, key", [("[reward.history]\ncollapse_min_runs = 0\n", "collapse_min_runs"),
+                                        ("[allocation]\nperiod_minutes = 7\n", "period_minutes")])
+def test_an_invalid_config_exports_no_threshold_rather_than_a_made_up_one(store, pipeline_home, table, key):
+    (pipeline_home / "config.toml").write_text(table)
+    with pytest.raises(ConfigError, match=key):  # the settings never load, so no threshold comes from them
+        Settings.load()
     write(store, event("a", 1))
-    parsed = samples(exposition())
+    parsed = samples(exposition())  # the measured series still come from the store
     assert value(parsed, "agent_runs_total", agent="a") == 1
     assert not [k for k in parsed if k[0].startswith(("agent_reward_collapse", "allocator_period"))]
-    assert "collapse_min_runs" in caplog.text and "period_minutes" in caplog.text

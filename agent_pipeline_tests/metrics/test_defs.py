@@ -10,27 +10,30 @@ from agent_pipeline.defs.metrics.publishing import (is_agent_job, publish_metric
                                                      publish_on_success)
 from agent_pipeline.defs.resources import MarketResource, StoreResource
 from agent_pipeline_tests.conftest import free_port
+from agent_pipeline_tests.location import loaded
 from agent_pipeline_tests.metrics.helpers import assert_matches_store, samples, value
 from agent_pipeline_tests.metrics.test_publish import Gateway
 
 
 def _agent_job(name: str):
-    from agent_pipeline.definitions import defs
+    from agent_pipeline.definitions import build_location
+    from agent_pipeline.pipeline_settings import Settings
 
-    return defs.get_job_def(name)
+    return build_location(Settings.load()).get_job_def(name)
 
 
 def _run(job, instance, **market):
     return job.execute_in_process(instance=instance, raise_on_error=False,
-                                  resources={"store": StoreResource(), "market": MarketResource(**market),
-                                             "pushgateway": PushgatewayResource()})
+                                  resources={"store": StoreResource(), "market": MarketResource.of(**market),
+                                             "pushgateway": PushgatewayResource.of()})
 
 
 def _sensor_context(sensor, result, instance, gateway_url):
     event = result.get_run_success_event() if result.success else result.get_run_failure_event()
     ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_instance=instance,
                                              dagster_run=result.dagster_run,
-                                             resources={"pushgateway": PushgatewayResource(url=gateway_url)})
+                                             resources={"pushgateway": PushgatewayResource.of(
+                                                 gateway_url=gateway_url)})
     return ctx if result.success else ctx.for_run_failure()
 
 
@@ -65,7 +68,8 @@ def test_failure_sensor_publishes_the_failed_runs_error_event(store):
 def test_sensors_ignore_jobs_that_are_not_agent_runs(store):
     instance = dg.DagsterInstance.ephemeral()
     result = publish_metrics_job.execute_in_process(
-        instance=instance, resources={"pushgateway": PushgatewayResource(url=f"http://127.0.0.1:{free_port()}")})
+        instance=instance,
+        resources={"pushgateway": PushgatewayResource.of(gateway_url=f"http://127.0.0.1:{free_port()}")})
     with Gateway() as gw:
         out = publish_on_success(_sensor_context(publish_on_success, result, instance, gw.url))
     assert "not an agent run" in out.skip_message and not gw.requests
@@ -74,7 +78,8 @@ def test_sensors_ignore_jobs_that_are_not_agent_runs(store):
 
 def test_publish_job_succeeds_with_the_gateway_down_and_reports_the_failure(store):
     result = publish_metrics_job.execute_in_process(
-        resources={"pushgateway": PushgatewayResource(url=f"http://127.0.0.1:{free_port()}", timeout_s=1)})
+        resources={"pushgateway": PushgatewayResource.of(gateway_url=f"http://127.0.0.1:{free_port()}",
+                                                         timeout_s=1)})
     assert result.success
     out = result.output_for_node("publish_metrics_op")
     assert out["status"] == "failed" and out["push_failures_total"] == 1
@@ -85,7 +90,7 @@ def test_basic_auth_comes_from_the_environment(store, monkeypatch):
     monkeypatch.setenv("AGENT_PIPELINE_PUSHGATEWAY_PASSWORD", "from-env")
     with Gateway() as gw:
         monkeypatch.setenv("AGENT_PIPELINE_PUSHGATEWAY_URL", gw.url)
-        defs = build_defs()
+        defs = build_defs(*loaded())
         assert isinstance(defs.resources["pushgateway"].password, dg.EnvVar)
         result = defs.get_job_def("publish_metrics").execute_in_process()
     assert result.success
@@ -93,7 +98,7 @@ def test_basic_auth_comes_from_the_environment(store, monkeypatch):
 
 
 def test_metrics_defs_are_described_and_running():
-    defs = build_defs()
+    defs = build_defs(*loaded())
     repo = defs.get_repository_def()
     for s in repo.sensor_defs:
         assert s.description and s.default_status == dg.DefaultSensorStatus.RUNNING

@@ -6,6 +6,7 @@ import urllib.request
 
 import pytest
 
+from agent_pipeline.metrics.config import MetricsConfig
 from agent_pipeline.metrics.publish import LOCK_FILE, STATE_FILE, exposition, publish, read_state, serve
 from agent_pipeline.trading import KillSwitch
 from agent_pipeline_tests.conftest import free_port
@@ -54,15 +55,16 @@ def test_the_metrics_endpoint_answers_with_a_fifo_push_state(store, pipeline_hom
 def test_a_damaged_push_lock_skips_the_push_instead_of_raising_or_hanging(store, pipeline_home, kind):
     write(store, event("a", 1))
     lock = plant(kind, pipeline_home / LOCK_FILE, pipeline_home)
-    result = within(DEADLINE_S, lambda: publish(f"http://127.0.0.1:{free_port()}", lock_timeout_s=0.5),
-                    fifos=[lock])
+    config = MetricsConfig(gateway_url=f"http://127.0.0.1:{free_port()}", lock_timeout_s=0.5)
+    result = within(DEADLINE_S, lambda: publish(config), fifos=[lock])
     assert result.status == "lock_unusable" and "not a regular file" in result.error
 
 
 def test_a_push_with_a_fifo_state_completes_and_replaces_it(store, pipeline_home):
     write(store, event("a", 1))
     fifo = plant("fifo", pipeline_home / STATE_FILE)
-    result = within(DEADLINE_S, lambda: publish(f"http://127.0.0.1:{free_port()}"), fifos=[fifo])
+    config = MetricsConfig(gateway_url=f"http://127.0.0.1:{free_port()}")
+    result = within(DEADLINE_S, lambda: publish(config), fifos=[fifo])
     assert result.status == "failed"  # nothing listens there; the push itself went through its steps
     assert read_state().failures == 1  # the FIFO was replaced by a regular state file
 
@@ -70,7 +72,7 @@ def test_a_push_with_a_fifo_state_completes_and_replaces_it(store, pipeline_home
 def test_a_push_state_directory_is_logged_not_raised(store, pipeline_home, caplog):
     write(store, event("a", 1))
     plant("directory", pipeline_home / STATE_FILE)
-    result = publish(f"http://127.0.0.1:{free_port()}")
+    result = publish(MetricsConfig(gateway_url=f"http://127.0.0.1:{free_port()}"))
     assert result.status == "failed" and "cannot save push state" in caplog.text
 
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from agent_pipeline.metrics.publish import exposition
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.reward.checks import BASELINE_WINDOW, RECENT_WINDOW, collapsed_agents
 from agent_pipeline.reward.config import RewardHistoryConfig
 from agent_pipeline.store import Store
@@ -87,7 +88,8 @@ def test_reward_collapse_rule_fires_for_exactly_the_agents_the_dagster_check_cal
                      "value": c["recent_mean"] - (c["baseline_mean"] - c["margin"])} for c in verdict]
         tests.append({"name": f"collapse as the check sees it, drop_std={drop_std} min_drop={min_drop} "
                               f"min_runs={min_runs}",
-                      "interval": "1m", "input_series": _series(samples(exposition())),
+                      "interval": "1m", "input_series": _series(samples(exposition(
+                          expectations=Settings.load().alert_inputs()))),
                       "promql_expr_test": [{"expr": rule["expr"], "eval_time": "5m", "exp_samples": expected}]})
     assert collapsed_total >= 10 and judged_total - collapsed_total >= 10  # both outcomes well represented
     spec = tmp_path / "collapse.test.yml"

@@ -12,7 +12,8 @@ from dagster._core.scheduler.instigation import TickStatus
 
 from agent_pipeline.defs.housekeeping import PURGE_JOB, purge_old_runs_job
 from agent_pipeline.defs.metrics import PushgatewayResource
-from agent_pipeline.definitions import defs
+from agent_pipeline.definitions import build_location
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline_tests.conftest import free_port
 from agent_pipeline_tests.ops.promql import OPS
 
@@ -49,6 +50,11 @@ def failing_agent_job():
     agent_op_that_fails()
 
 
+def location() -> dg.Definitions:
+    """The code location of this test's home (the module's own ``defs`` belong to whoever imported it first)."""
+    return build_location(Settings.load())
+
+
 def _files_of(instance: dg.DagsterInstance, run_id: str) -> list[Path]:
     storage = Path(instance.storage_directory())
     shard = Path(instance.event_log_storage.path_for_shard(run_id))
@@ -57,19 +63,19 @@ def _files_of(instance: dg.DagsterInstance, run_id: str) -> list[Path]:
 
 def test_old_agent_and_publish_runs_are_deleted_with_their_files_asset_and_recent_runs_stay(tmp_path, store):
     instance = _instance(tmp_path)
-    gateway = {"pushgateway": PushgatewayResource(url=f"http://127.0.0.1:{free_port()}", timeout_s=1)}
-    agent = defs.get_job_def("agent__momentum").execute_in_process(
+    gateway = {"pushgateway": PushgatewayResource.of(gateway_url=f"http://127.0.0.1:{free_port()}", timeout_s=1)}
+    agent = location().get_job_def("agent__momentum").execute_in_process(
         instance=instance, resources={"io_manager": dg.FilesystemIOManager()})  # outputs pickled, as other jobs do
     failed = failing_agent_job.execute_in_process(instance=instance, raise_on_error=False)
     assert not failed.success  # failed runs are kept longer (keep_failed_days)
-    publish = defs.get_job_def("publish_metrics").execute_in_process(instance=instance, resources=gateway)
+    publish = location().get_job_def("publish_metrics").execute_in_process(instance=instance, resources=gateway)
     asset = dg.materialize([kept_asset], instance=instance)
     assert agent.success and publish.success and asset.success
     assert len(_files_of(instance, agent.run_id)) == 2  # outputs + compute logs, and the run's event database
     time.sleep(0.6)
     between = time.time()
     time.sleep(1.0)  # more than the purge job takes to start: its cutoff falls between the old runs and this one
-    recent = defs.get_job_def("publish_metrics").execute_in_process(instance=instance, resources=gateway)
+    recent = location().get_job_def("publish_metrics").execute_in_process(instance=instance, resources=gateway)
 
     keep_days = (time.time() - between) / 86400
     result = purge_old_runs_job.execute_in_process(
@@ -86,7 +92,7 @@ def test_old_agent_and_publish_runs_are_deleted_with_their_files_asset_and_recen
 
 
 def _agent_momentum_job() -> dg.JobDefinition:
-    return defs.get_job_def("agent__momentum")
+    return location().get_job_def("agent__momentum")
 
 
 def test_an_agent_run_launched_as_dagster_dev_does_pickles_no_op_output(tmp_path, store):

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.reward import RewardConfig, capital_weighted_reward, score_output
 
 
@@ -72,12 +73,12 @@ def test_reward_config_is_strict(pipeline_home):
     from agent_pipeline.settings import ConfigError
 
     with pytest.raises(ConfigError, match="fill_prb"):
-        RewardConfig.from_mapping({"fill_prb": 0.5})
+        RewardConfig.from_table({"fill_prb": 0.5})
     with pytest.raises(ConfigError, match="max_loss_usd"):
-        RewardConfig.from_mapping({"budgets": {"x": {"capital_usd": 1.0, "max_loss_usd": 0}}})
+        RewardConfig.from_table({"budgets": {"x": {"capital_usd": 1.0, "max_loss_usd": 0}}})
     (pipeline_home / "config.toml").write_text("[reward]\nfill_prob = 0.5\n[reward.budgets.momentum]\n"
                                                 "capital_usd = 1000.0\nmax_loss_usd = 50.0\n")
-    loaded = RewardConfig.load()
+    loaded = Settings.load().reward
     assert loaded.fill_prob == 0.5
     assert loaded.budget_for("momentum").capital_usd == 1000.0
     assert loaded.budget_for("cross_venue_arb").capital_usd == 25_000.0
@@ -142,8 +143,8 @@ def test_score_output_charges_the_run_cost_unless_switched_off():
 def test_charge_run_cost_is_read_from_config_and_validated(pipeline_home):
     from agent_pipeline.settings import ConfigError
 
-    assert RewardConfig.load().charge_run_cost is True
+    assert Settings.load().reward.charge_run_cost is True
     (pipeline_home / "config.toml").write_text("[reward]\ncharge_run_cost = false\n")
-    assert RewardConfig.load().charge_run_cost is False
+    assert Settings.load().reward.charge_run_cost is False
     with pytest.raises(ConfigError, match="charge_run_cost"):
-        RewardConfig.from_mapping({"charge_run_cost": "yes"})
+        RewardConfig.from_table({"charge_run_cost": "yes"})

@@ -51,25 +51,37 @@ def test_boxplot_of_an_empty_window_is_still_a_picture():
     assert img.shape[1] == 760
 
 
-def test_resource_fields_override_config_toml_which_overrides_defaults(pipeline_home):
-    from agent_pipeline.defs.rewards.resources import RewardConfigResource
+def _resource_from_settings():
+    from agent_pipeline.defs.resources import shared_resources
+    from agent_pipeline.pipeline_settings import Settings
+
+    return shared_resources(Settings.load())["reward_config"]
+
+
+def test_run_config_overrides_the_resource_which_carries_config_toml_over_defaults(pipeline_home):
+    from agent_pipeline.defs.config_models import layered
+    from agent_pipeline.defs.rewards.resources import RewardRunConfig
 
     (pipeline_home / "config.toml").write_text(
         "[reward]\nfill_prob = 0.5\nbudgets = { momentum = { capital_usd = 1000.0, max_loss_usd = 50.0 } }\n"
         "[reward.history]\nmax_reward = 7.0\n")
-    from_file = RewardConfigResource().config()
+    from_file = _resource_from_settings().config()
     assert from_file.fill_prob == 0.5 and from_file.history.max_reward == 7.0
     assert from_file.budget_for("momentum").capital_usd == 1000.0
-    overridden = RewardConfigResource(fill_prob=0.9, max_reward=9.0, default_capital_usd=5000.0).config()
+    run = RewardRunConfig(fill_prob=0.9, history={"max_reward": 9.0}, default_budget={"capital_usd": 5000.0})
+    overridden = layered(from_file, run, "agent_rewards run config")
     assert overridden.fill_prob == 0.9 and overridden.history.max_reward == 9.0
     assert overridden.default_budget.capital_usd == 5000.0
     assert overridden.budget_for("momentum").capital_usd == 1000.0 and overridden.slippage_bps == 5.0
+    assert overridden.history.min_reward == from_file.history.min_reward  # a history key replaces that key only
 
 
 def test_resource_switches_run_cost_charging_for_a_reprice(pipeline_home):
-    from agent_pipeline.defs.rewards.resources import RewardConfigResource
+    from agent_pipeline.defs.config_models import layered
+    from agent_pipeline.defs.rewards.resources import RewardRunConfig
 
-    assert RewardConfigResource().config().charge_run_cost is True
+    assert _resource_from_settings().config().charge_run_cost is True
     (pipeline_home / "config.toml").write_text("[reward]\ncharge_run_cost = false\n")
-    assert RewardConfigResource().config().charge_run_cost is False
-    assert RewardConfigResource(charge_run_cost=True).config().charge_run_cost is True
+    from_file = _resource_from_settings().config()
+    assert from_file.charge_run_cost is False
+    assert layered(from_file, RewardRunConfig(charge_run_cost=True), "run config").charge_run_cost is True

@@ -22,16 +22,19 @@ def momentum_out(i):
 
 def rewards_defs():
     from agent_pipeline.defs import rewards
+    from agent_pipeline_tests.location import loaded
 
-    return rewards.build_defs()
+    return rewards.build_defs(*loaded())
 
 
 def assets_and_resources(**reward_config):
+    """The assets, with a reward_config resource carrying ``reward_config`` (a [reward] table) over the defaults."""
     from agent_pipeline.defs.rewards.resources import RewardConfigResource
 
     defs = rewards_defs()
     assets = list(defs.assets)
-    return assets, {"store": StoreResource(), "reward_config": RewardConfigResource(**reward_config)}
+    resource = RewardConfigResource.from_config(RewardConfig.from_table(reward_config))
+    return assets, {"store": StoreResource(), "reward_config": resource}
 
 
 def backfill(assets, resources, first: str, last: str):
@@ -111,7 +114,7 @@ def test_backfill_three_partitions_then_reprice_exactly_the_changed_rewards(stor
 
 
 def test_plausible_range_check_fails_when_configured_tighter(store, history):
-    assets, resources = assets_and_resources(min_reward=-0.01, max_reward=0.1)
+    assets, resources = assets_and_resources(history={"min_reward": -0.01, "max_reward": 0.1})
     result = backfill(assets, resources, "2024-01-01", "2024-01-01")
     checks = check_results(result)
     assert not checks["rewards_plausible_range"].passed
@@ -155,9 +158,10 @@ def test_hourly_job_refreshes_today_and_passes_on_healthy_history(store):
     now = datetime.now(UTC)
     write_events(store, [ev("steady", now - timedelta(minutes=i), reward=0.5 + 0.01 * (i % 3), imported=True)
                          for i in range(1, 40)])
-    from agent_pipeline.defs.resources import default_resources
+    from agent_pipeline.defs import rewards
+    from agent_pipeline_tests.location import domain_defs
 
-    defs = dg.Definitions.merge(rewards_defs(), dg.Definitions(resources=default_resources()))
+    defs = domain_defs(rewards)
     schedule = defs.resolve_schedule_def("reward_distributions_hourly_schedule")
     request = schedule.evaluate_tick(dg.build_schedule_context(
         scheduled_execution_time=now, repository_def=defs.get_repository_def())).run_requests[0]
@@ -169,9 +173,10 @@ def test_hourly_job_refreshes_today_and_passes_on_healthy_history(store):
 
 
 def test_schedules_are_on_and_ask_for_the_right_partitions():
-    from agent_pipeline.defs.resources import default_resources
+    from agent_pipeline.defs import rewards
+    from agent_pipeline_tests.location import domain_defs
 
-    defs = dg.Definitions.merge(rewards_defs(), dg.Definitions(resources=default_resources()))
+    defs = domain_defs(rewards)
 
     def context(when):
         return dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
@@ -210,7 +215,7 @@ def test_resource_rejects_misspelt_fields():
 
 def test_run_config_overrides_the_reward_parameters_for_one_backfill(store, history):
     assets, resources = assets_and_resources()
-    run_config = {"resources": {"reward_config": {"config": {
+    run_config = {"ops": {"agent_rewards": {"config": {
         "fill_prob": 0.6, "budgets": {"momentum": {"capital_usd": 20000.0, "max_loss_usd": 200.0}}}}}}
     result = dg.materialize(
         assets, selection=["agent_rewards"], resources=resources, run_config=run_config,
@@ -228,8 +233,10 @@ def test_run_config_overrides_the_reward_parameters_for_one_backfill(store, hist
 def test_config_toml_sets_the_first_partition_and_rejects_unknown_keys(pipeline_home):
     (pipeline_home / "config.toml").write_text('[reward.history]\nhistory_start = "2023-06-01"\n')
     from agent_pipeline.defs.rewards.assets import daily_partitions
+    from agent_pipeline.pipeline_settings import Settings
 
-    assert daily_partitions().get_first_partition_key() == "2023-06-01"
+    assert rewards_defs().assets[0].partitions_def.get_first_partition_key() == "2023-06-01"
+    assert daily_partitions(Settings.load().reward.history.history_start).get_first_partition_key() == "2023-06-01"
     (pipeline_home / "config.toml").write_text('[reward.history]\nhistroy_start = "2023-06-01"\n')
-    with pytest.raises(ValueError, match="histroy_start"):
-        daily_partitions()
+    with pytest.raises(ValueError, match="histroy_start'; did you mean 'history_start'"):
+        rewards_defs()

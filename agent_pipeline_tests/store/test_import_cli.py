@@ -6,7 +6,7 @@ import json
 import pytest
 
 from agent_pipeline.cli import main as cli_main
-from agent_pipeline.reward import RewardConfig
+from agent_pipeline.pipeline_settings import Settings
 
 
 def test_a_committed_import_exits_0_even_with_quarantined_lines_and_odd_timestamps(pipeline_home, tmp_path,
@@ -36,7 +36,7 @@ def test_the_advice_is_a_history_start_the_config_loader_accepts(pipeline_home, 
     advised = line.split('history_start = "')[1].split('"')[0]
     assert advised == "1995-03-04"
     (pipeline_home / "config.toml").write_text(f'[reward.history]\nhistory_start = "{advised}"\n')
-    assert RewardConfig.load().history.history_start == advised
+    assert Settings.load().reward.history.history_start == advised
     assert cli_main(["import-events", str(path), "--quiet"]) == 0
     assert "history_start = " not in capsys.readouterr().out  # the configured start already covers the events
 

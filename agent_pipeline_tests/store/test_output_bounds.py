@@ -129,13 +129,15 @@ def test_the_agent_rewards_materialization_counts_unusable_outputs(store):
     import dagster as dg
 
     from agent_pipeline.defs import rewards
-    from agent_pipeline.defs.resources import StoreResource
-    from agent_pipeline.defs.rewards.resources import RewardConfigResource
+    from agent_pipeline.defs.resources import RewardConfigResource, StoreResource
+    from agent_pipeline.reward import RewardConfig
+    from agent_pipeline_tests.location import loaded
 
     stored(store, f"'{deep_text(1000)}'")
     result = dg.materialize(
-        list(rewards.build_defs().assets), selection=["agent_rewards"], partition_key=f"{DAY:%Y-%m-%d}",
-        resources={"store": StoreResource(), "reward_config": RewardConfigResource()}, raise_on_error=False)
+        list(rewards.build_defs(*loaded()).assets), selection=["agent_rewards"], partition_key=f"{DAY:%Y-%m-%d}",
+        resources={"store": StoreResource(), "reward_config": RewardConfigResource.from_config(RewardConfig())},
+        raise_on_error=False)
     assert result.success
     [materialization] = result.asset_materializations_for_node("agent_rewards")
     assert materialization.metadata["unusable_outputs"].value == 1

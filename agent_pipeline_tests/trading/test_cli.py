@@ -35,9 +35,9 @@ def test_approve(capsys, monkeypatch, store):
     capsys.readouterr()
     assert main(["approve", "momentum", "--approver", "alice"]) == 0
     out = json.loads(capsys.readouterr().out)
-    from agent_pipeline.agents import load_configured_registry
+    from agent_pipeline_tests.location import loaded
 
-    assert out["strategy_hash"] == load_configured_registry()["momentum"].spec.fingerprint()
+    assert out["strategy_hash"] == loaded()[1]["momentum"].spec.fingerprint()
     with store.connect() as conn:
         assert conn.execute("SELECT approver FROM strategy_approvals").fetchall() == [("alice",)]
 

@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.settings import ConfigError
 from agent_pipeline.trading import ExecutionConfig, GuardrailConfig
 
@@ -20,7 +21,7 @@ def test_unknown_keys_fail_at_construction_and_at_load():
     with pytest.raises(TypeError):
         GuardrailConfig(max_notional=5)  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="unknown key"):
-        GuardrailConfig.from_mapping({"max_order_notional": 5})
+        GuardrailConfig.from_table({"max_order_notional": 5})
 
 
 @pytest.mark.parametrize("name", ["max_order_notional_usd", "max_daily_loss_usd", "max_spread_bps",
@@ -45,14 +46,14 @@ def test_invalid_values_fail(name, bad):
 
 def test_loader_turns_the_two_person_rule_on_and_reads_the_file(pipeline_home):
     assert GuardrailConfig().require_approval is False
-    assert GuardrailConfig.load().require_approval is True
+    assert Settings.load().guardrails.require_approval is True
     (pipeline_home / "config.toml").write_text('[guardrails]\nmin_confidence = 0.4\ntrip_on = ["PRICE_COLLAR"]\n'
                                                'require_approval = false\n')
-    cfg = GuardrailConfig.load()
+    cfg = Settings.load().guardrails
     assert cfg.min_confidence == 0.4 and cfg.trip_on == ("PRICE_COLLAR",) and not cfg.require_approval
     (pipeline_home / "config.toml").write_text("[guardrails]\nmax_daily_loss_usd = 0\n")
     with pytest.raises(ConfigError, match="max_daily_loss_usd"):
-        GuardrailConfig.load()
+        Settings.load()
 
 
 def test_execution_config_is_strict():
@@ -61,4 +62,4 @@ def test_execution_config_is_strict():
     with pytest.raises(ConfigError):
         ExecutionConfig(max_order_fraction=2)
     with pytest.raises(ConfigError, match="unknown"):
-        ExecutionConfig.from_mapping({"capital": 1})
+        ExecutionConfig.from_table({"capital": 1})

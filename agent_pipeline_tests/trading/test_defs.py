@@ -5,8 +5,9 @@ import pytest
 
 from agent_pipeline.agents import load_registry
 from agent_pipeline.defs.agents.jobs import build_agent_jobs
-from agent_pipeline.defs.resources import MarketResource, StoreResource
-from agent_pipeline.defs.trading import build_defs
+from agent_pipeline.defs import trading
+from agent_pipeline.defs.resources import KillSwitchResource, MarketResource, StoreResource
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.defs.trading.assets import trading_safety
 from agent_pipeline.defs.trading.control import kill_switch_control
 from agent_pipeline.trading import KillSwitch, KillSwitchState
@@ -14,13 +15,13 @@ from agent_pipeline.trading.kill_switch import default_path
 
 
 def resources(fault_rate=0.0):
-    return {"store": StoreResource(), "market": MarketResource(fault_rate=fault_rate)}
+    return {"store": StoreResource(), "market": MarketResource.of(fault_rate=fault_rate)}
 
 
 def trading_defs():
-    from agent_pipeline.defs.resources import default_resources
+    from agent_pipeline_tests.location import domain_defs
 
-    return dg.Definitions.merge(build_defs(), dg.Definitions(resources=default_resources()))
+    return domain_defs(trading)
 
 
 def test_every_trading_object_is_described():
@@ -37,7 +38,7 @@ def test_every_trading_object_is_described():
 
 
 def test_agent_jobs_send_proposals_through_the_gate(store):
-    jobs = {j.name: j for j in build_agent_jobs(load_registry())}
+    jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
     job = jobs["agent__momentum"]
     assert [n.name for n in job.graph.node_defs] == ["run_momentum", "execute_momentum"]
     result = job.execute_in_process(resources=resources())
@@ -58,7 +59,7 @@ def test_agent_jobs_send_proposals_through_the_gate(store):
 
 def test_a_halted_switch_denies_in_the_running_job(store):
     KillSwitch(default_path()).trip("maintenance", by="test")
-    jobs = {j.name: j for j in build_agent_jobs(load_registry())}
+    jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
     result = jobs["agent__momentum"].execute_in_process(resources=resources())
     assert result.output_for_node("execute_momentum")["by_reason"] == {"KILL_SWITCH_HALTED": 1}
     with store.connect() as conn:
@@ -68,7 +69,7 @@ def test_a_halted_switch_denies_in_the_running_job(store):
 def _run_control(action, reason="", by="ops"):
     return kill_switch_control.execute_in_process(
         run_config={"ops": {"set_kill_switch": {"config": {"action": action, "reason": reason, "by": by}}}},
-        resources={"store": StoreResource()}, raise_on_error=False)
+        resources={"store": StoreResource(), "kill_switch": KillSwitchResource()}, raise_on_error=False)
 
 
 def test_kill_switch_job_trips_and_clears_with_audit():
@@ -85,9 +86,9 @@ def test_kill_switch_job_trips_and_clears_with_audit():
 
 def test_trading_safety_asset_shows_state_denials_and_approvals(store):
     KillSwitch(default_path()).trip("manual halt", by="alice")
-    jobs = {j.name: j for j in build_agent_jobs(load_registry())}
+    jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
     jobs["agent__momentum"].execute_in_process(resources=resources())
-    result = dg.materialize([trading_safety], resources={"store": StoreResource()})
+    result = dg.materialize([trading_safety], resources={"store": StoreResource(), "kill_switch": KillSwitchResource()})
     (mat,) = result.asset_materializations_for_node("trading_safety")
     md = mat.metadata
     assert md["kill_switch_state"].value == "HALTED"

@@ -7,19 +7,20 @@ import dagster as dg
 from agent_pipeline.agents import load_registry
 from agent_pipeline.cli import main
 from agent_pipeline.defs.agents.jobs import build_agent_jobs
-from agent_pipeline.defs.resources import MarketResource, StoreResource
+from agent_pipeline.defs.resources import KillSwitchResource, MarketResource, StoreResource
 from agent_pipeline.defs.trading.assets import trading_safety
-from agent_pipeline.defs.trading.sensors import circuit_breaker
+from agent_pipeline.defs.trading.sensors import build_circuit_breaker
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.trading import KillSwitch, KillSwitchState
 from agent_pipeline.trading.kill_switch import default_path
 
 
 def test_fault_storm_end_to_end(store):
-    jobs = {j.name: j for j in build_agent_jobs(load_registry())}
+    jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
 
     def run(job, fault_rate):
         return jobs[job].execute_in_process(
-            resources={"store": StoreResource(), "market": MarketResource(fault_rate=fault_rate)},
+            resources={"store": StoreResource(), "market": MarketResource.of(fault_rate=fault_rate)},
             raise_on_error=False)
 
     assert run("agent__momentum", 0.0).output_for_node("execute_momentum")["proposals"] == 1
@@ -27,7 +28,8 @@ def test_fault_storm_end_to_end(store):
         assert not run("agent_runs", 1.0).success
     cursor = None
     for _ in range(2):  # breaker_consecutive_ticks = 2
-        result = circuit_breaker(dg.build_sensor_context(cursor=cursor, resources={"store": StoreResource()}))
+        result = build_circuit_breaker(Settings.load().guardrails)(dg.build_sensor_context(
+            cursor=cursor, resources={"store": StoreResource(), "kill_switch": KillSwitchResource()}))
         cursor = result.cursor if isinstance(result, dg.SensorResult) else cursor
     kill = KillSwitch(default_path())
     assert kill.state is KillSwitchState.HALTED and "error rate" in kill.reason
@@ -39,7 +41,7 @@ def test_fault_storm_end_to_end(store):
     with store.connect() as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == orders_at_trip
 
-    mat = dg.materialize([trading_safety], resources={"store": StoreResource()})
+    mat = dg.materialize([trading_safety], resources={"store": StoreResource(), "kill_switch": KillSwitchResource()})
     (event,) = mat.asset_materializations_for_node("trading_safety")
     assert "error rate" in event.metadata["kill_switch"].value
 
@@ -52,11 +54,11 @@ def test_fault_storm_end_to_end(store):
 
 
 def test_one_injected_fault_among_a_handful_of_runs_does_not_halt_trading(store):
-    jobs = {j.name: j for j in build_agent_jobs(load_registry())}
+    jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
 
     def run(fault_rate):
         return jobs["agent__momentum"].execute_in_process(
-            resources={"store": StoreResource(), "market": MarketResource(fault_rate=fault_rate)},
+            resources={"store": StoreResource(), "market": MarketResource.of(fault_rate=fault_rate)},
             raise_on_error=False)
 
     for _ in range(4):
@@ -64,7 +66,8 @@ def test_one_injected_fault_among_a_handful_of_runs_does_not_halt_trading(store)
     assert not run(1.0).success  # one injected fault: 1 of 5 runs in the window
     cursor = None
     for _ in range(3):  # more ticks than breaker_consecutive_ticks
-        result = circuit_breaker(dg.build_sensor_context(cursor=cursor, resources={"store": StoreResource()}))
+        result = build_circuit_breaker(Settings.load().guardrails)(dg.build_sensor_context(
+            cursor=cursor, resources={"store": StoreResource(), "kill_switch": KillSwitchResource()}))
         cursor = result.cursor if isinstance(result, dg.SensorResult) else cursor
     assert KillSwitch(default_path()).state is KillSwitchState.ACTIVE
     after = run(0.0).output_for_node("execute_momentum")

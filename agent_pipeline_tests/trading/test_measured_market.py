@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.market.base import Quote
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.trading import ExecutionConfig, GuardrailConfig, KillSwitch, Reason, TradeGuardrails
@@ -238,10 +239,10 @@ def test_rc3_safe_defaults_are_on_out_of_the_box_and_users_loosen_them(store, tm
         assert getattr(bare, name) is None  # the prototype's contract: the bare gate has no exposure limit
     for cfg in (ExecutionLayer(store, BookMarket([DEEP])).cfg, ExecutionLayer(store, BookMarket([DEEP]),
                                                                                 guardrails=bare).cfg,
-                GuardrailConfig.load()):
+                Settings.load().guardrails):
         assert {name: getattr(cfg, name) for name in SAFE_DEFAULTS} == SAFE_DEFAULTS
     (pipeline_home / "config.toml").write_text("[guardrails]\nmax_orders_per_run = 30\n")
-    assert GuardrailConfig.load().max_orders_per_run == 30 and GuardrailConfig.load().max_leverage == 1.0
+    assert Settings.load().guardrails.max_orders_per_run == 30 and Settings.load().guardrails.max_leverage == 1.0
     loose = ExecutionLayer(store, BookMarket([DEEP]), guardrails=GuardrailConfig(max_orders_per_run=30))
     assert loose.cfg.max_orders_per_run == 30
 

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from agent_pipeline.defs.resources import StoreResource
+from agent_pipeline.defs.resources import KillSwitchResource, StoreResource
 from agent_pipeline.defs.trading import sensors
-from agent_pipeline.defs.trading.sensors import circuit_breaker
+from agent_pipeline.defs.trading.sensors import build_circuit_breaker
+from agent_pipeline.pipeline_settings import Settings
+from agent_pipeline.settings import ConfigError
 from agent_pipeline.store.events import AgentEvent, append_frame, events_frame
 from agent_pipeline.store.importer import import_events
 from agent_pipeline.trading import KillSwitch, KillSwitchState
@@ -28,9 +30,18 @@ def history(store, *, runs=20, error_every=0, reward=0.2, reward_fn=None, span_s
     append_frame(store, events_frame(events))
 
 
+def resources():
+    return {"store": StoreResource(), "kill_switch": KillSwitchResource()}
+
+
+def circuit_breaker():
+    """The sensor as the code location builds it, from this test's config.toml."""
+    return build_circuit_breaker(Settings.load().guardrails)
+
+
 def tick(cursor=None):
-    context = dg.build_sensor_context(cursor=cursor, resources={"store": StoreResource()})
-    return circuit_breaker(context)
+    context = dg.build_sensor_context(cursor=cursor, resources=resources())
+    return circuit_breaker()(context)
 
 
 def _cursor(result):
@@ -45,9 +56,10 @@ def _skip_text(result):
 
 
 def test_sensor_is_on_by_default_with_an_explicit_interval():
-    assert circuit_breaker.default_status == dg.DefaultSensorStatus.RUNNING
-    assert circuit_breaker.minimum_interval_seconds == sensors.INTERVAL_SECONDS
-    assert circuit_breaker.description
+    sensor = circuit_breaker()
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == sensors.INTERVAL_SECONDS
+    assert sensor.description
 
 
 def test_no_store_yet_is_a_skip():
@@ -130,11 +142,11 @@ def test_skips_when_the_store_is_busy(store, monkeypatch):
     assert KillSwitch(default_path()).state is KillSwitchState.ACTIVE
 
 
-def test_invalid_configuration_halts(pipeline_home):
+def test_invalid_configuration_never_reaches_the_sensor(pipeline_home):
+    # checked at load: the code location (and every run process, which loads it too) fails, so nothing trades
     (pipeline_home / "config.toml").write_text("[guardrails]\nmax_error_rate_5m = 0\n")
-    result = tick()
-    assert "invalid [guardrails]" in result.skip_message
-    assert KillSwitch(default_path()).state is KillSwitchState.HALTED
+    with pytest.raises(ConfigError, match=r"\[guardrails\] max_error_rate_5m must be a number in \(0, 1\]"):
+        circuit_breaker()
 
 
 @pytest.mark.parametrize("cursor", ["not json", "[1, 2]", None])
@@ -147,8 +159,8 @@ def test_the_daemons_evaluation_path_keeps_the_skip_reason_and_asset_event(store
     history(store, error_every=2)
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, cursor=json.dumps({"consecutive": 1}),
-                                          resources={"store": StoreResource()})
-        data = circuit_breaker.evaluate_tick(context)
+                                          resources=resources())
+        data = circuit_breaker().evaluate_tick(context)
     assert "TRIPPED" in data.skip_message
     assert [e.asset_key for e in data.asset_events] == [dg.AssetKey("trading_safety")]
     assert json.loads(data.cursor)["consecutive"] == 2

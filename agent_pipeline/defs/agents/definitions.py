@@ -5,13 +5,16 @@ how often each agent runs. Before that, on a fresh install, ``agent_runs_schedul
 so history builds up and the allocator has rewards to learn from; it steps aside as soon as quotas are in force.
 """
 
+from collections.abc import Mapping
+
 import dagster as dg
 
-from agent_pipeline.agents import load_configured_registry
+from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.defs.agents.jobs import AGENT_RUNS_JOB, build_agent_jobs
 from agent_pipeline.defs.agents.ops import AGENT_EVENTS
 from agent_pipeline.defs.resources import StoreResource
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.store import StoreBusy
 
 AGENT_RUNS_CRON = "* * * * *"
@@ -48,9 +51,8 @@ def agent_runs_schedule(context: dg.ScheduleEvaluationContext, store: StoreResou
                          tags={"launched_by": "agent_runs_schedule"})
 
 
-def build_defs() -> dg.Definitions:
-    registry = load_configured_registry()
-    jobs = build_agent_jobs(registry)
+def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.Definitions:
+    jobs = build_agent_jobs(registry, settings)
     agent_events = dg.AssetSpec(
         AGENT_EVENTS,
         description="One row per agent run (latency, cost, reward, error, raw output) in the DuckDB table "

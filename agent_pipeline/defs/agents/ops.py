@@ -7,8 +7,7 @@ import dagster as dg
 
 from agent_pipeline.agents import AgentContext, LoadedAgent
 from agent_pipeline.agents.instrumentation import run_and_record
-from agent_pipeline.defs.resources import MarketResource, StoreResource
-from agent_pipeline.reward import RewardConfig
+from agent_pipeline.defs.resources import MarketResource, RewardConfigResource, StoreResource
 from agent_pipeline.store import append_event
 
 AGENT_EVENTS = dg.AssetKey("agent_events")
@@ -29,11 +28,12 @@ def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
         tags={"agent": name, "kind": loaded.kind},
         out=dg.Out(dict, description="The stored event: ids, reward and the agent's output."),
     )
-    def run_agent(context: dg.OpExecutionContext, store: StoreResource, market: MarketResource):
+    def run_agent(context: dg.OpExecutionContext, store: StoreResource, market: MarketResource,
+                  reward_config: RewardConfigResource):
         def prepare():
             ctx = AgentContext(now=datetime.now(UTC), market=market.make(consumer=name), params=loaded.spec.params,
                                run_id=context.run_id)
-            return ctx, RewardConfig.load()
+            return ctx, reward_config.config()
 
         def record(event):
             append_event(store.store(), event, timeout_s=store.lock_timeout_s)

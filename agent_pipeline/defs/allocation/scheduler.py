@@ -4,7 +4,8 @@ One sensor per agent because a sensor can only launch jobs it targets, and the p
 domain (one sensor per job keeps them the same definitions). Each tick reads the latest quotas read-only with a
 short lock timeout, works out how many of the current period's slots are due (``allocation.schedule``), and
 launches the new ones with run keys ``allocation:<agent>:<period>:<slot>``; the JSON cursor records what was
-launched and advances in the same result as the run requests. Quota 0 launches nothing.
+launched and advances in the same result as the run requests. Quota 0 launches nothing. The period length is
+the ``[allocation] period_minutes`` the code location loaded, the same value the allocation cron is built from.
 """
 
 import json
@@ -12,13 +13,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from agent_pipeline.allocation import AllocationConfig
 from agent_pipeline.allocation.decision import period_start_for
 from agent_pipeline.allocation.schedule import due_slots, run_key, slot_time
 from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.defs.cursors import json_cursor
 from agent_pipeline.defs.resources import StoreResource
-from agent_pipeline.settings import ConfigError
 from agent_pipeline.store import StoreBusy
 
 MIN_INTERVAL_SECONDS = 30
@@ -34,7 +33,7 @@ def scheduler_sensor_name(agent: str) -> str:
     return f"agent_scheduler__{agent}"
 
 
-def build_scheduler_sensor(agent: str, job_name: str) -> dg.SensorDefinition:
+def build_scheduler_sensor(agent: str, job_name: str, period_minutes: int) -> dg.SensorDefinition:
     @dg.sensor(
         name=scheduler_sensor_name(agent),
         job_name=job_name,
@@ -45,10 +44,6 @@ def build_scheduler_sensor(agent: str, job_name: str) -> dg.SensorDefinition:
     )
     def agent_scheduler(context: dg.SensorEvaluationContext, store: StoreResource):
         now = _now()
-        try:
-            cfg = AllocationConfig.load()
-        except ConfigError as exc:
-            return dg.SkipReason(f"[allocation] config is invalid, launching nothing: {exc}")
         try:
             with store.store().connect(read_only=True, timeout_s=READ_TIMEOUT_S) as conn:
                 decided_period, rows = period_in_force(conn)
@@ -64,14 +59,14 @@ def build_scheduler_sensor(agent: str, job_name: str) -> dg.SensorDefinition:
         quota = quotas[agent]
         if quota <= 0:
             return dg.SkipReason(f"quota 0 for {agent} (decided for {decided_period:%Y-%m-%d %H:%M}Z): not running it")
-        period = period_start_for(now, cfg.period_minutes)
+        period = period_start_for(now, period_minutes)
         cursor = json_cursor(context.cursor)
         launched = int(cursor.get("launched", 0)) if cursor.get("period") == period.isoformat() else 0
-        due = due_slots(period, cfg.period_minutes, quota, now)
+        due = due_slots(period, period_minutes, quota, now)
         if due <= launched:
             if launched >= quota:
                 return dg.SkipReason(f"all {quota} runs of period {period:%H:%M}Z launched")
-            nxt = slot_time(period, cfg.period_minutes, quota, launched)
+            nxt = slot_time(period, period_minutes, quota, launched)
             return dg.SkipReason(f"{launched}/{quota} runs launched this period; next due at {nxt:%H:%M:%S}Z")
         slots = range(launched, min(due, launched + MAX_RUNS_PER_TICK))
         requests = [dg.RunRequest(

@@ -10,12 +10,15 @@ touched: their materializations are the assets' history. Tick retention is in op
 
 import os
 import shutil
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
 
+from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.defs.metrics.publishing import PUBLISH_JOB, is_agent_job
+from agent_pipeline.pipeline_settings import Settings
 
 PURGE_JOB = "purge_old_runs"
 PURGE_CRON = "40 3 * * *"
@@ -92,5 +95,7 @@ purge_old_runs_schedule = dg.ScheduleDefinition(
     description="Daily run retention: deletes agent, publish and purge runs after 3 days (failed ones after 14).")
 
 
-def build_defs() -> dg.Definitions:
+def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.Definitions:
+    """Run retention has no setting of its own (its run config says how long to keep); the signature is every
+    domain's."""
     return dg.Definitions(jobs=[purge_old_runs_job], schedules=[purge_old_runs_schedule])

@@ -1,55 +1,46 @@
 """The Pushgateway resource: where and how the store-computed metrics are published."""
 
 import logging
-import os
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
-from agent_pipeline.metrics.publish import GATEWAY_ENV, MetricsConfig, PushResult, publish
+from agent_pipeline.defs.config_models import config_resource, table_model
+from agent_pipeline.metrics.config import (PASSWORD_ENV, USERNAME_ENV, AlertInputs, MetricsConfig,
+                                           gateway_credentials)
+from agent_pipeline.metrics.publish import PushResult, publish
+from agent_pipeline.pipeline_settings import Settings
 
-PASSWORD_ENV = "AGENT_PIPELINE_PUSHGATEWAY_PASSWORD"
-USERNAME_ENV = "AGENT_PIPELINE_PUSHGATEWAY_USERNAME"
 
-
-class PushgatewayResource(dg.ConfigurableResource):
+class PushgatewayResource(config_resource(MetricsConfig)):
     """PUTs the metrics snapshot computed from the store to one fixed Pushgateway group (job=<job>).
 
-    Never raises for a gateway that is down or slow: the failure is logged and counted, and the next publish
-    catches up. Unset fields fall back to config.toml's [metrics] table (and $AGENT_PIPELINE_PUSHGATEWAY_URL).
+    Carries the ``[metrics]`` table's values (``$AGENT_PIPELINE_PUSHGATEWAY_URL`` applied when the settings were
+    loaded), the state folder, and the configured thresholds exported beside the measured series. Never raises for
+    a gateway that is down or slow: the failure is logged and counted, and the next publish catches up.
     """
 
-    url: Optional[str] = Field(default=None, description="Pushgateway base URL, e.g. http://127.0.0.1:9091.")
-    job: Optional[str] = Field(default=None, description="The job label of the one group every publish replaces.")
-    timeout_s: Optional[float] = Field(default=None, gt=0, description="HTTP timeout of one push (seconds).")
-    store_timeout_s: Optional[float] = Field(default=None, gt=0,
-                                             description="How long to wait for the store lock before skipping.")
-    username: Optional[str] = Field(default=None, description="Basic-auth user (set through EnvVar).")
-    password: Optional[str] = Field(default=None, description="Basic-auth password (set through EnvVar).")
+    username: str | None = Field(default=None, description="Basic-auth user (set through EnvVar).")
+    password: str | None = Field(default=None, description="Basic-auth password (set through EnvVar).")
+    home: str = Field(default="", description="The state folder (push lock and state); empty: $AGENT_PIPELINE_HOME.")
+    alert_inputs: table_model(AlertInputs) | None = Field(
+        default=None, description="Thresholds the alert rules compare with (none exported when unset).")
 
-    def config(self) -> MetricsConfig:
-        base = MetricsConfig.load()
-        return MetricsConfig(gateway_url=self.url or base.gateway_url, job=self.job or base.job,
-                             timeout_s=self.timeout_s or base.timeout_s,
-                             store_timeout_s=self.store_timeout_s or base.store_timeout_s,
-                             lock_timeout_s=base.lock_timeout_s)
-
-    def publish(self, logger: Optional[logging.Logger] = None) -> PushResult:
-        cfg = self.config()
-        result = publish(cfg.gateway_url, job=cfg.job, timeout_s=cfg.timeout_s, username=self.username or None,
-                         password=self.password or None, store_timeout_s=cfg.store_timeout_s,
-                         lock_timeout_s=cfg.lock_timeout_s)
+    def publish(self, logger: logging.Logger | None = None) -> PushResult:
+        expectations = AlertInputs.from_table(self.alert_inputs.model_dump()) if self.alert_inputs else None
+        result = publish(self.config(), auth=(self.username or None, self.password or None), home=self.home or None,
+                         expectations=expectations)
         if logger is not None and result.worth_logging:  # an outage is reported at its first failure only
             (logger.info if result.ok else logger.warning)(f"metrics publish {result.summary()}")
         return result
 
 
-def default_pushgateway() -> PushgatewayResource:
-    """URL from the environment when set at load time; basic auth through EnvVar only when configured, so an
-    unset secret never breaks the sensor or the publish job."""
-    return PushgatewayResource(
-        url=os.environ.get(GATEWAY_ENV) or None,
-        username=dg.EnvVar(USERNAME_ENV) if os.environ.get(USERNAME_ENV) else None,
-        password=dg.EnvVar(PASSWORD_ENV) if os.environ.get(PASSWORD_ENV) else None,
+def pushgateway_resource(settings: Settings) -> PushgatewayResource:
+    """From the settings; basic auth through EnvVar only when configured, so an unset secret never breaks the
+    sensor or the publish job, and the password never shows in the UI."""
+    username, password = gateway_credentials()
+    return PushgatewayResource.from_config(
+        settings.metrics, home=str(settings.home), alert_inputs=settings.alert_inputs().as_table(),
+        username=dg.EnvVar(USERNAME_ENV) if username else None,
+        password=dg.EnvVar(PASSWORD_ENV) if password else None,
     )

@@ -1,18 +1,21 @@
-"""Dagster wiring for reward history: the assets, their jobs and schedules, and the reward_config resource."""
+"""Dagster wiring for reward history: the assets, their jobs and schedules (the reward_config resource is one of
+the shared resources, ``agent_pipeline.defs.resources``, since the agent ops price runs with it too)."""
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 import dagster as dg
 
+from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.defs.rewards.assets import AGENT_REWARDS, REWARD_DISTRIBUTIONS, build_assets, daily_partitions
-from agent_pipeline.defs.rewards.resources import RewardConfigResource
+from agent_pipeline.pipeline_settings import Settings
 
 REWARDS_DAILY_JOB = "agent_rewards_daily"
 REWARD_HISTORY_HOURLY_JOB = "reward_history_hourly"
 
 
-def build_defs() -> dg.Definitions:
-    partitions = daily_partitions()
+def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.Definitions:
+    partitions = daily_partitions(settings.reward.history.history_start)
     assets = build_assets(partitions)
     rewards_job = dg.define_asset_job(
         REWARDS_DAILY_JOB, selection=dg.AssetSelection.assets(AGENT_REWARDS),
@@ -56,5 +59,4 @@ def build_defs() -> dg.Definitions:
         assets=assets,
         jobs=[rewards_job, hourly_job],
         schedules=[agent_rewards_daily_schedule, reward_distributions_hourly_schedule],
-        resources={"reward_config": RewardConfigResource()},
     )

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from agent_pipeline.defs.resources import StoreResource
-from agent_pipeline.defs.rewards.resources import RewardConfigResource
-from agent_pipeline.reward import RewardConfig, checks
+from agent_pipeline.defs.config_models import layered
+from agent_pipeline.defs.resources import RewardConfigResource, StoreResource
+from agent_pipeline.defs.rewards.resources import RewardRunConfig
+from agent_pipeline.reward import checks
 from agent_pipeline.reward.chart import boxplot_png, markdown_image
 from agent_pipeline.reward.distributions import refresh_distributions, window_names
 from agent_pipeline.reward.history import recompute_window
@@ -25,10 +26,9 @@ GROUP = "rewards"
 CHART_WINDOW = "7d"
 
 
-def daily_partitions() -> dg.DailyPartitionsDefinition:
+def daily_partitions(history_start: str) -> dg.DailyPartitionsDefinition:
     """One partition per UTC day from [reward.history].history_start; today's (still filling) day included."""
-    start = RewardConfig.load().history.history_start
-    return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
+    return dg.DailyPartitionsDefinition(start_date=history_start, timezone="UTC", end_offset=1)
 
 
 def _check(spec: dg.AssetCheckSpec, outcome: checks.CheckOutcome,
@@ -91,13 +91,14 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
                     "(event_id, agent, strategy, kind, started_at, reward, reward_source, params_hash, computed_at). "
                     "Recomputed from the stored raw output; imported events with only a reward keep it "
                     "(reward_source 'recorded'). A backfill over any range deletes that window and inserts it "
-                    "again, so changing a parameter and backfilling reprices history.",
+                    "again, so changing a parameter and backfilling reprices history (run config: any [reward] key "
+                    "for this run only, over the reward_config resource).",
         metadata={"table": "agent_rewards"},
     )
-    def agent_rewards(context: dg.AssetExecutionContext, store: StoreResource,
+    def agent_rewards(context: dg.AssetExecutionContext, config: RewardRunConfig, store: StoreResource,
                       reward_config: RewardConfigResource) -> dg.MaterializeResult:
         window = context.partition_time_window  # a range in a single-run backfill: never partition_key
-        config = reward_config.config()
+        config = layered(reward_config.config(), config, "agent_rewards run config")
         db = store.store()
         result = recompute_window(db, window.start, window.end, config, timeout_s=store.lock_timeout_s)
         context.log.info(result.summary())
@@ -144,9 +145,9 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
                     "cost, p95 latency. Replaced as a whole on each materialization; what the allocator reads.",
         metadata={"table": "reward_distributions"},
     )
-    def reward_distributions(context: dg.AssetExecutionContext, store: StoreResource,
+    def reward_distributions(context: dg.AssetExecutionContext, config: RewardRunConfig, store: StoreResource,
                              reward_config: RewardConfigResource) -> dg.MaterializeResult:
-        config = reward_config.config()
+        config = layered(reward_config.config(), config, "reward_distributions run config")
         snap = refresh_distributions(store.store(), last_n_runs=config.history.last_n_runs,
                                      timeout_s=store.lock_timeout_s)
         frame = snap.frame

@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from agent_pipeline.defs.resources import StoreResource
-from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.defs.resources import KillSwitchResource, StoreResource
 from agent_pipeline.trading.report import SafetySnapshot, snapshot
 
 AGENT_EVENTS = dg.AssetKey("agent_events")
@@ -33,7 +32,7 @@ TABLE_SPECS = [
 ]
 
 
-def snapshot_metadata(snap: SafetySnapshot) -> dict:
+def snapshot_metadata(snap: SafetySnapshot, kill_switch_file) -> dict:
     md = snap.markdown()
     metadata = {
         "kill_switch_state": snap.kill_switch.state.value,
@@ -49,7 +48,7 @@ def snapshot_metadata(snap: SafetySnapshot) -> dict:
         "orders_today": snap.orders_today,
         "realized_pnl_today_usd": dg.MetadataValue.float(snap.realized_pnl_today_usd),
         "daily_loss_today_usd": dg.MetadataValue.float(snap.loss_today_usd),
-        "kill_switch_file": dg.MetadataValue.path(str(default_path())),
+        "kill_switch_file": dg.MetadataValue.path(str(kill_switch_file)),
     }
     if snap.store_error:
         metadata["store_error"] = snap.store_error
@@ -65,7 +64,9 @@ def snapshot_metadata(snap: SafetySnapshot) -> dict:
                 "denials of the last 24 h by reason code, the most recent denials, two-person approvals, and "
                 "today's orders and realised PnL. Also materialized by the kill-switch job and the circuit breaker.",
 )
-def trading_safety(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
-    snap = snapshot(store.store(), KillSwitch(default_path()))
+def trading_safety(context: dg.AssetExecutionContext, store: StoreResource,
+                   kill_switch: KillSwitchResource) -> dg.MaterializeResult:
+    kill = kill_switch.switch()
+    snap = snapshot(store.store(), kill)
     context.log.info(f"kill switch {snap.kill_switch.state.value}: {snap.kill_switch.reason}")
-    return dg.MaterializeResult(metadata=snapshot_metadata(snap))
+    return dg.MaterializeResult(metadata=snapshot_metadata(snap, kill.path))

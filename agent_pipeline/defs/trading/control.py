@@ -5,9 +5,9 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from agent_pipeline.defs.resources import StoreResource
+from agent_pipeline.defs.resources import KillSwitchResource, StoreResource
 from agent_pipeline.defs.trading.assets import TRADING_SAFETY, snapshot_metadata
-from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchError, default_path
+from agent_pipeline.trading.kill_switch import KillSwitchError
 from agent_pipeline.trading.report import snapshot
 
 KILL_SWITCH_JOB = "kill_switch_control"
@@ -27,8 +27,9 @@ class KillSwitchCommand(dg.Config):
     tags={"domain": "trading"},
     out=dg.Out(dict, description="The kill switch state after the action."),
 )
-def set_kill_switch(context: dg.OpExecutionContext, config: KillSwitchCommand, store: StoreResource):
-    kill = KillSwitch(default_path())
+def set_kill_switch(context: dg.OpExecutionContext, config: KillSwitchCommand, store: StoreResource,
+                    kill_switch: KillSwitchResource):
+    kill = kill_switch.switch()
     if config.action != "status":
         if not config.reason.strip():
             raise dg.Failure(description=f"kill switch {config.action} needs a reason")
@@ -42,7 +43,7 @@ def set_kill_switch(context: dg.OpExecutionContext, config: KillSwitchCommand, s
                               + "; ".join(status.problems))
     snap = snapshot(store.store(), kill)
     yield dg.AssetMaterialization(asset_key=TRADING_SAFETY, description=f"kill switch {config.action}",
-                                  metadata=snapshot_metadata(snap))
+                                  metadata=snapshot_metadata(snap, kill.path))
     yield dg.Output(snap.kill_switch.as_dict())
 
 

@@ -3,8 +3,9 @@
 import dagster as dg
 
 from agent_pipeline.agents import LoadedAgent
-from agent_pipeline.defs.resources import MarketResource, StoreResource
+from agent_pipeline.defs.resources import KillSwitchResource, MarketResource, StoreResource
 from agent_pipeline.defs.trading.assets import GATE_DECISIONS, ORDERS
+from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
 from agent_pipeline.trading.execution import ExecutionLayer
 
 BROKER_CONSUMER = "paper_broker"
@@ -14,8 +15,12 @@ def execution_op_name(agent_name: str) -> str:
     return f"execute_{agent_name}"
 
 
-def build_execution_op(loaded: LoadedAgent) -> dg.OpDefinition:
-    """``execute_<agent>``: gate -> paper broker for the trade proposals in the agent run's output."""
+def build_execution_op(loaded: LoadedAgent, guardrails: GuardrailConfig,
+                       execution: ExecutionConfig) -> dg.OpDefinition:
+    """``execute_<agent>``: gate -> paper broker for the trade proposals in the agent run's output.
+
+    The guardrails are part of the definition (from the settings loaded with the code location), not a resource:
+    no run config can loosen a limit for one run."""
     name = loaded.name
     strategy_hash = loaded.spec.fingerprint()
 
@@ -31,8 +36,9 @@ def build_execution_op(loaded: LoadedAgent) -> dg.OpDefinition:
         retry_policy=dg.RetryPolicy(max_retries=2, delay=1.0),
     )
     def execute_agent(context: dg.OpExecutionContext, agent_run: dict, store: StoreResource,
-                      market: MarketResource):
-        layer = ExecutionLayer.from_home(store.store(), market.make(consumer=BROKER_CONSUMER))
+                      market: MarketResource, kill_switch: KillSwitchResource):
+        layer = ExecutionLayer(store.store(), market.make(consumer=BROKER_CONSUMER), guardrails=guardrails,
+                               execution=execution, kill_switch=kill_switch.switch())
         report = layer.execute(agent_run, run_id=context.run_id, strategy_hash=strategy_hash)
         summary = report.summary()
         metadata = {

@@ -21,7 +21,7 @@ import pytest
 from agent_pipeline.agents.config import AgentSpec
 from agent_pipeline.allocation import Allocation
 from agent_pipeline.allocation.decision import period_start_for
-from agent_pipeline.allocation.tables import COMPONENT, MIGRATIONS, write_decision
+from agent_pipeline.allocation.tables import ALLOCATION, write_decision
 from agent_pipeline.cli import main
 from agent_pipeline.config_fields import (BOOL, DATE, INT, INT_MAP, NESTED, NESTED_MAP, NUMBER, NUMBER_MAP, TABLE,
                                           TEXT, TEXTS, URL, rules)
@@ -294,7 +294,7 @@ def test_the_code_location_builds_each_registered_agent_once_and_no_disabled_one
 
 def _decide(store, quotas: dict[str, int], period: datetime):
     with store.connect() as conn:
-        store.ensure_schema(conn, COMPONENT, MIGRATIONS)
+        ALLOCATION.ensure(store, conn)
         alloc = Allocation(quotas=quotas, scores=dict.fromkeys(quotas, 0.0), policy="test")
         write_decision(conn, period, period, alloc, {a: ("signal", a) for a in quotas}, {"seed": None})
 

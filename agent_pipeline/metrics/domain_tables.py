@@ -18,12 +18,9 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import date
 from pathlib import Path
 
-from agent_pipeline.allocation.config import AllocationConfig
 from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.metrics.spec import Sample
 from agent_pipeline.numbers import finite_number
-from agent_pipeline.reward.config import RewardConfig
-from agent_pipeline.settings import ConfigError
 from agent_pipeline.store import database_errors, has_table
 from agent_pipeline.trading.kill_switch import (
     KEY_ENV,
@@ -157,26 +154,18 @@ def read_tables(conn, *, agents: Iterable[str], today: date) -> list[Sample]:
             *_answered(daily_pnl, conn, today), *_answered(reward_distributions, conn)]
 
 
-def configured_expectations(home: Path, samples: Iterable[Sample]) -> list[Sample]:
-    """What the alert rules compare the measured series with, from the same config the pipeline runs on: the
-    reward-collapse parameters of the Dagster check, the allocation period, and each agent's expected run interval
-    (period / quota, as the scheduler spreads a quota evenly; no series for quota 0). A config that does not load
-    gives none of its series (and a warning), so a rule never compares with a made-up threshold."""
-    out: list[Sample] = []
-    try:
-        history = RewardConfig.load(home).history
-    except ConfigError as exc:
-        log.warning("metrics: [reward] config does not load (%s); reward-collapse parameters are not exported", exc)
-    else:
-        out += [Sample("agent_reward_collapse_min_runs", (), float(history.collapse_min_runs)),
-                Sample("agent_reward_collapse_drop_std", (), float(history.collapse_drop_std)),
-                Sample("agent_reward_collapse_min_drop", (), float(history.collapse_min_drop))]
-    try:
-        period_s = AllocationConfig.load(home).period_minutes * 60.0
-    except ConfigError as exc:
-        log.warning("metrics: [allocation] config does not load (%s); expected run intervals are not exported", exc)
-        return out
-    out.append(Sample("allocator_period_seconds", (), period_s))
+def configured_expectations(expectations, samples: Iterable[Sample]) -> list[Sample]:
+    """What the alert rules compare the measured series with, from the settings the pipeline runs on
+    (``metrics.config.AlertInputs``): the reward-collapse parameters of the Dagster check, the allocation period,
+    and each agent's expected run interval (period / quota, as the scheduler spreads a quota evenly; no series for
+    quota 0). None gives none of these series, so a rule never compares with a made-up threshold."""
+    if expectations is None:
+        return []
+    period_s = expectations.period_minutes * 60.0
+    out = [Sample("agent_reward_collapse_min_runs", (), float(expectations.collapse_min_runs)),
+           Sample("agent_reward_collapse_drop_std", (), float(expectations.collapse_drop_std)),
+           Sample("agent_reward_collapse_min_drop", (), float(expectations.collapse_min_drop)),
+           Sample("allocator_period_seconds", (), period_s)]
     out += [Sample("agent_expected_run_interval_seconds", s.labels, period_s / s.value)
             for s in samples if s.name == "allocator_quota_runs" and s.value > 0]
     return out

@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from agent_pipeline.metrics.config import MetricsConfig
 from agent_pipeline.metrics.publish import publish, serve
 from agent_pipeline.trading import KillSwitch
 from agent_pipeline_tests.conftest import free_port
@@ -91,10 +92,10 @@ def test_a_push_during_a_busy_store_updates_the_kill_switch_in_a_real_pushgatewa
     gw = _gateway(port)
     try:
         url = f"http://127.0.0.1:{port}"
-        assert publish(url).ok
+        assert publish(MetricsConfig(gateway_url=url)).ok
         KillSwitch(pipeline_home / "kill_switch.json").trip("tripped while the store is held")
         with held_store():
-            result = publish(url, store_timeout_s=0.2)
+            result = publish(MetricsConfig(gateway_url=url, store_timeout_s=0.2))
         assert result.status == "store_unavailable" and result.partial
         held = samples(urllib.request.urlopen(f"{url}/metrics", timeout=5).read())
     finally:

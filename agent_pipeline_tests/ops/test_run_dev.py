@@ -90,6 +90,16 @@ def gone(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").exists() and "zombie" in Path(f"/proc/{pid}/status").read_text()
 
 
+def eventually(condition, timeout_s: float = 10.0) -> bool:
+    """``condition()`` became true within ``timeout_s`` (a stopped process can take a moment to be reaped)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_the_stack_runs_beside_dagster_dev_and_stops_when_it_exits(tmp_path, pipeline_home, runs):
     run = Run(tmp_path, pipeline_home, "exit")
     runs.append(run)
@@ -127,8 +137,8 @@ def test_ctrl_c_or_sigterm_stops_dagster_dev_first_then_the_stack(tmp_path, pipe
     seen = json.loads(run.record.read_text())
     assert seen["interrupted"], err  # dagster dev was asked to shut down ...
     assert seen["pushgateway_up_when_interrupted"]  # ... while the stack still ran (its last pushes get through)
-    assert all(gone(pid) for pid in pids.values()), err
-    assert not listening(run.prom_port) and not listening(run.gw_port)
+    assert eventually(lambda: all(gone(pid) for pid in pids.values())), err
+    assert eventually(lambda: not listening(run.prom_port) and not listening(run.gw_port)), err
 
 
 def test_a_taken_port_is_reported_and_everything_else_starts(tmp_path, pipeline_home, runs):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from agent_pipeline.defs.config_models import layered
 from agent_pipeline.defs.resources import RewardConfigResource, StoreResource
-from agent_pipeline.defs.rewards.resources import RewardRunConfig
+from agent_pipeline.defs.reward.resources import RewardRunConfig
 from agent_pipeline.reward import checks
 from agent_pipeline.reward.chart import boxplot_png, markdown_image
 from agent_pipeline.reward.distributions import refresh_distributions, window_names

@@ -81,7 +81,7 @@ def test_backfill_three_partitions_then_reprice_exactly_the_changed_rewards(stor
         assert by_id[f"a{day}"] == pytest.approx(75.25 / 300)
         assert by_id[f"w{day}"] == 0.0
         assert by_id[f"l{day}"] == 0.42
-    sources = dict(zip(rows["event_id"], rows["reward_source"]))
+    sources = dict(zip(rows["event_id"], rows["pricing"]))
     assert sources["l0"] == "recorded" and sources["f0"] == "failed" and sources["m00"] == "recomputed"
 
     mat = result.asset_materializations_for_node("agent_rewards")[0]

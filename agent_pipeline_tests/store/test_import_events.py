@@ -92,7 +92,7 @@ def test_crafted_file_quarantines_each_reason_keeps_every_good_line_and_reimport
 
     with store.connect() as conn:
         rows = conn.execute("SELECT agent, reward, started_at, latency_seconds, cost_usd, error, "
-                            "CAST(output AS VARCHAR), reward_source, event_id FROM agent_events "
+                            "CAST(output AS VARCHAR), origin, event_id FROM agent_events "
                             "ORDER BY started_at, agent").fetchall()
     assert sorted(r[0] for r in rows) == ["arb", "arb", "arb", "crlf", "failing", "momentum", "no_time", "watcher"]
     assert by_agent_error(rows, "failing") == ('{"code":503}', None)

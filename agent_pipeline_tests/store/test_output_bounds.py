@@ -118,10 +118,10 @@ def stored(store, output_sql: str) -> None:
 def test_repricing_survives_a_deep_or_huge_stored_output_and_says_so(store, output_sql):
     stored(store, output_sql)
     result = recompute_window(store, DAY, DAY + timedelta(days=1), RewardConfig())
-    assert result.by_source == {"recomputed": 1, "unusable_output": 1}
+    assert result.by_pricing == {"recomputed": 1, "unusable_output": 1}
     assert "unusable_output 1" in result.summary()
     rewards = read_rewards(store).set_index("event_id")
-    assert rewards.loc["bad", "reward"] == 0.0 and rewards.loc["bad", "reward_source"] == "unusable_output"
+    assert rewards.loc["bad", "reward"] == 0.0 and rewards.loc["bad", "pricing"] == "unusable_output"
     assert rewards.loc["ok", "reward"] > 0
 
 

@@ -10,12 +10,12 @@ from agent_pipeline.defs import agents
 from agent_pipeline.defs import allocation as allocation_defs
 from agent_pipeline.defs import housekeeping as housekeeping_defs
 from agent_pipeline.defs import metrics as metrics_defs
-from agent_pipeline.defs import rewards as rewards_defs
+from agent_pipeline.defs import reward as reward_defs
 from agent_pipeline.defs import trading as trading_defs
 from agent_pipeline.defs.resources import shared_resources
 from agent_pipeline.pipeline_settings import Settings
 
-DOMAINS = (agents, allocation_defs, housekeeping_defs, metrics_defs, rewards_defs, trading_defs)
+DOMAINS = (agents, allocation_defs, housekeeping_defs, metrics_defs, reward_defs, trading_defs)
 
 
 def build_location(settings: Settings) -> dg.Definitions:

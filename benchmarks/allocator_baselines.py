@@ -1,9 +1,9 @@
-"""Baselines for the allocator regret benchmark: the seed's allocator as written, and MABWiser policies.
+"""Baselines for the allocator regret benchmark: the prototype's allocator as written, and MABWiser policies.
 
 Both are driven through the same harness as our policies (``decide`` a period's quotas, then ``update`` with the
-period's rewards). The seed's class is copied verbatim except that its event-file ingestion is dropped and its
+period's rewards). The prototype's class is copied verbatim except that its event-file ingestion is dropped and its
 fill loop is bounded (``i < len(ranked) * (total_budget_runs + 1)``) so it can finish when the caps sum below
-the budget; everything else, including the round-robin fill and the all-time counts, is the seed's.
+the budget; everything else, including the round-robin fill and the all-time counts, is the prototype's.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 from agent_pipeline.allocation.constraints import Bounds, fill
 
 
-class SeedUCBAllocator:
-    """The seed's ``meta/allocator.py`` UCBAllocator (fill loop bounded, nothing else changed)."""
+class PrototypeUCBAllocator:
+    """The prototype's ``meta/allocator.py`` UCBAllocator (fill loop bounded, nothing else changed)."""
 
     def __init__(self, window=500, exploration=1.5):
         self.window = window
@@ -58,11 +58,11 @@ class SeedUCBAllocator:
         return quotas, scores
 
 
-class SeedAdapter:
-    name = "seed_ucb (as written)"
+class PrototypeAdapter:
+    name = "prototype_ucb (as written)"
 
     def __init__(self, seed: int):
-        self.alloc = SeedUCBAllocator()
+        self.alloc = PrototypeUCBAllocator()
 
     def decide(self, bounds: Bounds) -> tuple[dict[str, int], int]:
         quotas, _ = self.alloc.allocate(list(bounds.agents), dict(bounds.lo), dict(bounds.hi), bounds.budget)

@@ -30,7 +30,7 @@ import numpy as np
 
 from agent_pipeline.allocation import DEFAULT_POLICY, make_allocator, make_bounds, violations
 from agent_pipeline.allocation.constraints import Bounds, fill
-from benchmarks.allocator_baselines import (MabwiserAdapter, SeedAdapter, mabwiser_available,
+from benchmarks.allocator_baselines import (MabwiserAdapter, PrototypeAdapter, mabwiser_available,
                                             mabwiser_policies)
 
 K = 10
@@ -150,9 +150,9 @@ def policy_factories(include_mabwiser: bool, env_name: str) -> list[tuple[str, C
     """(label, factory, value floor) per policy. Every environment gets today's rows (the budget spent) and the
     default policy with the pipeline's floor; the floor environments get every policy of ours with the floor."""
     out: list[tuple[str, Callable[[int], object], float | None]] = [
-        ("seed_ucb (as written)", lambda s: SeedAdapter(s), None),
+        ("prototype_ucb (as written)", lambda s: PrototypeAdapter(s), None),
         ("uniform", lambda s: OursAdapter("uniform", "uniform", s), None),
-        ("ucb (fixed seed)", lambda s: OursAdapter("ucb (fixed seed)", "ucb", s), None),
+        ("ucb (prototype's, fixed)", lambda s: OursAdapter("ucb (prototype's, fixed)", "ucb", s), None),
         ("thompson", lambda s: OursAdapter("thompson", "thompson", s), None),
         ("glr_thompson", lambda s: OursAdapter("glr_thompson", "glr_thompson", s), None),
         # the same discount as our Thompson policies, without winsorizing, posterior scaling, fantasized slots or
@@ -162,7 +162,7 @@ def policy_factories(include_mabwiser: bool, env_name: str) -> list[tuple[str, C
         (DEFAULT_WITH_FLOOR, lambda s: OursAdapter(DEFAULT_WITH_FLOOR, DEFAULT_POLICY, s, value_floor=FLOOR), FLOOR),
     ]
     if env_name in FLOOR_ENVS:
-        for label, policy, params in (("uniform", "uniform", {}), ("ucb (fixed seed)", "ucb", {}),
+        for label, policy, params in (("uniform", "uniform", {}), ("ucb (prototype's, fixed)", "ucb", {}),
                                       ("thompson", "thompson", {}),
                                       ("plain discounted Gaussian TS", "thompson", PLAIN_TS)):
             name = f"{label}, value_floor {FLOOR}"

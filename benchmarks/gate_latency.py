@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> None:
         KillSwitch(path).trip("bench setup")
         KillSwitch(path).clear("bench setup")  # a real, checksummed state file on disk
         rows = [
-            ("check(), seed config, persisted kill switch", gate_case(GuardrailConfig(), path, args.orders, False)),
+            ("check(), default config, persisted kill switch", gate_case(GuardrailConfig(), path, args.orders, False)),
             ("check(), every check configured, persisted kill switch, rate/notional/dup state growing",
              gate_case(ALL_CHECKS, path, args.orders, True)),
-            ("check(), seed config, in-memory kill switch", gate_case(GuardrailConfig(), None, args.orders, False)),
+            ("check(), default config, in-memory kill switch", gate_case(GuardrailConfig(), None, args.orders, False)),
             ("check(), measured market, safe-default checks, persisted kill switch, state growing",
              measured_case(path, args.orders, False)),
             ("measure + check(): facts from the snapshot, then the gate, persisted kill switch",

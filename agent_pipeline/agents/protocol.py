@@ -1,6 +1,6 @@
 """The contract between the pipeline and an agent, built-in or the user's own.
 
-An agent has a name, a kind and a strategy, and a ``run(ctx)`` that returns its output (the seed's shape: a list
+An agent has a name, a kind and a strategy, and a ``run(ctx)`` that returns its output (the prototype's shape: a list
 of dicts, e.g. ``[{"profit_pct": 0.5, ...}]``) and the cost it incurred. Kinds matter to the allocator:
 watchers keep a minimum number of runs, execution-sensitive agents are capped.
 """
@@ -50,5 +50,5 @@ class Agent(Protocol):
         ...
 
 
-# Keys an output item carries when it proposes an order; the execution gate requires them (seed's names).
+# Keys an output item carries when it proposes an order; the execution gate requires them (the prototype's names).
 SIGNAL_KEYS = ("notional_usd", "expected_edge_bps", "spread_bps", "slippage_bps", "data_age_sec", "paper")

@@ -1,6 +1,6 @@
 """Run-budget constraints, validated once and filled in one bounded pass.
 
-The seed's fill walked the ranking round-robin (so quotas came out near-uniform) and never ended when the caps
+The prototype's fill walked the ranking round-robin (so quotas came out near-uniform) and never ended when the caps
 summed below the budget. Here a period's runs are handed out slot by slot: each slot goes to the agent the
 policy prefers *among those still under their caps* (per agent, and per strategy). The loop runs at most
 ``budget - sum(min)`` times and stops as soon as no agent is eligible, so it always terminates, and because the

@@ -4,10 +4,10 @@ All share one ``allocate``: validate the bounds, summarise each agent's rewards,
 slot first (explored, not starved), then fill the remaining slots one at a time with the policy's pick among the
 agents still under their caps (``constraints.fill``), and finally size capital from the same summaries.
 
-- ``ucb``: the seed's UCB (``window=500``, ``exploration=1.5``), fixed: counts are the window's, the mean is
+- ``ucb``: the prototype's UCB (``window=500``, ``exploration=1.5``), fixed: counts are the window's, the mean is
   winsorized, the bonus is in the rewards' own units (times a pooled spread), and a batch is filled as sequential
   UCB with the period's already-assigned slots counted as pulls, so the best agent gets most runs without
-  starving close seconds (the seed's round-robin made quotas near-uniform).
+  starving close seconds (the prototype's round-robin made quotas near-uniform).
 - ``thompson``: Gaussian Thompson sampling with discounting (every observation of any agent ages all memories by
   ``discount``, so an agent that stops running grows uncertain and is re-explored), winsorized moments, one
   posterior draw per agent per slot, each slot already given this period counting as a fantasized observation
@@ -207,7 +207,7 @@ class UniformAllocator(BaseAllocator):
 
 
 class UCBAllocator(BaseAllocator):
-    """The seed's UCB with its defects fixed (see the module docstring)."""
+    """The prototype's UCB with its defects fixed (see the module docstring)."""
 
     name = "ucb"
 
@@ -225,7 +225,7 @@ class UCBAllocator(BaseAllocator):
         return self.gamma
 
     def score(self, agent: str, total_pulls: int) -> float:
-        """The seed's index, ``mean + exploration * sqrt(log(total) / n)``, on windowed counts (inf if unseen)."""
+        """The prototype's index, ``mean + exploration * sqrt(log(total) / n)``, on windowed counts (inf if unseen)."""
         s = self.summary(agent)
         return self._index(s, total_pulls, 0, self.scale or 1.0)
 

@@ -1,4 +1,4 @@
-"""What one allocation decided: unpacks as ``quotas, scores = ...`` (the seed's shape) and carries the rest."""
+"""What one allocation decided: unpacks as ``quotas, scores = ...`` (the prototype's shape) and carries the rest."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ def _finite_or_none(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def reward_source(conn) -> str | None:
+def reward_table(conn) -> str | None:
     """``agent_rewards`` when the rewards domain has created it, else ``agent_events``, else None."""
     for table in ("agent_rewards", "agent_events"):
         if has_table(conn, table):
@@ -84,7 +84,7 @@ def read_recent_rewards(conn, agents: Sequence[str], window: int, until: datetim
     Failed runs (NULL reward, or an error in agent_events) are not rewards and are left out. ``since`` bounds the
     scan (DuckDB skips row groups by their started_at range), so a decision never reads the whole history.
     """
-    source = reward_source(conn)
+    source = reward_table(conn)
     if source is None or not agents:
         return [], source
     failed = " AND error IS NULL" if source == "agent_events" else ""

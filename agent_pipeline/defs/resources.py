@@ -46,7 +46,7 @@ class StoreResource(DuckDBResource):
 
 
 class MarketResource(config_resource(MarketConfig)):
-    """Market data for agents and the paper broker: the ``[market]`` table's values (the seeded simulated market
+    """Market data for agents and the paper broker: the ``[market]`` table's values (a seeded simulated market
     by default). Raise ``fault_rate`` to stage a fault storm."""
 
     def make(self, consumer: str = "") -> MarketSource:

@@ -12,10 +12,10 @@ from agent_pipeline.metrics.collector import (
 from agent_pipeline.metrics.spec import (
            DEFAULT_JOB,
            METRICS,
-           SEED_NAME_MAP,
+           PROTOTYPE_METRIC_NAMES,
            Sample,
            exported_series_names,
 )
 
-__all__ = ["DEFAULT_JOB", "METRICS", "SEED_NAME_MAP", "Sample", "Snapshot", "SnapshotCollector", "StoreCollector",
-           "exported_series_names", "take_snapshot"]
+__all__ = ["DEFAULT_JOB", "METRICS", "PROTOTYPE_METRIC_NAMES", "Sample", "Snapshot", "SnapshotCollector",
+           "StoreCollector", "exported_series_names", "take_snapshot"]

@@ -1,8 +1,9 @@
 """The metrics wire contract: names, types, labels and buckets that Grafana and the alert rules read.
 
-The seed's metrics keep their names and buckets; latency is in seconds (the seed's ms buckets divided by 1000),
-as Prometheus naming asks, with finer bounds below 50 ms added so that fast agents' quantiles resolve (with 0.05 as
-the lowest bound every agent under 50 ms read a p95 of ~47.5 ms). ``SEED_NAME_MAP`` is the mapping the README shows.
+The prototype's metrics keep their names and buckets; latency is in seconds (the prototype's ms buckets divided by
+1000), as Prometheus naming asks, with finer bounds below 50 ms added so that fast agents' quantiles resolve (with
+0.05 as the lowest bound every agent under 50 ms read a p95 of ~47.5 ms). ``PROTOTYPE_METRIC_NAMES`` is the mapping
+the README shows.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ class Sample:
     labels: tuple[tuple[str, str], ...]
     value: float
 
-# What a seed user's queries used -> what we export.
-SEED_NAME_MAP: dict[str, str] = {
+# What a prototype user's queries used -> what we export.
+PROTOTYPE_METRIC_NAMES: dict[str, str] = {
     "agent_runs_total": "agent_runs_total",
     "agent_errors_total": "agent_errors_total",
     "agent_latency_ms": "agent_latency_seconds (buckets /1000)",

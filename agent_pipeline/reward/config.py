@@ -1,6 +1,6 @@
 """Reward parameters and per-strategy risk budgets.
 
-The seed scores every signal with one capital and max loss (25,000 / 300 for arbitrage) and suggests mapping
+The prototype scores every signal with one capital and max loss (25,000 / 300 for arbitrage) and suggests mapping
 other signals "to a strategy risk budget": each strategy names the capital it would deploy and the loss it
 accepts, and the same formula then prices any signal that states an expected profit.
 """

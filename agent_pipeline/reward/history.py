@@ -4,7 +4,7 @@
 window was last recomputed. Recomputing a window deletes its rows and inserts them again in one transaction, so
 a backfill over any range is idempotent and a changed parameter reprices exactly what it touches.
 
-How each event's reward is decided (``reward_source``):
+How each event's reward is decided (``pricing``):
 - ``recomputed``: the raw output is priced again with ``score_output`` (the one place a reward is decided), net
   of the event's own ``cost_usd`` when ``[reward] charge_run_cost`` is on (an unknown cost charges nothing);
 - ``recorded``: an imported event with a reward but no raw output keeps the reward it was recorded with (how
@@ -76,10 +76,14 @@ REWARDS = Schema("rewards", requires=(EVENTS,), migrations=[
         errors BIGINT NOT NULL
     );
     """,
+    # v2: ``reward_source`` named how the reward was priced, not a source: renamed ``pricing``.
+    """
+    ALTER TABLE agent_rewards RENAME COLUMN reward_source TO pricing;
+    """,
 ])
 
 REWARD_SOURCES = ("recomputed", "recorded", "failed", "invalid", "unusable_output")
-COLUMNS = ("event_id", "agent", "strategy", "kind", "started_at", "reward", "reward_source", "params_hash",
+COLUMNS = ("event_id", "agent", "strategy", "kind", "started_at", "reward", "pricing", "params_hash",
            "computed_at", "failed", "cost_usd", "latency_seconds")
 
 
@@ -97,19 +101,19 @@ class RecomputeResult:
     end: datetime
     deleted: int
     inserted: int
-    by_source: dict[str, int]
+    by_pricing: dict[str, int]
     changed: int
     params_hash: str
 
     def summary(self) -> str:
-        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_source.items()))
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_pricing.items()))
         return (f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC: {self.inserted} rewards "
                 f"({parts}); {self.changed} changed; {self.deleted} replaced")
 
 
 def _load_events(conn, start: datetime, end: datetime) -> pd.DataFrame:
     return query_df(conn,
-        """SELECT event_id, agent, strategy, kind, started_at, reward, reward_source, error, CAST(output AS VARCHAR)
+        """SELECT event_id, agent, strategy, kind, started_at, reward, origin, error, CAST(output AS VARCHAR)
                   AS output, cost_usd, cost_usd IS NULL AS cost_unknown, latency_seconds
            FROM agent_events WHERE started_at >= ? AND started_at < ?""", [start, end])
 
@@ -123,12 +127,12 @@ def _run_cost(cost: Any, unknown: bool) -> float | None:
 
 
 def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float | None], list[str]]:
-    """Reward and reward_source for each event row (see the module docstring for the rules)."""
+    """Reward and pricing for each event row (see the module docstring for the rules)."""
     rewards: list[float | None] = []
     sources: list[str] = []
     cache: dict[tuple[str | None, str, float], tuple[float, str]] = {}
     for agent, strategy, recorded, origin, error, output, cost, cost_unknown in zip(
-            events["agent"], events["strategy"], events["reward"], events["reward_source"], events["error"],
+            events["agent"], events["strategy"], events["reward"], events["origin"], events["error"],
             events["output"], events["cost_usd"], events["cost_unknown"]):
         strategy = None if pd.isna(strategy) else strategy
         run_cost = _run_cost(cost, bool(cost_unknown)) if config.charge_run_cost else 0.0
@@ -187,7 +191,7 @@ def recompute_window(store: Store, start: datetime, end: datetime, config: Rewar
         "event_id": events["event_id"].astype(object), "agent": events["agent"].astype(object),
         "strategy": events["strategy"].astype(object), "kind": events["kind"].astype(object),
         "started_at": events["started_at"], "reward": pd.array(rewards, dtype="Float64"),
-        "reward_source": pd.array(sources, dtype=object), "failed": [s == "failed" for s in sources],
+        "pricing": pd.array(sources, dtype=object), "failed": [s == "failed" for s in sources],
         "cost_usd": events["cost_usd"], "latency_seconds": events["latency_seconds"],
         "params_hash": digest, "computed_at": computed_at,
     })
@@ -202,10 +206,10 @@ def recompute_window(store: Store, start: datetime, end: datetime, config: Rewar
 
     changed = sum(1 for eid, value in zip(frame["event_id"], rewards)
                   if eid not in before or not _same(before[eid], value))
-    by_source: dict[str, int] = {}
+    by_pricing: dict[str, int] = {}
     for s in sources:
-        by_source[s] = by_source.get(s, 0) + 1
-    return RecomputeResult(start=start, end=end, deleted=int(deleted), inserted=len(frame), by_source=by_source,
+        by_pricing[s] = by_pricing.get(s, 0) + 1
+    return RecomputeResult(start=start, end=end, deleted=int(deleted), inserted=len(frame), by_pricing=by_pricing,
                            changed=changed, params_hash=digest)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_pipeline.reward.capital import capital_weighted_reward
+from agent_pipeline.reward.formula import capital_weighted_reward
 from agent_pipeline.reward.config import RewardConfig
 
 

@@ -3,9 +3,11 @@
 A run's row is written in one short transaction as soon as the run ends (``append_event``); imports and
 backfills use ``append_frame``, which moves a whole DataFrame in one INSERT ... SELECT.
 
-``source`` says where a row came from: ``'dagster'`` (or another runner) for a run the pipeline watched,
-``'import'`` for an imported line with its own timestamp, and ``'import_undated'`` for an imported line without
-one, whose ``started_at`` is the file's modification time: a guess, so never evidence that an agent is running.
+``origin`` says who decided the row's reward: ``'computed'`` (the pipeline priced the run as it ended) or
+``'imported'`` (a line of an imported file, whose reward was recorded elsewhere). ``source`` says where a row
+came from: ``'dagster'`` (or another runner) for a run the pipeline watched, ``'import'`` for an imported line
+with its own timestamp, and ``'import_undated'`` for an imported line without one, whose ``started_at`` is the
+file's modification time: a guess, so never evidence that an agent is running.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ EVENTS = Schema("events", [
     );
     CREATE INDEX agent_events_started_at ON agent_events (started_at);
     """,
+    # v2: ``reward_source`` said where the reward came from, which ``agent_rewards`` also calls a source: renamed
+    # ``origin``. DuckDB refuses to rename a column of a table that has an index, so the index is rebuilt around it.
+    """
+    DROP INDEX agent_events_started_at;
+    ALTER TABLE agent_events RENAME COLUMN reward_source TO origin;
+    CREATE INDEX agent_events_started_at ON agent_events (started_at);
+    """,
 ])
 
 IMPORT_SOURCE = "import"
@@ -59,7 +68,7 @@ LIVE_SOURCES: tuple[str, ...] = ("dagster", "cli")
 
 COLUMNS: tuple[str, ...] = (
     "event_id", "run_id", "agent", "strategy", "kind", "started_at", "latency_seconds", "cost_usd", "reward",
-    "error", "error_type", "output", "capital_usd", "max_loss_usd", "data_age_sec", "reward_source", "source",
+    "error", "error_type", "output", "capital_usd", "max_loss_usd", "data_age_sec", "origin", "source",
 )
 
 
@@ -92,7 +101,7 @@ class AgentEvent:
     capital_usd: float | None = None
     max_loss_usd: float | None = None
     data_age_sec: float | None = None
-    reward_source: str = "computed"
+    origin: str = "computed"  # "computed" as the run ended, "imported" from a file (its reward was recorded)
     source: str = "dagster"
     event_id: str = field(default_factory=new_event_id)
 

@@ -526,7 +526,7 @@ GROUP BY n.lineno, n.event_id
 
 _INSERT_SQL = """
 INSERT INTO agent_events (event_id, run_id, agent, strategy, kind, started_at, latency_seconds, cost_usd,
-    reward, error, error_type, output, capital_usd, max_loss_usd, data_age_sec, reward_source, source)
+    reward, error, error_type, output, capital_usd, max_loss_usd, data_age_sec, origin, source)
 SELECT event_id, run_id, agent, strategy, kind, started_at, latency_seconds, cost_usd, reward, error, error_type,
        output, capital_usd, max_loss_usd, data_age_sec, 'imported', source
 FROM _imp_new WHERE lineno BETWEEN ? AND ?

@@ -6,11 +6,11 @@ Public contract (DESIGN.md section 3): ``GuardrailConfig``, ``KillSwitch()`` / `
 """
 
 from agent_pipeline.trading.config import APPROVAL_KEY_ENV, ExecutionConfig, GuardrailConfig
-from agent_pipeline.trading.guardrails import SEED_KEYS, Decision, TradeGuardrails
+from agent_pipeline.trading.guardrails import PROTOTYPE_SIGNAL_KEYS, Decision, TradeGuardrails
 from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchBusy, KillSwitchState, KillSwitchStatus
 from agent_pipeline.trading.reasons import Reason
 from agent_pipeline.trading.state import MemoryGateState, trading_date
 
-__all__ = ["APPROVAL_KEY_ENV", "SEED_KEYS", "Decision", "ExecutionConfig", "GuardrailConfig", "KillSwitch",
+__all__ = ["APPROVAL_KEY_ENV", "PROTOTYPE_SIGNAL_KEYS", "Decision", "ExecutionConfig", "GuardrailConfig", "KillSwitch",
            "KillSwitchBusy", "KillSwitchState", "KillSwitchStatus", "MemoryGateState", "Reason",
            "TradeGuardrails", "trading_date"]

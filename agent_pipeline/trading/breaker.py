@@ -6,7 +6,7 @@ store, before the next tick). Windows end at ``now``.
 
 What counts: live runs only, i.e. rows the pipeline wrote as runs ended (``source`` in ``LIVE_SOURCES``: the
 Dagster op and ``agent-pipeline agents run``), never imported history (``source = 'import'`` /
-``reward_source = 'imported'``: 500 old lines stamped "now" would otherwise dilute 10/10 failures to 10/510), and
+``origin = 'imported'``: 500 old lines stamped "now" would otherwise dilute 10/10 failures to 10/510), and
 never a row whose ``started_at`` is after ``now``. A run is a failure when it carries an error; a success when it
 carries no error and a finite reward; a row that is neither is not evidence of health and counts as neither.
 
@@ -127,7 +127,7 @@ WITH live AS (
            error IS NULL AND error_type IS NULL AND reward IS NOT NULL AND isfinite(reward) AS succeeded
     FROM agent_events
     WHERE started_at >= ? AND started_at <= ?
-      AND source IN ({_LIVE}) AND reward_source <> 'imported'
+      AND source IN ({_LIVE}) AND origin <> 'imported'
 )
 SELECT agent,
     count(*) FILTER (WHERE in_error_window AND (failed OR succeeded)),

@@ -1,7 +1,7 @@
 """Guardrail and execution configuration, validated strictly at construction.
 
-``GuardrailConfig`` keeps the seed's fields and defaults and adds the checks a real risk engine has. Limits are
-positive and finite or the config does not build; there is no "0 means disabled". A check beyond the seed's is
+``GuardrailConfig`` keeps the prototype's fields and defaults and adds the checks a real risk engine has. Limits are
+positive and finite or the config does not build; there is no "0 means disabled". A check beyond the prototype's is
 off while its limit is ``None`` and, once set, requires the signal fields it reads (a missing field is a denial).
 
 Two layers of defaults:
@@ -59,7 +59,7 @@ def _f(default: Any, kind: str, *, optional: bool = False, doc: str = "", le: fl
 class GuardrailConfig(ConfigTable):
     SECTION = "[guardrails]"
 
-    # -- the seed's fields and defaults --------------------------------------------------------------------
+    # -- the prototype's fields and defaults --------------------------------------------------------------------
     paper_only: bool = _f(True, _BOOL, doc="deny any signal whose `paper` is not true")
     max_order_notional_usd: float = _f(10_000, _POS, doc="largest `notional_usd` of one order")
     max_daily_loss_usd: float = _f(500, _POS, doc="realised losses of the UTC trading date; a breach trips")
@@ -68,7 +68,7 @@ class GuardrailConfig(ConfigTable):
     max_slippage_bps: float = _f(20.0, _POS, doc="largest expected slippage")
     max_staleness_sec: float = _f(30, _POS, le=DAY_S, doc="oldest market data an order may rest on")
     max_error_rate_5m: float = _f(0.10, _FRACTION, doc="circuit breaker: share of failed runs")
-    # -- checks beyond the seed: None = not configured ----------------------------------------------------
+    # -- checks beyond the prototype: None = not configured ----------------------------------------------------
     min_confidence: float | None = _f(None, _FRACTION, optional=True, doc="needs `confidence` in [0, 1]")
     max_quote_fraction: float | None = _f(None, _FRACTION, optional=True,
                                           doc="liquidity: needs `size` and `quote_size`")

@@ -45,7 +45,8 @@ from agent_pipeline.trading import tables
 from agent_pipeline.trading.approval_store import approval_tokens
 from agent_pipeline.trading.broker import OrderIntent, PaperBroker
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
-from agent_pipeline.trading.guardrails import CLAIM_PREFIX, MEASURED_KEYS, SEED_KEYS, SIDES, Decision, TradeGuardrails
+from agent_pipeline.trading.guardrails import (CLAIM_PREFIX, MEASURED_KEYS, PROTOTYPE_SIGNAL_KEYS, SIDES, Decision,
+                                               TradeGuardrails)
 from agent_pipeline.trading.kill_switch import KillSwitch, default_path
 from agent_pipeline.trading.market_facts import MarketSnapshot, measure_order
 from agent_pipeline.trading.reasons import Reason
@@ -57,7 +58,7 @@ RESERVED_KEYS = ("order_key", "strategy", "strategy_hash", "approvals", "capital
 
 
 def is_trade_proposal(item: Any) -> bool:
-    return isinstance(item, Mapping) and ("side" in item or any(k in item for k in SEED_KEYS))
+    return isinstance(item, Mapping) and ("side" in item or any(k in item for k in PROTOTYPE_SIGNAL_KEYS))
 
 
 def order_key(agent: str, event_id: str, index: int, item: Mapping[str, Any]) -> str:

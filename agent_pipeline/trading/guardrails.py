@@ -1,6 +1,6 @@
 """Pre-trade checks: ``TradeGuardrails(cfg, kill_switch).check(signal)`` -> ``Decision`` (``ok, reason = ...``).
 
-The seed's checks, made fail-closed: every field a check reads must be present, a real number (not a bool, not
+The prototype's checks, made fail-closed: every field a check reads must be present, a real number (not a bool, not
 a string: ``agent_pipeline.numbers``, the same definition sizing uses), finite and in range, or the order is
 denied with a reason code saying which (``reasons.Reason``); an exception inside any check is a ``CHECK_ERROR``
 denial, never an approval. ``check`` itself never raises.
@@ -31,7 +31,7 @@ A field from these lists that is present is validated even when no configured li
 order never carries a non-finite or out-of-range number the broker might use. When both ``notional_usd`` and
 ``size x price`` are present they must agree within ``max_notional_mismatch_bps`` (``NOTIONAL_MISMATCH``).
 
-The daily loss is the sum of realised losses (negative PnL; gains do not offset it, as in the seed) of the
+The daily loss is the sum of realised losses (negative PnL; gains do not offset it, as in the prototype) of the
 current UTC trading date; more than ``max_daily_loss_usd`` denies and trips the kill switch.
 """
 
@@ -53,7 +53,7 @@ from agent_pipeline.trading.positions import position_after
 from agent_pipeline.trading.reasons import ALWAYS_TRIP, Reason
 from agent_pipeline.trading.state import GateState, MemoryGateState, trading_date
 
-SEED_KEYS = ("notional_usd", "expected_edge_bps", "spread_bps", "slippage_bps", "data_age_sec", "paper")
+PROTOTYPE_SIGNAL_KEYS = ("notional_usd", "expected_edge_bps", "spread_bps", "slippage_bps", "data_age_sec", "paper")
 SIDES = ("buy", "sell")
 OPTIONAL_NUMBERS: dict[str, dict[str, Any]] = {
     "confidence": {"minimum": 0.0, "maximum": 1.0},
@@ -160,7 +160,7 @@ class TradeGuardrails:
         self._environ = environ
         self._exempt: frozenset[str] | None = None
 
-    # -- the seed's API --------------------------------------------------------------------------------------
+    # -- the prototype's API --------------------------------------------------------------------------------------
     @property
     def day_key(self) -> str:
         return trading_date(self._clock()).isoformat()
@@ -327,7 +327,7 @@ class TradeGuardrails:
         if facts is not None:
             self._check_claims(claims, facts)
 
-        # -- checks beyond the seed, each once configured ----------------------------------------------------
+        # -- checks beyond the prototype, each once configured ----------------------------------------------------
         if cfg.min_confidence is not None:
             confidence = _num(signal, "confidence", minimum=0.0, maximum=1.0)
             if confidence < cfg.min_confidence:

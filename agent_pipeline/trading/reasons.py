@@ -27,7 +27,7 @@ class Reason(StrEnum):
     KILL_SWITCH_REDUCING = "KILL_SWITCH_REDUCING"  # REDUCING state and the order does not reduce a position
     KILL_SWITCH_UNREADABLE = "KILL_SWITCH_UNREADABLE"
     CIRCUIT_BREAKER = "CIRCUIT_BREAKER"          # the error-rate / reward breach is already in the store
-    # the seed's checks
+    # the prototype's checks
     PAPER_ONLY = "PAPER_ONLY"
     NOTIONAL_LIMIT = "NOTIONAL_LIMIT"
     DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
@@ -35,7 +35,7 @@ class Reason(StrEnum):
     SPREAD_TOO_WIDE = "SPREAD_TOO_WIDE"
     SLIPPAGE_TOO_HIGH = "SLIPPAGE_TOO_HIGH"
     STALE_DATA = "STALE_DATA"                    # measured: the quote's age at decision time (or the signal's field)
-    # checks beyond the seed (each applies once configured)
+    # checks beyond the prototype (each applies once configured)
     CONFIDENCE_TOO_LOW = "CONFIDENCE_TOO_LOW"
     LIQUIDITY = "LIQUIDITY"                      # order size too large against the quoted size
     PRICE_COLLAR = "PRICE_COLLAR"                # order price too far from the reference price

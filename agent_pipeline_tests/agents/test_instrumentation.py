@@ -19,7 +19,7 @@ def agent_returning(fn, *, strategy="cross_venue_arb", timeout=5.0) -> LoadedAge
     return LoadedAgent(spec, FunctionAgent("user", "signal", strategy, fn))
 
 
-def test_success_event_carries_latency_cost_output_and_the_seed_reward():
+def test_success_event_carries_latency_cost_output_and_the_prototype_reward():
     def fn(ctx):
         time.sleep(0.02)
         return AgentResult([{"profit_pct": 0.5, "data_age_sec": 1.5}], cost_usd=0.003)

@@ -55,7 +55,7 @@ def test_quotas_obey_every_bound_and_report_the_exact_shortfall(policy, problem,
     assert all(usd == 0 for a, usd in result.capital.items() if result.quotas[a] == 0)
 
 
-def test_caps_below_the_budget_terminate_with_the_shortfall_the_seed_looped_on():
+def test_caps_below_the_budget_terminate_with_the_shortfall_the_prototype_looped_on():
     quotas, scores = result = make_allocator("ucb").allocate(["a", "b"], max_runs={"a": 3, "b": 4},
                                                              total_budget_runs=100)
     assert quotas == {"a": 3, "b": 4}

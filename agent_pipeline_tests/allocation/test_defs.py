@@ -62,7 +62,7 @@ def test_asset_decides_from_agent_events_and_writes_both_tables(store):
     result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()})
     assert result.success
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
-    assert meta["reward_source"].value == "agent_events"
+    assert meta["reward_table"].value == "agent_events"
     assert meta["rewards_observed"].value == 30 + 15 + 10  # failed runs are not rewards
     assert "| cross_venue_arb |" in meta["quotas"].value and "data:image/svg+xml;base64," in meta["chart"].value
     rows = _rows(store, "SELECT agent, kind, quota, capital_usd, policy FROM allocator_quotas ORDER BY agent")
@@ -180,7 +180,7 @@ def test_asset_reads_only_the_last_window_from_agent_rewards(store, pipeline_hom
     result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()},
                             run_config={"ops": {"allocator_quotas": {"config": {"policy": "ucb"}}}})
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
-    assert meta["reward_source"].value == "agent_rewards" and meta["rewards_observed"].value == 7
+    assert meta["reward_table"].value == "agent_rewards" and meta["rewards_observed"].value == 7
     assert meta["policy"].value == "ucb"
 
 
@@ -273,7 +273,7 @@ def test_asset_on_an_empty_home_explores_every_agent(store):
     assert not store.path.exists()
     result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()})
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
-    assert meta["reward_source"].value == "none yet" and meta["rewards_observed"].value == 0
+    assert meta["reward_table"].value == "none yet" and meta["rewards_observed"].value == 0
     quotas = dict(_rows(store, "SELECT agent, quota FROM allocator_quotas"))
     # nothing is known yet: every agent gets its exploratory run; beyond that, a slot goes to an agent only when
     # its draw from the prior exceeds the floor, and the rest is held back

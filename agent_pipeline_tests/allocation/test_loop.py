@@ -25,7 +25,7 @@ def test_agent_runs_feed_rewards_that_feed_quotas_that_schedule_runs(store, monk
 
     result = defs.get_job_def("allocator_quotas_job").execute_in_process(instance=instance)
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata
-    assert meta["reward_source"].value == "agent_rewards"
+    assert meta["reward_table"].value == "agent_rewards"
     held_back = meta["held_back_runs"].value
     assert meta["total_runs"].value + held_back == 60 and meta["shortfall_runs"].value == 0
 

@@ -1,4 +1,4 @@
-"""Policy behaviour: the seed's call shape, fixed defects, reproducibility, forgetting, robustness, bad input."""
+"""Policy behaviour: the prototype's call shape, fixed defects, reproducibility, forgetting, robustness, bad input."""
 
 import json
 import math
@@ -20,8 +20,8 @@ def feed(alloc, means, n, rng, noise=0.3):
             alloc.observe(agent, mu + noise * rng.standard_normal())
 
 
-def test_seed_call_shape_and_worked_allocation():
-    """The seed's usage: ``quotas, scores = UCBAllocator(window=500, exploration=1.5).allocate(...)``."""
+def test_prototype_call_shape_and_worked_allocation():
+    """The prototype's usage: ``quotas, scores = UCBAllocator(window=500, exploration=1.5).allocate(...)``."""
     alloc = UCBAllocator(window=500, exploration=1.5)
     rng = np.random.default_rng(0)
     feed(alloc, {"arb": 0.25, "momentum": 0.05, "llm": -0.1}, 40, rng)
@@ -30,7 +30,7 @@ def test_seed_call_shape_and_worked_allocation():
     assert set(quotas) == set(scores) == {"arb", "momentum", "llm", "watcher"}
     assert sum(quotas.values()) == 100
     assert quotas["watcher"] >= 5  # min kept; an agent with no history is explored, not starved
-    # not the seed's near-uniform round robin: the best agent takes the most runs, the worst the fewest
+    # not the prototype's near-uniform round robin: the best agent takes the most runs, the worst the fewest
     assert quotas["arb"] == max(quotas.values()) and quotas["arb"] > 40
     assert quotas["llm"] <= quotas["momentum"] <= quotas["arb"]
     assert math.isinf(scores["watcher"]) and scores["arb"] > scores["llm"]

@@ -150,7 +150,7 @@ for i in range(3):
 
 
 def test_concurrent_publishers_never_push_an_older_snapshot_after_a_newer_one(store):
-    write(store, event("seed", 0))
+    write(store, event("first", 0))
     with Gateway(delay_s=0.05) as gw:
         procs = [subprocess.Popen([sys.executable, "-c", _PUBLISHER, gw.url, f"p{i}"]) for i in range(4)]
         assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]

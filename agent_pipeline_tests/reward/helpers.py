@@ -12,7 +12,7 @@ def ev(agent: str, at: datetime, *, strategy: str | None = None, output=None, re
     return AgentEvent(run_id="test", agent=agent, started_at=at, latency_seconds=latency, strategy=strategy,
                       kind="signal", cost_usd=cost, reward=reward, error=error,
                       error_type=None if error is None else "RuntimeError", output=output,
-                      reward_source="imported" if imported else "computed",
+                      origin="imported" if imported else "computed",
                       source="import" if imported else "test", **extra)
 
 

@@ -1,4 +1,4 @@
-"""The seed's capital-weighted reward: worked example, the seed's unusable-output cases, parameter errors."""
+"""The prototype's capital-weighted reward: worked example, the prototype's unusable-output cases, parameter errors."""
 
 import math
 
@@ -34,7 +34,7 @@ def test_unusable_output_scores_zero(output):
     assert capital_weighted_reward("a", output, capital_usd=25_000, max_loss_usd=300) == 0.0
 
 
-def test_missing_profit_pct_follows_the_seed_and_pays_the_friction():
+def test_missing_profit_pct_follows_the_prototype_and_pays_the_friction():
     score = capital_weighted_reward("a", [{"other": 1}], capital_usd=25_000, max_loss_usd=300)
     assert score == pytest.approx(-0.7 * 17.5 / 300)
 

@@ -60,7 +60,7 @@ def _resource_from_settings():
 
 def test_run_config_overrides_the_resource_which_carries_config_toml_over_defaults(pipeline_home):
     from agent_pipeline.defs.config_models import layered
-    from agent_pipeline.defs.rewards.resources import RewardRunConfig
+    from agent_pipeline.defs.reward.resources import RewardRunConfig
 
     (pipeline_home / "config.toml").write_text(
         "[reward]\nfill_prob = 0.5\nbudgets = { momentum = { capital_usd = 1000.0, max_loss_usd = 50.0 } }\n"
@@ -78,7 +78,7 @@ def test_run_config_overrides_the_resource_which_carries_config_toml_over_defaul
 
 def test_resource_switches_run_cost_charging_for_a_reprice(pipeline_home):
     from agent_pipeline.defs.config_models import layered
-    from agent_pipeline.defs.rewards.resources import RewardRunConfig
+    from agent_pipeline.defs.reward.resources import RewardRunConfig
 
     assert _resource_from_settings().config().charge_run_cost is True
     (pipeline_home / "config.toml").write_text("[reward]\ncharge_run_cost = false\n")

@@ -148,12 +148,13 @@ def test_any_reward_sample_matches_numpy(rewards, failed):
 
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")  # as the store's own connections are
-    conn.execute(REWARDS.migrations[0])
+    for script in REWARDS.migrations:
+        conn.execute(script)
     rows = []
     for i, r in enumerate(rewards):
         is_failed = failed[i] and i > 1  # keep at least two rewards
         rows.append((f"e{i}", "a", AS_OF - timedelta(minutes=i), None if is_failed else r, is_failed))
-    conn.executemany("""INSERT INTO agent_rewards (event_id, agent, started_at, reward, reward_source, computed_at,
+    conn.executemany("""INSERT INTO agent_rewards (event_id, agent, started_at, reward, pricing, computed_at,
                         failed) VALUES (?, ?, ?, ?, 'recorded', now(), ?)""", rows)
     frame = compute_distributions(conn, as_of=AS_OF, last_n_runs=1000)
     got = frame[frame["window"] == "1d"].iloc[0]

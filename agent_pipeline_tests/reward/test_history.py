@@ -26,10 +26,10 @@ def test_each_event_gets_the_reward_its_source_allows(store):
     ])
     result = recompute_window(store, DAY, DAY + timedelta(days=1), RewardConfig())
     assert result.inserted == 6 and result.deleted == 0
-    assert result.by_source == {"recomputed": 3, "failed": 2, "recorded": 1}
+    assert result.by_pricing == {"recomputed": 3, "failed": 2, "recorded": 1}
     rows = read_rewards(store)
     assert len(rows) == 6
-    got = {(r.agent, r.started_at.hour): (r.reward, r.reward_source, r.failed) for r in rows.itertuples()}
+    got = {(r.agent, r.started_at.hour): (r.reward, r.pricing, r.failed) for r in rows.itertuples()}
     assert got[("arb", 1)][0] == pytest.approx(75.25 / 300) and got[("arb", 1)][1] == "recomputed"
     assert got[("watch", 2)][:2] == (0.0, "recomputed")
     assert math.isnan(got[("arb", 3)][0]) and got[("arb", 3)][1:] == ("failed", True)
@@ -66,7 +66,7 @@ def test_non_finite_recorded_reward_never_reaches_the_table(store):
     with store.connect() as conn:
         conn.execute("UPDATE agent_events SET reward = 'NaN'::DOUBLE")
     result = recompute_window(store, DAY, DAY + timedelta(days=1), RewardConfig())
-    assert result.by_source == {"invalid": 1}
+    assert result.by_pricing == {"invalid": 1}
     assert read_rewards(store)["reward"].isna().all()
 
 
@@ -105,10 +105,10 @@ def test_repricing_charges_each_events_own_cost(store):
     assert rows.loc["paid", "reward"] == pytest.approx((75.25 - 0.75) / 300)
     assert rows.loc["unknown", "reward"] == pytest.approx(75.25 / 300)  # unknown cost: nothing charged
     assert rows.loc["watch", "reward"] == pytest.approx(-0.3 / 300)
-    assert rows.loc["recorded", "reward"] == 0.7 and rows.loc["recorded", "reward_source"] == "recorded"
+    assert rows.loc["recorded", "reward"] == 0.7 and rows.loc["recorded", "pricing"] == "recorded"
     for bad in ("nan", "neg"):  # never a guess: the reward is dropped and counted
-        assert pd.isna(rows.loc[bad, "reward"]) and rows.loc[bad, "reward_source"] == "invalid"
-    assert charged.by_source == {"recomputed": 3, "recorded": 1, "invalid": 2}
+        assert pd.isna(rows.loc[bad, "reward"]) and rows.loc[bad, "pricing"] == "invalid"
+    assert charged.by_pricing == {"recomputed": 3, "recorded": 1, "invalid": 2}
 
     free = recompute_window(store, *window, RewardConfig(charge_run_cost=False))
     rows = read_rewards(store).set_index("event_id")

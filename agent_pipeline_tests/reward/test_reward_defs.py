@@ -20,18 +20,18 @@ def momentum_out(i):
     return [{"symbol": "ETH/USDT", "profit_pct": 0.05 * (i + 1)}]
 
 
-def rewards_defs():
-    from agent_pipeline.defs import rewards
+def reward_defs():
+    from agent_pipeline.defs import reward as reward_domain
     from agent_pipeline_tests.location import loaded
 
-    return rewards.build_defs(*loaded())
+    return reward_domain.build_defs(*loaded())
 
 
 def assets_and_resources(**reward_config):
     """The assets, with a reward_config resource carrying ``reward_config`` (a [reward] table) over the defaults."""
-    from agent_pipeline.defs.rewards.resources import RewardConfigResource
+    from agent_pipeline.defs.reward.resources import RewardConfigResource
 
-    defs = rewards_defs()
+    defs = reward_defs()
     assets = list(defs.assets)
     resource = RewardConfigResource.from_config(RewardConfig.from_table(reward_config))
     return assets, {"store": StoreResource(), "reward_config": resource}
@@ -81,7 +81,7 @@ def test_backfill_three_partitions_then_reprice_exactly_the_changed_rewards(stor
         assert by_id[f"a{day}"] == pytest.approx(75.25 / 300)
         assert by_id[f"w{day}"] == 0.0
         assert by_id[f"l{day}"] == 0.42
-    sources = dict(zip(rows["event_id"], rows["reward_source"]))
+    sources = dict(zip(rows["event_id"], rows["pricing"]))
     assert sources["l0"] == "recorded" and sources["f0"] == "failed" and sources["m00"] == "recomputed"
 
     mat = result.asset_materializations_for_node("agent_rewards")[0]
@@ -158,10 +158,10 @@ def test_hourly_job_refreshes_today_and_passes_on_healthy_history(store):
     now = datetime.now(UTC)
     write_events(store, [ev("steady", now - timedelta(minutes=i), reward=0.5 + 0.01 * (i % 3), imported=True)
                          for i in range(1, 40)])
-    from agent_pipeline.defs import rewards
+    from agent_pipeline.defs import reward as reward_domain
     from agent_pipeline_tests.location import domain_defs
 
-    defs = domain_defs(rewards)
+    defs = domain_defs(reward_domain)
     schedule = defs.resolve_schedule_def("reward_distributions_hourly_schedule")
     request = schedule.evaluate_tick(dg.build_schedule_context(
         scheduled_execution_time=now, repository_def=defs.get_repository_def())).run_requests[0]
@@ -173,10 +173,10 @@ def test_hourly_job_refreshes_today_and_passes_on_healthy_history(store):
 
 
 def test_schedules_are_on_and_ask_for_the_right_partitions():
-    from agent_pipeline.defs import rewards
+    from agent_pipeline.defs import reward as reward_domain
     from agent_pipeline_tests.location import domain_defs
 
-    defs = domain_defs(rewards)
+    defs = domain_defs(reward_domain)
 
     def context(when):
         return dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
@@ -194,7 +194,7 @@ def test_schedules_are_on_and_ask_for_the_right_partitions():
 
 
 def test_every_reward_object_has_a_description():
-    defs = rewards_defs()
+    defs = reward_defs()
     for asset in defs.assets:
         for spec in asset.specs:
             assert spec.description
@@ -207,7 +207,7 @@ def test_every_reward_object_has_a_description():
 
 
 def test_resource_rejects_misspelt_fields():
-    from agent_pipeline.defs.rewards.resources import RewardConfigResource
+    from agent_pipeline.defs.reward.resources import RewardConfigResource
 
     with pytest.raises(Exception, match="fil_prob"):
         RewardConfigResource(fil_prob=0.5)
@@ -232,11 +232,11 @@ def test_run_config_overrides_the_reward_parameters_for_one_backfill(store, hist
 
 def test_config_toml_sets_the_first_partition_and_rejects_unknown_keys(pipeline_home):
     (pipeline_home / "config.toml").write_text('[reward.history]\nhistory_start = "2023-06-01"\n')
-    from agent_pipeline.defs.rewards.assets import daily_partitions
+    from agent_pipeline.defs.reward.assets import daily_partitions
     from agent_pipeline.pipeline_settings import Settings
 
-    assert rewards_defs().assets[0].partitions_def.get_first_partition_key() == "2023-06-01"
+    assert reward_defs().assets[0].partitions_def.get_first_partition_key() == "2023-06-01"
     assert daily_partitions(Settings.load().reward.history.history_start).get_first_partition_key() == "2023-06-01"
     (pipeline_home / "config.toml").write_text('[reward.history]\nhistroy_start = "2023-06-01"\n')
     with pytest.raises(ValueError, match="histroy_start'; did you mean 'history_start'"):
-        rewards_defs()
+        reward_defs()

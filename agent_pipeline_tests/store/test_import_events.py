@@ -12,7 +12,7 @@ from agent_pipeline.store import Store
 from agent_pipeline.store.importer import ImportFileError, import_events
 
 GOOD = [
-    # the seed's shape: ms latency, epoch seconds, output list
+    # the prototype's shape: ms latency, epoch seconds, output list
     {"ts": 1704067200, "agent": "arb", "reward": 0.25, "latency_ms": 120, "cost_usd": 0.002, "error": None,
      "output": [{"symbol": "BTC/USDT", "profit_pct": 0.5}]},
     {"timestamp": "2024-01-01T01:00:00Z", "agent": "arb", "reward": -0.1, "latency_seconds": 0.3},  # reward only
@@ -92,7 +92,7 @@ def test_crafted_file_quarantines_each_reason_keeps_every_good_line_and_reimport
 
     with store.connect() as conn:
         rows = conn.execute("SELECT agent, reward, started_at, latency_seconds, cost_usd, error, "
-                            "CAST(output AS VARCHAR), reward_source, event_id FROM agent_events "
+                            "CAST(output AS VARCHAR), origin, event_id FROM agent_events "
                             "ORDER BY started_at, agent").fetchall()
     assert sorted(r[0] for r in rows) == ["arb", "arb", "arb", "crlf", "failing", "momentum", "no_time", "watcher"]
     assert by_agent_error(rows, "failing") == ('{"code":503}', None)
@@ -138,9 +138,9 @@ def test_identical_lines_are_distinct_events_and_a_longer_file_adds_only_the_new
     ("[1, 2]\n\"text\"\n", "not JSON lines"),
 ])
 def test_unimportable_files_say_so_and_change_nothing(store, tmp_path, content, message):
-    seed = tmp_path / "seed.jsonl"
-    seed.write_text(json.dumps({"agent": "a", "reward": 1.0}) + "\n")
-    import_events(store, seed)
+    first = tmp_path / "first.jsonl"
+    first.write_text(json.dumps({"agent": "a", "reward": 1.0}) + "\n")
+    import_events(store, first)
     before = counts(store)
     path = tmp_path / "input.jsonl"
     if content is not None:

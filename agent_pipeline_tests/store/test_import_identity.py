@@ -127,7 +127,7 @@ def test_events_imported_with_line_only_ids_by_the_earlier_version_are_still_fou
         EVENTS.ensure(store, conn)
     append_frame(store, pd.DataFrame({"event_id": legacy, "run_id": "import", "agent": "a",
                                       "started_at": pd.Timestamp("2024-01-01", tz="UTC"), "reward": 1.0,
-                                      "reward_source": "imported", "source": "import"}))
+                                      "origin": "imported", "source": "import"}))
     report = import_events(store, path)
     assert report.inserted == 0 and report.already_present == 2 and event_count(store) == 2
 

@@ -118,24 +118,24 @@ def stored(store, output_sql: str) -> None:
 def test_repricing_survives_a_deep_or_huge_stored_output_and_says_so(store, output_sql):
     stored(store, output_sql)
     result = recompute_window(store, DAY, DAY + timedelta(days=1), RewardConfig())
-    assert result.by_source == {"recomputed": 1, "unusable_output": 1}
+    assert result.by_pricing == {"recomputed": 1, "unusable_output": 1}
     assert "unusable_output 1" in result.summary()
     rewards = read_rewards(store).set_index("event_id")
-    assert rewards.loc["bad", "reward"] == 0.0 and rewards.loc["bad", "reward_source"] == "unusable_output"
+    assert rewards.loc["bad", "reward"] == 0.0 and rewards.loc["bad", "pricing"] == "unusable_output"
     assert rewards.loc["ok", "reward"] > 0
 
 
 def test_the_agent_rewards_materialization_counts_unusable_outputs(store):
     import dagster as dg
 
-    from agent_pipeline.defs import rewards
+    from agent_pipeline.defs import reward as reward_domain
     from agent_pipeline.defs.resources import RewardConfigResource, StoreResource
     from agent_pipeline.reward import RewardConfig
     from agent_pipeline_tests.location import loaded
 
     stored(store, f"'{deep_text(1000)}'")
     result = dg.materialize(
-        list(rewards.build_defs(*loaded()).assets), selection=["agent_rewards"], partition_key=f"{DAY:%Y-%m-%d}",
+        list(reward_domain.build_defs(*loaded()).assets), selection=["agent_rewards"], partition_key=f"{DAY:%Y-%m-%d}",
         resources={"store": StoreResource(), "reward_config": RewardConfigResource.from_config(RewardConfig())},
         raise_on_error=False)
     assert result.success

@@ -9,8 +9,8 @@ import pytest
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
-def seed_signal(**overrides):
-    """Exactly the seed's six keys, with sane values the default config approves."""
+def prototype_signal(**overrides):
+    """Exactly the prototype's six keys, with sane values the default config approves."""
     base = {"notional_usd": 1_000.0, "expected_edge_bps": 25.0, "spread_bps": 5.0, "slippage_bps": 3.0,
             "data_age_sec": 1.0, "paper": True}
     base.update(overrides)
@@ -18,8 +18,8 @@ def seed_signal(**overrides):
 
 
 def full_signal(**overrides):
-    """A proposal as the built-in agents emit it (seed keys plus symbol/side/venue/price/size/...)."""
-    base = seed_signal(symbol="BTC-USD", side="buy", venue="sim_a", price=60_000.0, size=1_000.0 / 60_000.0,
+    """A proposal as the built-in agents emit it (the prototype's keys plus symbol/side/venue/price/size/...)."""
+    base = prototype_signal(symbol="BTC-USD", side="buy", venue="sim_a", price=60_000.0, size=1_000.0 / 60_000.0,
                        quote_size=2.0, confidence=0.8, reference_price=60_010.0, profit_pct=0.25)
     base.update(overrides)
     return base

@@ -8,7 +8,7 @@ from agent_pipeline.agents.registry import AgentSpec
 from agent_pipeline.trading import GuardrailConfig, KillSwitch, Reason, TradeGuardrails
 from agent_pipeline.trading.approvals import ApprovalError, issue, verify
 
-from .conftest import seed_signal
+from .conftest import prototype_signal
 
 KEY = b"k" * 32
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
@@ -64,12 +64,13 @@ def test_a_changed_configuration_changes_the_hash():
 def test_the_gate_requires_approvals_once_configured():
     env = {"AGENT_PIPELINE_APPROVAL_KEY": KEY.decode()}
     gate = TradeGuardrails(GuardrailConfig(require_approval=True), KillSwitch(), environ=env)
-    assert gate.check(seed_signal()).code is Reason.FIELD_MISSING  # strategy_hash
+    assert gate.check(prototype_signal()).code is Reason.FIELD_MISSING  # strategy_hash
     now = datetime.now(UTC)
     signed = [tok("alice", now=now), tok("bob", now=now)]
-    assert gate.check(seed_signal(strategy_hash="h1", approvals=signed)).ok
-    assert gate.check(seed_signal(strategy_hash="h1", approvals="x")).code is Reason.FIELD_INVALID
-    assert gate.check(seed_signal(strategy_hash="h1", approvals=signed[:1])).code is Reason.APPROVAL_SINGLE_APPROVER
+    assert gate.check(prototype_signal(strategy_hash="h1", approvals=signed)).ok
+    assert gate.check(prototype_signal(strategy_hash="h1", approvals="x")).code is Reason.FIELD_INVALID
+    assert (gate.check(prototype_signal(strategy_hash="h1", approvals=signed[:1])).code
+            is Reason.APPROVAL_SINGLE_APPROVER)
 
 
 # -- people, not spellings --------------------------------------------------------------------------------------
@@ -173,9 +174,9 @@ def test_the_gate_applies_per_approver_keys_from_its_environment():
     gate = TradeGuardrails(GuardrailConfig(require_approval=True), KillSwitch(), environ=ROSTER)
     now = datetime.now(UTC)
     own = [tok("alice", key=b"alice-key", now=now), tok("bob", key=b"bob-key", now=now)]
-    assert gate.check(seed_signal(strategy_hash="h1", approvals=own)).ok
+    assert gate.check(prototype_signal(strategy_hash="h1", approvals=own)).ok
     shared = [tok("alice", now=now), tok("bob", now=now)]
-    assert gate.check(seed_signal(strategy_hash="h1", approvals=shared)).code is Reason.APPROVAL_FORGED
+    assert gate.check(prototype_signal(strategy_hash="h1", approvals=shared)).code is Reason.APPROVAL_FORGED
 
 
 @pytest.mark.parametrize("roster", ["not json", "[]", "{}", '{"alice": ""}', '{"alice": 5}',

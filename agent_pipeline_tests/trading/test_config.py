@@ -6,14 +6,14 @@ from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.settings import ConfigError
 from agent_pipeline.trading import ExecutionConfig, GuardrailConfig
 
-SEED_DEFAULTS = {"paper_only": True, "max_order_notional_usd": 10_000, "max_daily_loss_usd": 500,
+PROTOTYPE_DEFAULTS = {"paper_only": True, "max_order_notional_usd": 10_000, "max_daily_loss_usd": 500,
                  "min_expected_edge_bps": 10.0, "max_spread_bps": 15.0, "max_slippage_bps": 20.0,
                  "max_staleness_sec": 30, "max_error_rate_5m": 0.10}
 
 
-def test_seed_fields_and_defaults_are_kept():
+def test_prototype_fields_and_defaults_are_kept():
     cfg = GuardrailConfig()
-    for name, value in SEED_DEFAULTS.items():
+    for name, value in PROTOTYPE_DEFAULTS.items():
         assert getattr(cfg, name) == value
 
 

@@ -1,4 +1,4 @@
-"""The gate: the seed's contract, fail-closed field handling, and each configured check."""
+"""The gate: the prototype's contract, fail-closed field handling, and each configured check."""
 
 import math
 from datetime import timedelta
@@ -8,7 +8,7 @@ import pytest
 
 from agent_pipeline.trading import GuardrailConfig, KillSwitch, MemoryGateState, Reason, TradeGuardrails
 
-from .conftest import full_signal, seed_signal
+from .conftest import full_signal, prototype_signal
 
 R = Reason
 
@@ -17,15 +17,15 @@ def gate(cfg=None, **kwargs):
     return TradeGuardrails(cfg or GuardrailConfig(), kwargs.pop("kill", KillSwitch()), **kwargs)
 
 
-def test_default_config_approves_exactly_the_seed_keys():
-    ok, reason = gate().check(seed_signal())
+def test_default_config_approves_exactly_the_prototype_keys():
+    ok, reason = gate().check(prototype_signal())
     assert ok and reason == "OK"
-    decision = gate().check(seed_signal())
+    decision = gate().check(prototype_signal())
     assert decision.code is R.OK and decision.reason_code == "OK"
 
 
 def test_numpy_numbers_are_numbers():
-    assert gate().check(seed_signal(notional_usd=np.float64(100.0), data_age_sec=np.int64(2))).ok
+    assert gate().check(prototype_signal(notional_usd=np.float64(100.0), data_age_sec=np.int64(2))).ok
 
 
 # (case, signal, expected code) -- each must be denied with exactly that code
@@ -33,48 +33,48 @@ ADVERSARIAL = [
     ("not a mapping", ["notional_usd", 1], R.SIGNAL_INVALID),
     ("none", None, R.SIGNAL_INVALID),
     ("empty", {}, R.FIELD_MISSING),
-    *[(f"missing {k}", {kk: v for kk, v in seed_signal().items() if kk != k}, R.FIELD_MISSING)
-      for k in seed_signal()],
-    ("nan notional", seed_signal(notional_usd=math.nan), R.FIELD_NOT_FINITE),
-    ("inf notional", seed_signal(notional_usd=math.inf), R.FIELD_NOT_FINITE),
-    ("-inf edge", seed_signal(expected_edge_bps=-math.inf), R.FIELD_NOT_FINITE),
-    ("nan edge", seed_signal(expected_edge_bps=math.nan), R.FIELD_NOT_FINITE),
-    ("nan spread", seed_signal(spread_bps=math.nan), R.FIELD_NOT_FINITE),
-    ("nan slippage", seed_signal(slippage_bps=math.nan), R.FIELD_NOT_FINITE),
-    ("nan age", seed_signal(data_age_sec=math.nan), R.FIELD_NOT_FINITE),
-    ("inf age", seed_signal(data_age_sec=math.inf), R.FIELD_NOT_FINITE),
-    ("huge int", seed_signal(notional_usd=10 ** 400), R.FIELD_NOT_FINITE),
-    ("string notional", seed_signal(notional_usd="100"), R.FIELD_NOT_NUMBER),
-    ("string edge", seed_signal(expected_edge_bps="50"), R.FIELD_NOT_NUMBER),
-    ("bool notional", seed_signal(notional_usd=True), R.FIELD_NOT_NUMBER),
-    ("bool age", seed_signal(data_age_sec=False), R.FIELD_NOT_NUMBER),
-    ("none slippage", seed_signal(slippage_bps=None), R.FIELD_NOT_NUMBER),
-    ("list spread", seed_signal(spread_bps=[1]), R.FIELD_NOT_NUMBER),
-    ("negative notional", seed_signal(notional_usd=-5.0), R.FIELD_NEGATIVE),
-    ("zero notional", seed_signal(notional_usd=0.0), R.FIELD_OUT_OF_RANGE),
-    ("negative slippage", seed_signal(slippage_bps=-1.0), R.FIELD_NEGATIVE),
-    ("negative spread = crossed", seed_signal(spread_bps=-2.0), R.CROSSED_QUOTE),
-    ("crossed bid/ask", seed_signal(bid=101.0, ask=100.0), R.CROSSED_QUOTE),
-    ("bid without ask", seed_signal(bid=101.0), R.FIELD_MISSING),
-    ("future-dated data", seed_signal(data_age_sec=-3.0), R.FUTURE_DATED_DATA),
-    ("stale data", seed_signal(data_age_sec=31.0), R.STALE_DATA),
-    ("paper as string", seed_signal(paper="true"), R.FIELD_INVALID),
-    ("paper as 1", seed_signal(paper=1), R.FIELD_INVALID),
-    ("live order", seed_signal(paper=False), R.PAPER_ONLY),
-    ("bad side", seed_signal(side="hold"), R.FIELD_INVALID),
-    ("notional over limit", seed_signal(notional_usd=10_000.01), R.NOTIONAL_LIMIT),
-    ("edge too low", seed_signal(expected_edge_bps=9.99), R.EDGE_TOO_LOW),
-    ("negative edge", seed_signal(expected_edge_bps=-50.0), R.EDGE_TOO_LOW),
-    ("spread too wide", seed_signal(spread_bps=15.5), R.SPREAD_TOO_WIDE),
-    ("slippage too high", seed_signal(slippage_bps=25.0), R.SLIPPAGE_TOO_HIGH),
-    ("empty order key", seed_signal(order_key=""), R.FIELD_INVALID),
-    ("confidence above 1", seed_signal(confidence=1.5), R.FIELD_OUT_OF_RANGE),
-    ("confidence nan", seed_signal(confidence=math.nan), R.FIELD_NOT_FINITE),
-    ("confidence as string", seed_signal(confidence="high"), R.FIELD_NOT_NUMBER),
-    ("negative size", seed_signal(size=-1.0), R.FIELD_NEGATIVE),
-    ("zero price", seed_signal(price=0.0), R.FIELD_OUT_OF_RANGE),
-    ("inf reference price", seed_signal(reference_price=math.inf), R.FIELD_NOT_FINITE),
-    ("empty symbol", seed_signal(symbol=""), R.FIELD_INVALID),
+    *[(f"missing {k}", {kk: v for kk, v in prototype_signal().items() if kk != k}, R.FIELD_MISSING)
+      for k in prototype_signal()],
+    ("nan notional", prototype_signal(notional_usd=math.nan), R.FIELD_NOT_FINITE),
+    ("inf notional", prototype_signal(notional_usd=math.inf), R.FIELD_NOT_FINITE),
+    ("-inf edge", prototype_signal(expected_edge_bps=-math.inf), R.FIELD_NOT_FINITE),
+    ("nan edge", prototype_signal(expected_edge_bps=math.nan), R.FIELD_NOT_FINITE),
+    ("nan spread", prototype_signal(spread_bps=math.nan), R.FIELD_NOT_FINITE),
+    ("nan slippage", prototype_signal(slippage_bps=math.nan), R.FIELD_NOT_FINITE),
+    ("nan age", prototype_signal(data_age_sec=math.nan), R.FIELD_NOT_FINITE),
+    ("inf age", prototype_signal(data_age_sec=math.inf), R.FIELD_NOT_FINITE),
+    ("huge int", prototype_signal(notional_usd=10 ** 400), R.FIELD_NOT_FINITE),
+    ("string notional", prototype_signal(notional_usd="100"), R.FIELD_NOT_NUMBER),
+    ("string edge", prototype_signal(expected_edge_bps="50"), R.FIELD_NOT_NUMBER),
+    ("bool notional", prototype_signal(notional_usd=True), R.FIELD_NOT_NUMBER),
+    ("bool age", prototype_signal(data_age_sec=False), R.FIELD_NOT_NUMBER),
+    ("none slippage", prototype_signal(slippage_bps=None), R.FIELD_NOT_NUMBER),
+    ("list spread", prototype_signal(spread_bps=[1]), R.FIELD_NOT_NUMBER),
+    ("negative notional", prototype_signal(notional_usd=-5.0), R.FIELD_NEGATIVE),
+    ("zero notional", prototype_signal(notional_usd=0.0), R.FIELD_OUT_OF_RANGE),
+    ("negative slippage", prototype_signal(slippage_bps=-1.0), R.FIELD_NEGATIVE),
+    ("negative spread = crossed", prototype_signal(spread_bps=-2.0), R.CROSSED_QUOTE),
+    ("crossed bid/ask", prototype_signal(bid=101.0, ask=100.0), R.CROSSED_QUOTE),
+    ("bid without ask", prototype_signal(bid=101.0), R.FIELD_MISSING),
+    ("future-dated data", prototype_signal(data_age_sec=-3.0), R.FUTURE_DATED_DATA),
+    ("stale data", prototype_signal(data_age_sec=31.0), R.STALE_DATA),
+    ("paper as string", prototype_signal(paper="true"), R.FIELD_INVALID),
+    ("paper as 1", prototype_signal(paper=1), R.FIELD_INVALID),
+    ("live order", prototype_signal(paper=False), R.PAPER_ONLY),
+    ("bad side", prototype_signal(side="hold"), R.FIELD_INVALID),
+    ("notional over limit", prototype_signal(notional_usd=10_000.01), R.NOTIONAL_LIMIT),
+    ("edge too low", prototype_signal(expected_edge_bps=9.99), R.EDGE_TOO_LOW),
+    ("negative edge", prototype_signal(expected_edge_bps=-50.0), R.EDGE_TOO_LOW),
+    ("spread too wide", prototype_signal(spread_bps=15.5), R.SPREAD_TOO_WIDE),
+    ("slippage too high", prototype_signal(slippage_bps=25.0), R.SLIPPAGE_TOO_HIGH),
+    ("empty order key", prototype_signal(order_key=""), R.FIELD_INVALID),
+    ("confidence above 1", prototype_signal(confidence=1.5), R.FIELD_OUT_OF_RANGE),
+    ("confidence nan", prototype_signal(confidence=math.nan), R.FIELD_NOT_FINITE),
+    ("confidence as string", prototype_signal(confidence="high"), R.FIELD_NOT_NUMBER),
+    ("negative size", prototype_signal(size=-1.0), R.FIELD_NEGATIVE),
+    ("zero price", prototype_signal(price=0.0), R.FIELD_OUT_OF_RANGE),
+    ("inf reference price", prototype_signal(reference_price=math.inf), R.FIELD_NOT_FINITE),
+    ("empty symbol", prototype_signal(symbol=""), R.FIELD_INVALID),
 ]
 
 
@@ -90,7 +90,7 @@ def test_adversarial_inputs_are_denied_with_their_code(case, signal, code):
 CONFIGURED = GuardrailConfig(min_confidence=0.5, max_quote_fraction=0.5, max_price_deviation_bps=50,
                              max_leverage=2.0)
 
-# each check beyond the seed's: once configured, its fields are required and validated
+# each check beyond the prototype's: once configured, its fields are required and validated
 CONFIGURED_CASES = [
     ("confidence missing", {"confidence": None}, R.FIELD_MISSING),
     ("confidence above 1", {"confidence": 1.5}, R.FIELD_OUT_OF_RANGE),
@@ -129,14 +129,14 @@ def test_a_check_that_raises_is_a_denial():
         def daily_loss_usd(self, day):
             raise RuntimeError("books on fire")
 
-    decision = gate(state=Broken()).check(seed_signal())
+    decision = gate(state=Broken()).check(prototype_signal())
     assert not decision.ok and decision.code is R.CHECK_ERROR and "books on fire" in decision.reason
 
     class Hostile(dict):
         def __getitem__(self, key):
             raise KeyError("gotcha")
 
-    assert gate().check(Hostile(seed_signal())).code is R.CHECK_ERROR
+    assert gate().check(Hostile(prototype_signal())).code is R.CHECK_ERROR
 
 
 def test_rate_limits_and_rolling_notional(clock):
@@ -145,7 +145,7 @@ def test_rate_limits_and_rolling_notional(clock):
     g = gate(cfg, clock=clock)
 
     def place(strategy, notional=1_000.0):
-        s = seed_signal(strategy=strategy, notional_usd=notional)
+        s = prototype_signal(strategy=strategy, notional_usd=notional)
         d = g.check(s)
         g.record_order(s, d)
         return d
@@ -166,11 +166,11 @@ def test_rate_limits_and_rolling_notional(clock):
 
 def test_duplicate_order_keys_are_refused():
     g = gate()
-    s = seed_signal(order_key="k1")
+    s = prototype_signal(order_key="k1")
     d = g.check(s)
     g.record_order(s, d)
     assert g.check(s).code is R.DUPLICATE_ORDER
-    assert gate(GuardrailConfig(require_order_key=True)).check(seed_signal()).code is R.FIELD_MISSING
+    assert gate(GuardrailConfig(require_order_key=True)).check(prototype_signal()).code is R.FIELD_MISSING
 
 
 def test_kill_switch_and_trip_on_serious_denials():
@@ -185,13 +185,13 @@ def test_kill_switch_and_trip_on_serious_denials():
 def test_daily_loss_breach_trips_and_denies(clock):
     kill = KillSwitch()
     g = gate(kill=kill, clock=clock)
-    g.record_pnl(300.0)   # gains do not offset losses (the seed's rule)
+    g.record_pnl(300.0)   # gains do not offset losses (the prototype's rule)
     g.record_pnl(-499.0)
-    assert g.check(seed_signal()).ok and not kill.enabled
+    assert g.check(prototype_signal()).ok and not kill.enabled
     g.record_pnl(-2.0)
     assert kill.enabled and "daily loss" in kill.reason
     kill.clear()
-    d = g.check(seed_signal())
+    d = g.check(prototype_signal())
     assert d.code is R.DAILY_LOSS_LIMIT and kill.enabled
 
 
@@ -217,7 +217,7 @@ def test_reducing_allows_only_position_reducing_orders():
     assert g.check(sell).ok
     assert g.check(order("buy", 0.02)).code is R.KILL_SWITCH_REDUCING
     assert g.check(order("sell", 0.06)).code is R.KILL_SWITCH_REDUCING
-    assert g.check(seed_signal()).code is R.FIELD_MISSING  # reduce-only needs strategy, symbol, side, size
+    assert g.check(prototype_signal()).code is R.FIELD_MISSING  # reduce-only needs strategy, symbol, side, size
     kill.trip("now halt")
     assert g.check(sell).code is R.KILL_SWITCH_HALTED
 
@@ -225,6 +225,6 @@ def test_reducing_allows_only_position_reducing_orders():
 def test_breaker_breach_in_state_denies():
     state = MemoryGateState()
     state.set_breach("error rate 0.50")
-    d = gate(state=state).check(seed_signal())
+    d = gate(state=state).check(prototype_signal())
     assert d.code is R.CIRCUIT_BREAKER and "0.50" in d.reason
-    assert gate(GuardrailConfig(breaker_in_gate=False), state=state).check(seed_signal()).ok
+    assert gate(GuardrailConfig(breaker_in_gate=False), state=state).check(prototype_signal()).ok

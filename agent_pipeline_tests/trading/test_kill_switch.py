@@ -10,7 +10,7 @@ from agent_pipeline.trading import KillSwitch, KillSwitchState
 from agent_pipeline.trading.kill_switch import default_path
 
 
-def test_in_memory_keeps_the_seed_api():
+def test_in_memory_keeps_the_prototype_api():
     kill = KillSwitch()
     assert not kill.enabled and kill.state is KillSwitchState.ACTIVE
     kill.trip("manual")

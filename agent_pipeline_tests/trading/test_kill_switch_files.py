@@ -6,7 +6,7 @@ from agent_pipeline.metrics.domain_tables import kill_switch as kill_switch_samp
 from agent_pipeline.trading import GuardrailConfig, KillSwitch, KillSwitchState, Reason, TradeGuardrails
 from agent_pipeline_tests.hostile_files import KINDS, plant, within
 
-from .conftest import seed_signal
+from .conftest import prototype_signal
 
 DEADLINE_S = 5.0
 NAMES = {"fifo": "FIFO", "socket": "socket", "directory": "directory", "symlink": "symbolic link",
@@ -59,7 +59,7 @@ def test_the_gate_denies_at_once_when_a_fifo_replaces_a_kill_switch_file(tmp_pat
 
     def guarded_check():
         with gate.kill.guard() as entry:
-            return entry, gate.check(seed_signal())
+            return entry, gate.check(prototype_signal())
 
     entry, decision = within(DEADLINE_S, guarded_check, fifos=[fifo])
     assert entry.state is KillSwitchState.HALTED and not decision.ok

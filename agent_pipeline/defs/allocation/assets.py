@@ -66,7 +66,7 @@ def build_allocator_quotas(loaded: AllocationConfig, agents: Sequence[AgentInfo]
                 pairs, source = read_recent_rewards(conn, [a.name for a in agents], cfg.history_window,
                                                     decided_at, since=decided_at - timedelta(days=cfg.history_days))
         allocation, record = decide(cfg, agents, pairs, period_start)
-        record["inputs"]["source"] = source
+        record["inputs"]["reward_table"] = source
         record["inputs"]["until"] = decided_at.isoformat()
         record["decided_at"] = decided_at.isoformat()
         with st.connect(timeout_s=store.lock_timeout_s) as conn:
@@ -79,7 +79,7 @@ def build_allocator_quotas(loaded: AllocationConfig, agents: Sequence[AgentInfo]
             "period_start": period_start.isoformat(),
             "policy": cfg.policy,
             "seed": dg.MetadataValue.int(int(record["seed"])) if record.get("seed") is not None else "deterministic",
-            "reward_source": source or "none yet",
+            "reward_table": source or "none yet",
             "rewards_observed": dg.MetadataValue.int(len(pairs)),
             "total_runs": dg.MetadataValue.int(sum(allocation.quotas.values())),
             "shortfall_runs": dg.MetadataValue.int(allocation.shortfall),

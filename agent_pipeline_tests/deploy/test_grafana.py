@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from agent_pipeline.metrics.spec import BY_NAME, exported_series_names
-from agent_pipeline_tests.ops.promql import (OPS, annotation_queries, dashboard, dashboard_queries, metric_names,
+from agent_pipeline_tests.deploy.promql import (OPS, annotation_queries, dashboard, dashboard_queries, metric_names,
                                              panels, runnable, variables_used)
 
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap", "text", "row", "piechart",
@@ -207,7 +207,7 @@ def test_links_lead_to_the_dagster_ui_and_annotations_mark_trips_and_decisions()
 
 
 def test_threshold_split():
-    from agent_pipeline_tests.ops.promql import split_threshold
+    from agent_pipeline_tests.deploy.promql import split_threshold
 
     assert split_threshold("sum by (a) (x{b=\"c>d\"}) / y > 0.1") == ('sum by (a) (x{b=\"c>d\"}) / y', ">", "0.1")
     assert split_threshold("time() - max(t) > 900 unless on (agent) max by (agent) (q) == 0") == \

@@ -12,7 +12,7 @@ import pandas as pd
 
 from agent_pipeline.defs.config_models import layered
 from agent_pipeline.defs.resources import RewardConfigResource, StoreResource
-from agent_pipeline.defs.rewards.resources import RewardRunConfig
+from agent_pipeline.defs.reward.resources import RewardRunConfig
 from agent_pipeline.reward import checks
 from agent_pipeline.reward.chart import boxplot_png, markdown_image
 from agent_pipeline.reward.distributions import refresh_distributions, window_names
@@ -64,7 +64,7 @@ def _agent_summary_md(frame: pd.DataFrame) -> str:
         return "_no events in this window_"
     lines = ["| agent | events | recomputed | recorded | failed | mean reward |", "|---|---:|---:|---:|---:|---:|"]
     for agent, g in frame.groupby("agent"):
-        counts = g["reward_source"].value_counts()
+        counts = g["pricing"].value_counts()
         mean = g["reward"].mean()
         lines.append(f"| {agent} | {len(g)} | {counts.get('recomputed', 0)} | {counts.get('recorded', 0)} | "
                      f"{counts.get('failed', 0)} | {'' if pd.isna(mean) else f'{mean:.4f}'} |")
@@ -88,9 +88,9 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
         kinds={"duckdb"},
         check_specs=[REWARDS_FINITE, REWARDS_PLAUSIBLE, EVENTS_FRESH],
         description="Each event's reward under the current reward configuration, in the DuckDB table agent_rewards "
-                    "(event_id, agent, strategy, kind, started_at, reward, reward_source, params_hash, computed_at). "
+                    "(event_id, agent, strategy, kind, started_at, reward, pricing, params_hash, computed_at). "
                     "Recomputed from the stored raw output; imported events with only a reward keep it "
-                    "(reward_source 'recorded'). A backfill over any range deletes that window and inserts it "
+                    "(pricing 'recorded'). A backfill over any range deletes that window and inserts it "
                     "again, so changing a parameter and backfilling reprices history (run config: any [reward] key "
                     "for this run only, over the reward_config resource).",
         metadata={"table": "agent_rewards"},
@@ -106,7 +106,7 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
             finite = checks.finite_rewards(conn, result.start, result.end)
             plausible = checks.plausible_range(conn, config.history, result.start, result.end)
             fresh = checks.freshness(conn, config.history, datetime.now(UTC))
-            rows = query_df(conn, "SELECT agent, reward, reward_source FROM agent_rewards "
+            rows = query_df(conn, "SELECT agent, reward, pricing FROM agent_rewards "
                                   "WHERE started_at >= ? AND started_at < ?", [result.start, result.end])
             total = conn.execute("SELECT count(*) FROM agent_rewards").fetchone()[0]
         keys = context.partition_keys
@@ -117,11 +117,11 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
                 "rows_in_window": result.inserted,
                 "rows_replaced": result.deleted,
                 "rewards_changed": result.changed,
-                "recomputed": result.by_source.get("recomputed", 0),
-                "recorded_kept": result.by_source.get("recorded", 0),
-                "failed_runs": result.by_source.get("failed", 0),
-                "dropped_non_finite": result.by_source.get("invalid", 0),
-                "unusable_outputs": result.by_source.get("unusable_output", 0),  # unreadable or past the caps: 0.0
+                "recomputed": result.by_pricing.get("recomputed", 0),
+                "recorded_kept": result.by_pricing.get("recorded", 0),
+                "failed_runs": result.by_pricing.get("failed", 0),
+                "dropped_non_finite": result.by_pricing.get("invalid", 0),
+                "unusable_outputs": result.by_pricing.get("unusable_output", 0),  # unreadable or past the caps: 0.0
                 "rows_in_table": int(total),
                 "params_hash": result.params_hash,
                 "reward_config": dg.MetadataValue.json(config.as_dict()),

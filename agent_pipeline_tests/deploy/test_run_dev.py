@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from agent_pipeline_tests.conftest import free_port
-from agent_pipeline_tests.ops.promql import OPS, alert_rules
-from agent_pipeline_tests.ops.test_stack_integration import pytestmark as _stack_marks
+from agent_pipeline_tests.deploy.promql import OPS, alert_rules
+from agent_pipeline_tests.deploy.test_stack_integration import pytestmark as _stack_marks
 
 pytestmark = _stack_marks
 SCRIPT = OPS / "run-dev.sh"

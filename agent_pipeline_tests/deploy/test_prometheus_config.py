@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from agent_pipeline.metrics.spec import exported_series_names
-from agent_pipeline_tests.ops.promql import OPS, RULES, alert_rules, metric_names, split_threshold
+from agent_pipeline_tests.deploy.promql import OPS, RULES, alert_rules, metric_names, split_threshold
 
 pytestmark = pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed (ops/install-system-deps.sh)")
 

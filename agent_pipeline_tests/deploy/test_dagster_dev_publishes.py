@@ -7,8 +7,8 @@ import pytest
 
 from agent_pipeline_tests.dagster_dev import graphql, running_dagster_dev
 from agent_pipeline_tests.metrics.helpers import truth
-from agent_pipeline_tests.ops.test_stack_integration import pytestmark as _marks
-from agent_pipeline_tests.ops.test_stack_integration import stack  # noqa: F401  (fixture)
+from agent_pipeline_tests.deploy.test_stack_integration import pytestmark as _marks
+from agent_pipeline_tests.deploy.test_stack_integration import stack  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.e2e, *_marks[1:]]
 REPOS = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"""

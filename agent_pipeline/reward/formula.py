@@ -31,7 +31,7 @@ def _finite(name: str, value: Any, *, low: float | None = None, high: float | No
 
 
 def profit_pct_of(output: Any) -> float | None:
-    """The seed's ``output[0]["profit_pct"]`` as a finite float, or None when the output cannot be used."""
+    """The prototype's ``output[0]["profit_pct"]`` as a finite float, or None when the output cannot be used."""
     if not output or not isinstance(output, list) or not output[0]:
         return None
     first = output[0]
@@ -62,7 +62,7 @@ def capital_weighted_reward(
     less what the run itself cost (``run_cost_usd``; the default 0.0 gives the prototype's numbers).
 
     Unusable output (empty, not a list of dicts, non-numeric or non-finite profit) earns nothing: 0.0 as in the
-    seed, less the run's cost. Invalid parameters (negative, NaN, infinite, not a number) raise ValueError.
+    prototype, less the run's cost. Invalid parameters (negative, NaN, infinite, not a number) raise ValueError.
     Never returns NaN or inf.
     """
     capital = _finite("capital_usd", capital_usd, low=0.0)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 
 from agent_pipeline.agents import LoadedAgent
-from agent_pipeline.defs.rewards.assets import AGENT_REWARDS, REWARD_DISTRIBUTIONS, build_assets, daily_partitions
+from agent_pipeline.defs.reward.assets import AGENT_REWARDS, REWARD_DISTRIBUTIONS, build_assets, daily_partitions
 from agent_pipeline.pipeline_settings import Settings
 
 REWARDS_DAILY_JOB = "agent_rewards_daily"

@@ -8,7 +8,7 @@ import yaml
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config_schema
 
-from agent_pipeline_tests.ops.promql import OPS
+from agent_pipeline_tests.deploy.promql import OPS
 
 ROOT = OPS.parent
 

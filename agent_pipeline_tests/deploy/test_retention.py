@@ -15,7 +15,7 @@ from agent_pipeline.defs.metrics import PushgatewayResource
 from agent_pipeline.definitions import build_location
 from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline_tests.conftest import free_port
-from agent_pipeline_tests.ops.promql import OPS
+from agent_pipeline_tests.deploy.promql import OPS
 
 
 

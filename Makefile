@@ -27,6 +27,7 @@ run: install
 
 test: install
 	bash ops/install-system-deps.sh
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 stack: install

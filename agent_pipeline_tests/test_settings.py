@@ -23,8 +23,21 @@ from agent_pipeline.allocation import Allocation
 from agent_pipeline.allocation.decision import period_start_for
 from agent_pipeline.allocation.tables import ALLOCATION, write_decision
 from agent_pipeline.cli import main
-from agent_pipeline.config_fields import (BOOL, DATE, INT, INT_MAP, NESTED, NESTED_MAP, NUMBER, NUMBER_MAP, TABLE,
-                                          TEXT, TEXTS, URL, rules)
+from agent_pipeline.config_fields import (
+    BOOL,
+    DATE,
+    INT,
+    INT_MAP,
+    NESTED,
+    NESTED_MAP,
+    NUMBER,
+    NUMBER_MAP,
+    TABLE,
+    TEXT,
+    TEXTS,
+    URL,
+    rules,
+)
 from agent_pipeline.pipeline_settings import TABLES, TOP_LEVEL_KEYS, Settings
 from agent_pipeline.settings import ConfigError
 from agent_pipeline.trading import GuardrailConfig

@@ -30,8 +30,7 @@ import numpy as np
 
 from agent_pipeline.allocation import DEFAULT_POLICY, make_allocator, make_bounds, violations
 from agent_pipeline.allocation.constraints import Bounds, fill
-from benchmarks.allocator_baselines import (MabwiserAdapter, PrototypeAdapter, mabwiser_available,
-                                            mabwiser_policies)
+from benchmarks.allocator_baselines import MabwiserAdapter, PrototypeAdapter, mabwiser_available, mabwiser_policies
 
 K = 10
 

@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from agent_pipeline.agents.config import (DEFAULT_TIMEOUT_SEC, AgentRegistryError, AgentsConfig, AgentSpec,
-                                          builtin_specs)
+from agent_pipeline.agents.config import DEFAULT_TIMEOUT_SEC, AgentRegistryError, AgentsConfig, AgentSpec, builtin_specs
 from agent_pipeline.agents.protocol import Agent, AgentContext, AgentKind, AgentResult
 
 

@@ -10,8 +10,16 @@ why it got what it got).
 from agent_pipeline.allocation.capital import CapitalPlan, allocate_capital
 from agent_pipeline.allocation.config import AllocationConfig
 from agent_pipeline.allocation.constraints import AllocationError, Bounds, make_bounds, violations
-from agent_pipeline.allocation.policies import (DEFAULT_POLICY, POLICIES, BaseAllocator, GLRThompsonAllocator,
-                                                ThompsonAllocator, UCBAllocator, UniformAllocator, make_allocator)
+from agent_pipeline.allocation.policies import (
+                                                DEFAULT_POLICY,
+                                                POLICIES,
+                                                BaseAllocator,
+                                                GLRThompsonAllocator,
+                                                ThompsonAllocator,
+                                                UCBAllocator,
+                                                UniformAllocator,
+                                                make_allocator,
+)
 from agent_pipeline.allocation.result import Allocation
 
 __all__ = ["DEFAULT_POLICY", "POLICIES", "Allocation", "AllocationConfig", "AllocationError", "BaseAllocator",

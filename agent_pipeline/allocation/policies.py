@@ -38,8 +38,15 @@ import numpy as np
 
 from agent_pipeline.allocation.capital import CapitalPlan, allocate_capital
 from agent_pipeline.allocation.constraints import AllocationError, Bounds, Picker, fill, make_bounds, statuses
-from agent_pipeline.allocation.estimators import (RewardMemory, Summary, check_reward, glr_change_point,
-                                                  pooled_scale, robust_sigma, summarize)
+from agent_pipeline.allocation.estimators import (
+    RewardMemory,
+    Summary,
+    check_reward,
+    glr_change_point,
+    pooled_scale,
+    robust_sigma,
+    summarize,
+)
 from agent_pipeline.allocation.result import Allocation
 from agent_pipeline.numbers import finite_number
 

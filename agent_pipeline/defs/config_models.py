@@ -21,8 +21,24 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field, create_model, model_validator
 
-from agent_pipeline.config_fields import (BOOL, DATE, INT, INT_MAP, NESTED, NESTED_MAP, NUMBER, NUMBER_MAP, TABLE,
-                                          TEXT, TEXTS, URL, ConfigTable, Rule, reject_unknown, rules)
+from agent_pipeline.config_fields import (
+    BOOL,
+    DATE,
+    INT,
+    INT_MAP,
+    NESTED,
+    NESTED_MAP,
+    NUMBER,
+    NUMBER_MAP,
+    TABLE,
+    TEXT,
+    TEXTS,
+    URL,
+    ConfigTable,
+    Rule,
+    reject_unknown,
+    rules,
+)
 
 _PLAIN: dict[str, Any] = {BOOL: bool, INT: int, NUMBER: float, TEXT: str, DATE: str, URL: str, TEXTS: list[str],
                           TABLE: dict[str, Any], INT_MAP: dict[str, int], NUMBER_MAP: dict[str, float]}

@@ -8,7 +8,7 @@ venue/symbol shows its latest quote at or before ``now``; its data age grows unt
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb

@@ -22,12 +22,7 @@ from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.metrics.spec import Sample
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import database_errors, has_table
-from agent_pipeline.trading.kill_switch import (
-    KEY_ENV,
-    KillSwitch,
-    KillSwitchState,
-    default_path,
-)
+from agent_pipeline.trading.kill_switch import KEY_ENV, KillSwitch, KillSwitchState, default_path
 from agent_pipeline.trading.reasons import Reason
 
 log = logging.getLogger(__name__)

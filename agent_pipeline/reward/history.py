@@ -133,7 +133,7 @@ def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float
     cache: dict[tuple[str | None, str, float], tuple[float, str]] = {}
     for agent, strategy, recorded, origin, error, output, cost, cost_unknown in zip(
             events["agent"], events["strategy"], events["reward"], events["origin"], events["error"],
-            events["output"], events["cost_usd"], events["cost_unknown"]):
+            events["output"], events["cost_usd"], events["cost_unknown"], strict=True):
         strategy = None if pd.isna(strategy) else strategy
         run_cost = _run_cost(cost, bool(cost_unknown)) if config.charge_run_cost else 0.0
         if not pd.isna(error):
@@ -204,7 +204,7 @@ def recompute_window(store: Store, start: datetime, end: datetime, config: Rewar
                                [start, end]).fetchone()[0]
         store.insert_frame(conn, "agent_rewards", frame)
 
-    changed = sum(1 for eid, value in zip(frame["event_id"], rewards)
+    changed = sum(1 for eid, value in zip(frame["event_id"], rewards, strict=True)
                   if eid not in before or not _same(before[eid], value))
     by_pricing: dict[str, int] = {}
     for s in sources:

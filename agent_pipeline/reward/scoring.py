@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_pipeline.reward.formula import capital_weighted_reward
 from agent_pipeline.reward.config import RewardConfig
+from agent_pipeline.reward.formula import capital_weighted_reward
 
 
 def proposes_trade(output: Any) -> bool:

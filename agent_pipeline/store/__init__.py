@@ -14,12 +14,7 @@ from agent_pipeline.store.connection import (
                                              query_df,
                                              time_window,
 )
-from agent_pipeline.store.events import (
-                                             AgentEvent,
-                                             append_event,
-                                             append_frame,
-                                             read_events,
-)
+from agent_pipeline.store.events import AgentEvent, append_event, append_frame, read_events
 from agent_pipeline.store.migrations import Schema
 
 __all__ = ["DB_FILE", "AgentEvent", "LockBusy", "Schema", "Store", "StoreBusy", "append_event", "append_frame",

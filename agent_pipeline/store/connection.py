@@ -228,9 +228,7 @@ class Store(abc.ABC):
 
         Call it outside an open transaction: each pending script runs in a transaction of its own.
         """
-        from agent_pipeline.store.migrations import (
-            migrate,  # migrations builds on this module
-        )
+        from agent_pipeline.store.migrations import migrate  # migrations builds on this module
 
         for required in schema.requires:
             self.ensure(conn, required)

@@ -20,14 +20,7 @@ import duckdb
 import pandas as pd
 
 from agent_pipeline.settings import pipeline_home
-from agent_pipeline.store.connection import (
-    DB_FILE,
-    DEFAULT_WRITE_TIMEOUT_S,
-    LockBusy,
-    Store,
-    StoreBusy,
-    file_lock,
-)
+from agent_pipeline.store.connection import DB_FILE, DEFAULT_WRITE_TIMEOUT_S, LockBusy, Store, StoreBusy, file_lock
 
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (duckdb.Error,)  # see connection.database_errors
 

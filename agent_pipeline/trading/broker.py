@@ -27,8 +27,7 @@ from datetime import UTC, datetime
 
 from agent_pipeline.market.base import MarketSource
 from agent_pipeline.trading.config import ExecutionConfig
-from agent_pipeline.trading.market_facts import (MarketSnapshot, fill_price, fill_problem, impact_slippage_bps,
-                                                 leg_facts)
+from agent_pipeline.trading.market_facts import MarketSnapshot, fill_price, fill_problem, impact_slippage_bps, leg_facts
 
 
 @dataclass(frozen=True)

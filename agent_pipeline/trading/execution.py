@@ -45,8 +45,14 @@ from agent_pipeline.trading import tables
 from agent_pipeline.trading.approval_store import approval_tokens
 from agent_pipeline.trading.broker import OrderIntent, PaperBroker
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
-from agent_pipeline.trading.guardrails import (CLAIM_PREFIX, MEASURED_KEYS, PROTOTYPE_SIGNAL_KEYS, SIDES, Decision,
-                                               TradeGuardrails)
+from agent_pipeline.trading.guardrails import (
+    CLAIM_PREFIX,
+    MEASURED_KEYS,
+    PROTOTYPE_SIGNAL_KEYS,
+    SIDES,
+    Decision,
+    TradeGuardrails,
+)
 from agent_pipeline.trading.kill_switch import KillSwitch, default_path
 from agent_pipeline.trading.market_facts import MarketSnapshot, measure_order
 from agent_pipeline.trading.reasons import Reason

@@ -37,9 +37,9 @@ current UTC trading date; more than ``max_daily_loss_usd`` denies and trips the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
-import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any

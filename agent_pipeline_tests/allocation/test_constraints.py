@@ -6,8 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_pipeline.allocation import (POLICIES, AllocationError, CapitalPlan, make_allocator, make_bounds,
-                                       violations)
+from agent_pipeline.allocation import POLICIES, AllocationError, CapitalPlan, make_allocator, make_bounds, violations
 
 
 @st.composite

@@ -7,10 +7,19 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from agent_pipeline.pipeline_settings import Settings
-from agent_pipeline.allocation import (DEFAULT_POLICY, POLICIES, AllocationConfig, AllocationError, CapitalPlan,
-                                       GLRThompsonAllocator, ThompsonAllocator, UCBAllocator, make_allocator)
+from agent_pipeline.allocation import (
+    DEFAULT_POLICY,
+    POLICIES,
+    AllocationConfig,
+    AllocationError,
+    CapitalPlan,
+    GLRThompsonAllocator,
+    ThompsonAllocator,
+    UCBAllocator,
+    make_allocator,
+)
 from agent_pipeline.allocation.decision import AgentInfo, decide, period_start_for, record_json, replay
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.settings import ConfigError
 
 

@@ -8,10 +8,16 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from agent_pipeline.pipeline_settings import Settings
-from agent_pipeline.allocation import (POLICIES, AllocationConfig, AllocationError, make_allocator, make_bounds,
-                                       violations)
+from agent_pipeline.allocation import (
+    POLICIES,
+    AllocationConfig,
+    AllocationError,
+    make_allocator,
+    make_bounds,
+    violations,
+)
 from agent_pipeline.allocation.decision import AgentInfo, decide, record_json, replay
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.settings import ConfigError
 
 LOSERS = {"l1": -0.5, "l2": -0.4, "l3": -0.6}

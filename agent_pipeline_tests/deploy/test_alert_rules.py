@@ -16,8 +16,8 @@ from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.reward.checks import BASELINE_WINDOW, RECENT_WINDOW, collapsed_agents
 from agent_pipeline.reward.config import RewardHistoryConfig
 from agent_pipeline.store import Store
-from agent_pipeline_tests.metrics.helpers import event, samples, write
 from agent_pipeline_tests.deploy.promql import OPS, alert_rules
+from agent_pipeline_tests.metrics.helpers import event, samples, write
 
 README = OPS.parent / "README.md"
 needs_promtool = pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")

@@ -2,7 +2,6 @@
 no Docker engine here it is checked by parsing it and cross-checking every file it mounts or builds from."""
 
 import re
-from pathlib import Path
 
 import yaml
 from dagster._config import process_config

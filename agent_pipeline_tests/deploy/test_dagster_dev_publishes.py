@@ -6,15 +6,15 @@ import time
 import pytest
 
 from agent_pipeline_tests.dagster_dev import graphql, running_dagster_dev
-from agent_pipeline_tests.metrics.helpers import truth
 from agent_pipeline_tests.deploy.test_stack_integration import pytestmark as _marks
 from agent_pipeline_tests.deploy.test_stack_integration import stack  # noqa: F401  (fixture)
+from agent_pipeline_tests.metrics.helpers import truth
 
 pytestmark = [pytest.mark.e2e, *_marks[1:]]
 REPOS = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"""
 
 
-def test_dagster_dev_runs_end_with_a_push_that_prometheus_scrapes(stack, tmp_path, pipeline_home, store):
+def test_dagster_dev_runs_end_with_a_push_that_prometheus_scrapes(stack, tmp_path, pipeline_home, store):  # noqa: F811
     (pipeline_home / "config.toml").write_text("[market]\nfault_rate = 0.0\n")
     with running_dagster_dev(tmp_path, pipeline_home, {"AGENT_PIPELINE_PUSHGATEWAY_URL": stack.gateway}) as dev:
         def repo_name():

@@ -10,8 +10,16 @@ import pytest
 import yaml
 
 from agent_pipeline.metrics.spec import BY_NAME, exported_series_names
-from agent_pipeline_tests.deploy.promql import (OPS, annotation_queries, dashboard, dashboard_queries, metric_names,
-                                             panels, runnable, variables_used)
+from agent_pipeline_tests.deploy.promql import (
+    OPS,
+    annotation_queries,
+    dashboard,
+    dashboard_queries,
+    metric_names,
+    panels,
+    runnable,
+    variables_used,
+)
 
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap", "text", "row", "piechart",
                "state-timeline"}

@@ -10,13 +10,12 @@ import dagster as dg
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.scheduler.instigation import TickStatus
 
+from agent_pipeline.definitions import build_location
 from agent_pipeline.defs.housekeeping import PURGE_JOB, purge_old_runs_job
 from agent_pipeline.defs.metrics import PushgatewayResource
-from agent_pipeline.definitions import build_location
 from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline_tests.conftest import free_port
 from agent_pipeline_tests.deploy.promql import OPS
-
 
 
 def _instance(tmp_path: Path) -> dg.DagsterInstance:

@@ -21,9 +21,15 @@ import pytest
 from agent_pipeline.metrics.spec import HISTOGRAMS
 from agent_pipeline.store import Store
 from agent_pipeline_tests.conftest import free_port
+from agent_pipeline_tests.deploy.promql import (
+    OPS,
+    alert_rules,
+    annotation_queries,
+    dashboard_queries,
+    runnable,
+    split_threshold,
+)
 from agent_pipeline_tests.metrics.helpers import truth
-from agent_pipeline_tests.deploy.promql import (OPS, alert_rules, annotation_queries, dashboard_queries, runnable,
-                                             split_threshold)
 
 pytestmark = [
     pytest.mark.integration,

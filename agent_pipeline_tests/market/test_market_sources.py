@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.market import MarketConfig, MarketDataError, ReplayMarket, SimulatedMarket, make_market
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.settings import ConfigError
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -35,7 +35,7 @@ def test_mid_is_continuous_across_midnight():
     market = SimulatedMarket(fault_rate=0)
     midnight = datetime(2026, 3, 3, tzinfo=UTC)
     mids = market.mid_history("BTC-USD", midnight + timedelta(seconds=5), 10, 1)
-    jumps = [abs(b / a - 1) for a, b in zip(mids, mids[1:])]
+    jumps = [abs(b / a - 1) for a, b in zip(mids, mids[1:], strict=False)]
     assert max(jumps) < 0.002  # no gap at the day boundary
 
 

@@ -9,14 +9,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent_pipeline_tests.metrics.helpers import (assert_matches_store, distribution, event, fill, gate_decision,
-                                                  loop_tables, order, pnl, quota, samples, value, write)
-
 from agent_pipeline.metrics import rollup
 from agent_pipeline.metrics.collector import Snapshot, take_snapshot
 from agent_pipeline.metrics.publish import exposition
 from agent_pipeline.metrics.spec import BY_NAME, METRICS, exported_series_names
 from agent_pipeline.store import Store
+from agent_pipeline_tests.metrics.helpers import (
+    assert_matches_store,
+    distribution,
+    event,
+    fill,
+    gate_decision,
+    loop_tables,
+    order,
+    pnl,
+    quota,
+    samples,
+    value,
+    write,
+)
 
 
 def test_no_store_yet_gives_no_agent_series_and_creates_nothing(pipeline_home):

@@ -6,8 +6,12 @@ import base64
 import dagster as dg
 
 from agent_pipeline.defs.metrics import PushgatewayResource, build_defs
-from agent_pipeline.defs.metrics.publishing import (is_agent_job, publish_metrics_job, publish_on_failure,
-                                                     publish_on_success)
+from agent_pipeline.defs.metrics.publishing import (
+    is_agent_job,
+    publish_metrics_job,
+    publish_on_failure,
+    publish_on_success,
+)
 from agent_pipeline.defs.resources import MarketResource, StoreResource
 from agent_pipeline_tests.conftest import free_port
 from agent_pipeline_tests.location import loaded

@@ -7,8 +7,17 @@ import pytest
 from agent_pipeline.metrics.publish import exposition, publish
 from agent_pipeline.metrics.spec import HISTOGRAMS
 from agent_pipeline.trading import KillSwitchState, Reason
-from agent_pipeline_tests.metrics.helpers import (event, fill, gate_decision, loop_tables, order, quota, samples,
-                                                  value, write)
+from agent_pipeline_tests.metrics.helpers import (
+    event,
+    fill,
+    gate_decision,
+    loop_tables,
+    order,
+    quota,
+    samples,
+    value,
+    write,
+)
 
 OUTCOMES = ("approved", "denied")
 DENIAL_CODES = [r.value for r in Reason if r is not Reason.OK]

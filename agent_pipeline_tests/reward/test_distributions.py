@@ -3,13 +3,19 @@
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pytest
 
 from agent_pipeline.reward import RewardConfig, RewardHistoryConfig
-from agent_pipeline.reward.checks import (collapsed_agents, finite_distributions, finite_rewards, freshness,
-                                          plausible_range, reward_collapse)
+from agent_pipeline.reward.checks import (
+    collapsed_agents,
+    finite_distributions,
+    finite_rewards,
+    freshness,
+    plausible_range,
+    reward_collapse,
+)
 from agent_pipeline.reward.distributions import read_distributions, refresh_distributions
 from agent_pipeline.reward.history import recompute_window
 from agent_pipeline_tests.reward.helpers import ev, write_events

@@ -73,7 +73,7 @@ def test_backfill_three_partitions_then_reprice_exactly_the_changed_rewards(stor
     assert result.success
     rows = read_rewards(store)
     assert len(rows) == 3 * 7 and rows["started_at"].max() < D1 + timedelta(days=3)
-    by_id = dict(zip(rows["event_id"], rows["reward"]))
+    by_id = dict(zip(rows["event_id"], rows["reward"], strict=False))
     config = RewardConfig()
     for day in range(3):
         for i in range(3):
@@ -81,7 +81,7 @@ def test_backfill_three_partitions_then_reprice_exactly_the_changed_rewards(stor
         assert by_id[f"a{day}"] == pytest.approx(75.25 / 300)
         assert by_id[f"w{day}"] == 0.0
         assert by_id[f"l{day}"] == 0.42
-    sources = dict(zip(rows["event_id"], rows["pricing"]))
+    sources = dict(zip(rows["event_id"], rows["pricing"], strict=False))
     assert sources["l0"] == "recorded" and sources["f0"] == "failed" and sources["m00"] == "recomputed"
 
     mat = result.asset_materializations_for_node("agent_rewards")[0]
@@ -103,7 +103,7 @@ def test_backfill_three_partitions_then_reprice_exactly_the_changed_rewards(stor
     assert second.success
     assert second.asset_materializations_for_node("agent_rewards")[0].metadata["rewards_changed"].value == 6
     after = read_rewards(store)
-    new = dict(zip(after["event_id"], after["reward"]))
+    new = dict(zip(after["event_id"], after["reward"], strict=False))
     changed = {k for k in by_id if not (by_id[k] == new[k] or (by_id[k] != by_id[k] and new[k] != new[k]))}
     assert changed == {f"m{day}{i}" for day in (1, 2) for i in range(3)}
     bigger = RewardConfig(budgets=dict(RewardConfig().budgets, momentum=RiskBudget(20_000.0, 200.0)))
@@ -223,7 +223,7 @@ def test_run_config_overrides_the_reward_parameters_for_one_backfill(store, hist
     )
     assert result.success
     rows = read_rewards(store)
-    new = dict(zip(rows["event_id"], rows["reward"]))
+    new = dict(zip(rows["event_id"], rows["reward"], strict=False))
     config = RewardConfig(fill_prob=0.6,
                           budgets=dict(RewardConfig().budgets, momentum=RiskBudget(20_000.0, 200.0)))
     assert new["m10"] == score_output("momentum", "momentum", momentum_out(0), config)[0]

@@ -5,6 +5,7 @@ import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -55,7 +56,7 @@ def test_migrations_are_versioned_and_idempotent(store):
 
 def test_a_failing_migration_rolls_back_and_keeps_the_version(store):
     with store.connect() as conn:
-        with pytest.raises(Exception):
+        with pytest.raises(duckdb.Error):
             migrate(conn, "broken", ["CREATE TABLE ok1 (a INT)", "CREATE TABLE bad (a NOTATYPE)"])
         assert current_version(conn, "broken") == 1
 

@@ -4,12 +4,12 @@ import dagster as dg
 import pytest
 
 from agent_pipeline.agents import load_registry
-from agent_pipeline.defs.agents.jobs import build_agent_jobs
 from agent_pipeline.defs import trading
+from agent_pipeline.defs.agents.jobs import build_agent_jobs
 from agent_pipeline.defs.resources import KillSwitchResource, MarketResource, StoreResource
-from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.defs.trading.assets import trading_safety
 from agent_pipeline.defs.trading.control import kill_switch_control
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.trading import KillSwitch, KillSwitchState
 from agent_pipeline.trading.kill_switch import default_path
 

@@ -13,9 +13,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.market.base import Quote
 from agent_pipeline.numbers import finite_number
+from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.trading import ExecutionConfig, GuardrailConfig, KillSwitch, Reason, TradeGuardrails
 from agent_pipeline.trading.broker import OrderIntent, PaperBroker
 from agent_pipeline.trading.config import SAFE_DEFAULTS

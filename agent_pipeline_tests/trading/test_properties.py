@@ -186,8 +186,13 @@ def test_sizing_from_the_book_fills_the_notional_and_never_more(notional, legs, 
     from datetime import UTC, datetime
 
     from agent_pipeline.trading import ExecutionConfig
-    from agent_pipeline.trading.market_facts import (FILL_NOTIONAL_TOLERANCE, LegFacts, fill_price,
-                                                     impact_slippage_bps, size_for_notional)
+    from agent_pipeline.trading.market_facts import (
+        FILL_NOTIONAL_TOLERANCE,
+        LegFacts,
+        fill_price,
+        impact_slippage_bps,
+        size_for_notional,
+    )
 
     cfg = ExecutionConfig(base_slippage_bps=base, impact_bps_per_quote=impact)
     at = datetime(2026, 3, 2, tzinfo=UTC)

@@ -5,8 +5,12 @@ from collections.abc import Mapping
 import dagster as dg
 
 from agent_pipeline.agents import LoadedAgent
-from agent_pipeline.defs.metrics.publishing import (publish_metrics_job, publish_metrics_schedule, publish_on_failure,
-                                                     publish_on_success)
+from agent_pipeline.defs.metrics.publishing import (
+    publish_metrics_job,
+    publish_metrics_schedule,
+    publish_on_failure,
+    publish_on_success,
+)
 from agent_pipeline.defs.metrics.resources import PushgatewayResource, pushgateway_resource
 from agent_pipeline.pipeline_settings import Settings
 

@@ -6,8 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from agent_pipeline.defs.config_models import config_resource, table_model
-from agent_pipeline.metrics.config import (PASSWORD_ENV, USERNAME_ENV, AlertInputs, MetricsConfig,
-                                           gateway_credentials)
+from agent_pipeline.metrics.config import PASSWORD_ENV, USERNAME_ENV, AlertInputs, MetricsConfig, gateway_credentials
 from agent_pipeline.metrics.publish import PushResult, publish
 from agent_pipeline.pipeline_settings import Settings
 

@@ -20,11 +20,23 @@ agents still under their caps (``constraints.fill``), and finally size capital f
 
 With ``value_floor`` (a float; the pipeline's default is 0.0) a slot beyond the minimums goes only to an agent
 whose value *for that slot* exceeds the floor: Thompson's draw, UCB's optimistic index, uniform's mean. A slot no
-eligible agent is worth is held back (``Allocation.held_back``). Exploration stays principled: a Thompson draw
-exceeds the floor about as often as the (``posterior_scale``-narrowed) posterior says the agent's mean may, so an
-agent with a wide posterior keeps getting some runs, and one whose rewards have settled below the floor gets next
-to none. An agent never
-seen gets its one exploratory run either way (nothing is known of it yet). ``value_floor=None`` spends the budget.
+eligible agent is worth is held back (``Allocation.held_back``). An agent never seen gets its one exploratory run
+either way (nothing is known of it yet). ``value_floor=None`` spends the budget, exactly as before the floor.
+
+How Thompson sampling explores below the floor (a thresholding rule on the posterior): an agent is *credibly
+above* the floor when its posterior gives ``P(mean > floor) >= 1 - floor_probability`` (0.75 by default) on the
+evidence so far. A slot in which no open agent is credibly above the floor (the slots left over once such agents
+are capped) is *speculative*, and goes only to an agent whose ``P(mean > floor)``, with the slots it has already
+won this period counted as fantasized observations at its posterior mean, is still at least
+``floor_probability`` (0.25), and whose draw is the best above the floor. So an agent whose posterior leaves a
+fair chance of being above the floor keeps getting runs, while one whose evidence has settled below it gets none,
+however many slots the caps leave over: per-slot draws alone gave it a run in each leftover slot in which its
+draw happened to exceed the floor, so its exploration grew with the leftover budget instead of with what is
+unknown about it. The discount makes an agent that stops running uncertain again, so it is re-tested as its
+evidence ages. The rule applies while some agent credibly above the floor has room to run: their runs are what
+age the memories (the discount counts observations), so when no agent is credibly above the floor (a regime
+change, or every agent losing) the period is a search and the draws alone decide, as they did before.
+``floor_probability = 0`` turns the rule off.
 """
 
 from __future__ import annotations
@@ -82,7 +94,7 @@ def best_above(open_agents: list[str], value: Mapping[str, float], floor: float 
     return max(candidates, key=value.__getitem__) if candidates else None
 
 
-FLOOR_PROBABILITY = 0.25  # Thompson: runs beyond the minimum go only to agents at least this likely above the floor
+FLOOR_PROBABILITY = 0.25  # Thompson: speculative slots only to agents at least this likely above the floor
 Z90 = 1.6448536269514722  # the two-sided 90 % normal quantile: estimates are shown with a 90 % interval
 
 
@@ -318,7 +330,8 @@ class ThompsonAllocator(BaseAllocator):
         """One draw per agent per slot. A slot already given to an agent this period counts as one more
         observation at its posterior mean, so its later draws narrow (batched Thompson sampling with fantasized
         outcomes): the period's runs concentrate on agents that are likely best, not merely uncertain. With a
-        floor, a slot goes to the best draw above it, or is held back when no open agent's draw exceeds it."""
+        floor, a slot goes to the best draw above it, or is held back when no open agent's draw exceeds it; a
+        speculative slot only to agents still ``floor_probability`` likely above the floor (module docstring)."""
         post = self.posterior(stats, scale)
         agents = list(bounds.agents)
         slots = max(bounds.budget - sum(bounds.lo.values()), 0)

@@ -147,11 +147,13 @@ class ConfigTable:
     """Base of every config dataclass: ``SECTION`` names it in messages, ``ERROR`` is the exception it raises.
 
     ``check(where)`` is the hook for rules across keys (``min_reward`` below ``max_reward``, ...); it runs after
-    every key passed its own rule.
+    every key passed its own rule. ``RETIRED`` maps a key that no longer exists to what replaces it: a file that
+    still sets it fails to load with that text, so nobody's setting is dropped without a word.
     """
 
     SECTION: ClassVar[str] = ""
     ERROR: ClassVar[type[ConfigError]] = ConfigError
+    RETIRED: ClassVar[Mapping[str, str]] = {}
 
     def __post_init__(self) -> None:
         where = _WHERE.get() or self.SECTION
@@ -169,6 +171,9 @@ class ConfigTable:
         if not isinstance(table, Mapping):
             raise cls.ERROR(f"{where} must be a table, got {type(table).__name__}")
         declared = rules(cls)
+        retired = [f"{key} is retired: {cls.RETIRED[key]}" for key in table if key in cls.RETIRED]
+        if retired:
+            raise cls.ERROR(f"{where} {'; '.join(retired)}")
         reject_unknown(table, declared, where, cls.ERROR)
         values: dict[str, Any] = {}
         for name, (f, rule) in declared.items():  # the values given first: a bad value is named before a gap

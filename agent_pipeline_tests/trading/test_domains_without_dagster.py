@@ -73,4 +73,4 @@ def test_the_scan_catches_each_way_in(tmp_path):
                      "import importlib\nimportlib.import_module('dagster')\n"
                      "from .sibling import fine\nimport dagster_pipes\nSOURCES = ('dagster', 'cli')\n"
                      "__import__('agent_pipeline.definitions')\n")
-    assert [line.split(":", 1)[1].split()[0] for line in offences(rogue)] == ["1", "2", "3", "5", "7", "9"]
+    assert sorted(int(line.split(":", 1)[1].split()[0]) for line in offences(rogue)) == [1, 2, 3, 5, 7, 9]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -29,7 +28,7 @@ from dataclasses import MISSING
 from datetime import date
 from typing import Any, ClassVar
 
-from agent_pipeline.numbers import real_number
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.settings import ConfigError
 
 BOOL = "bool"
@@ -294,8 +293,8 @@ def _number(rule: Rule, value: Any, bad: Callable[[str], ConfigError]) -> Any:
         if not rule.in_bounds(value):
             raise bad(expected)
         return value
-    number = real_number(value)
-    if number is None or not math.isfinite(number) or not rule.in_bounds(number):
+    number = finite_number(value)
+    if number is None or not rule.in_bounds(number):
         raise bad(("a finite number" if rule.bounds() == "" else "a number") + rule.bounds())
     return value
 

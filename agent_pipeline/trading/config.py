@@ -142,9 +142,6 @@ class GuardrailConfig(ConfigTable):
         unset = {name: value for name, value in SAFE_DEFAULTS.items() if getattr(self, name) is None}
         return dataclasses.replace(self, **unset) if unset else self
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
 
 # The limits the pipeline applies when [guardrails] leaves them unset (README "Trading safety" says what each
 # protects against). Chosen so the built-in agents trade as usual at the default cadence (about one run per agent

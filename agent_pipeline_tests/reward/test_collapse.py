@@ -20,6 +20,7 @@ from agent_pipeline.store import Store
 from agent_pipeline.store.events import AgentEvent, append_frame, events_frame
 from agent_pipeline.trading import GuardrailConfig
 from agent_pipeline.trading.breaker import read_breaker
+from agent_pipeline.trading.store_state import StoreGateState
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 RULE = CollapseConfig()  # min_runs 20, drop_std 3, min_drop 0.1, no floor
@@ -116,6 +117,10 @@ def test_the_breaker_judges_collapse_only_when_switched_on_and_per_agent(store):
     assert not off.breached and off.reward_n == 0  # the prototype's breaker never judged reward
     assert on.breached and "reward collapse: agent 'falling'" in on.reason
     assert "'steady'" not in on.reason and on.reward_n > 0 and on.baseline_n > on.reward_n
+    # the gate asks the same question before each order, so it denies before the sensor's next tick
+    gate = StoreGateState(store, GuardrailConfig(breaker_on_reward_collapse=True))
+    assert "reward collapse: agent 'falling'" in gate.breaker_breach(NOW)
+    assert StoreGateState(store, GuardrailConfig()).breaker_breach(NOW) is None
 
 
 def test_one_table_reaches_the_check_the_breaker_and_the_alert_inputs(pipeline_home):

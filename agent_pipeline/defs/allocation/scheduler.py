@@ -76,6 +76,8 @@ def build_scheduler_sensor(agent: str, job_name: str, period_minutes: int) -> dg
                   "allocation/quota": str(quota), "allocation/decided_period": decided_period.isoformat()},
         ) for slot in slots]
         new_cursor = json.dumps({"period": period.isoformat(), "launched": slots.stop, "quota": quota})
+        context.log.info(f"launching slots {slots.start}..{slots.stop - 1} of {agent}'s quota {quota} for period "
+                         f"{period:%Y-%m-%d %H:%M}Z")
         return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
     return agent_scheduler

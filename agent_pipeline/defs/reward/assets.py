@@ -126,6 +126,9 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition, period_minutes: int,
             rows = query_df(conn, "SELECT agent, reward, pricing FROM agent_rewards "
                                   "WHERE started_at >= ? AND started_at < ?", [result.start, result.end])
             table = table_metadata(conn, "agent_rewards")
+            events_table = table_metadata(conn, "agent_events")
+        # agent_events is written by every agent run; its size and columns are recorded here, once per period
+        context.log_event(dg.AssetObservation(asset_key=AGENT_EVENTS, metadata=events_table))
         keys = context.partition_keys
         return dg.MaterializeResult(
             metadata={

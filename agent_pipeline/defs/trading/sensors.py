@@ -58,6 +58,8 @@ def build_circuit_breaker(cfg: GuardrailConfig) -> dg.SensorDefinition:
             numbers += f" (too few runs to judge the error rate: fewer than {cfg.min_events_for_error_rate})"
         elif reading.errors < cfg.min_errors_for_error_rate:
             numbers += f" (too few failures to judge the error rate: fewer than {cfg.min_errors_for_error_rate})"
+        if reading.errors or reading.breached:  # quiet while nothing fails; the skip reason has the numbers
+            context.log.info(f"{'breach' if reading.breached else 'no breach'}: {numbers}")
         if not reading.breached:
             if cursor.get("consecutive"):
                 return dg.SensorResult(skip_reason=f"no breach, breach count reset: {numbers}",

@@ -52,8 +52,8 @@ def test_definitions_build_with_the_agents_domain():
     sensor = repo.get_sensor_def("agent_scheduler__momentum")
     assert sensor.job_name == "agent__momentum" and sensor.minimum_interval_seconds
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    schedule = repo.get_schedule_def("allocator_quotas_schedule")
-    assert schedule.cron_schedule == "10 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    condition = defs.resolve_assets_def("allocator_quotas").automation_condition
+    assert "10 * * * *" in condition.get_label()  # decided once per period by the loop's automation
     assert period_cron(15) == "*/15 * * * *" and period_cron(120) == "10 */2 * * *"
 
 

@@ -92,12 +92,14 @@ def test_the_loop_closes_within_five_minutes_of_the_ui_with_metrics_in_prometheu
             deadline = time.monotonic() + 90
             runs = quota = []
             while time.monotonic() < deadline and not (runs and quota):
-                runs = prometheus_series(prom_port, 'agent_pipeline_agent_runs_total{job="agent_pipeline"}')
-                quota = prometheus_series(prom_port, 'agent_pipeline_allocator_quota_runs{job="agent_pipeline"}')
+                runs = prometheus_series(prom_port, 'agent_runs_total{job="agent_pipeline"}')
+                quota = prometheus_series(prom_port, 'allocator_quota_runs{job="agent_pipeline"}')
                 time.sleep(5)
             assert {s["metric"]["agent"] for s in runs} >= {"cross_venue_arb", "momentum", "regime_watcher"}, runs
             assert quota, "the allocation never reached Prometheus"
-            assert "Connection refused" not in log
+            assert "Connection refused" not in log  # the gateway was up before the first push
+            warnings = [line for line in log.splitlines() if "Warning" in line or " - WARNING - " in line]
+            assert not [w for w in warnings if "SupersessionWarning" in w or "denied" in w], warnings
     finally:
         subprocess.run(["bash", str(ROOT / "ops" / "start-local-stack.sh"), "stop", str(state)], timeout=60,
                        capture_output=True)

@@ -23,6 +23,11 @@ INTERVAL_SECONDS = 20
 READ_TIMEOUT_S = 2.0
 
 
+def _short(value) -> str:
+    """A mean as a person reads it (4 significant digits), or n/a."""
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def build_circuit_breaker(cfg: GuardrailConfig) -> dg.SensorDefinition:
     """The ``circuit_breaker`` sensor judging the store with ``cfg``'s breaker thresholds."""
 
@@ -52,8 +57,8 @@ def build_circuit_breaker(cfg: GuardrailConfig) -> dg.SensorDefinition:
         rate = "n/a" if reading.error_rate is None else f"{reading.error_rate:.2f}"
         numbers = (f"{reading.errors}/{reading.events} live runs failed in the last {cfg.error_window_sec:g} s "
                    f"(rate {rate}, limit {cfg.max_error_rate_5m:g} once at least {cfg.min_errors_for_error_rate} "
-                   f"failed); mean reward {reading.reward_mean} over {reading.reward_n}, baseline "
-                   f"{reading.baseline_mean} over {reading.baseline_n}")
+                   f"failed); mean reward {_short(reading.reward_mean)} over {reading.reward_n}, baseline "
+                   f"{_short(reading.baseline_mean)} over {reading.baseline_n}")
         if reading.events < cfg.min_events_for_error_rate:
             numbers += f" (too few runs to judge the error rate: fewer than {cfg.min_events_for_error_rate})"
         elif reading.errors < cfg.min_errors_for_error_rate:

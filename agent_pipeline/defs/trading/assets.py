@@ -9,6 +9,7 @@ from agent_pipeline.store import StoreBusy
 from agent_pipeline.trading.report import SafetySnapshot, snapshot
 
 AGENT_EVENTS = dg.AssetKey("agent_events")
+ALLOCATOR_QUOTAS = dg.AssetKey("allocator_quotas")  # the gate sizes orders with the capital in force
 GATE_DECISIONS = dg.AssetKey("gate_decisions")
 ORDERS = dg.AssetKey("orders")
 FILLS = dg.AssetKey("fills")
@@ -25,9 +26,10 @@ WRITTEN_BY = ("Materialized by the execute_* step of every agent run that change
               "row count and columns every 5 minutes.")
 
 TABLE_SPECS = [
-    dg.AssetSpec(GATE_DECISIONS, deps=[AGENT_EVENTS], group_name=GROUP, kinds={"duckdb"}, owners=OWNERS, tags=TAGS,
+    dg.AssetSpec(GATE_DECISIONS, deps=[AGENT_EVENTS, ALLOCATOR_QUOTAS], group_name=GROUP, kinds={"duckdb"}, owners=OWNERS, tags=TAGS,
                  description="Every execution-gate decision, approved or denied, with its stable reason code and "
-                             "the inputs the gate saw (DuckDB table gate_decisions). " + WRITTEN_BY),
+                             "the inputs the gate saw (DuckDB table gate_decisions); orders are sized by the capital "
+                             "allocator_quotas has in force. " + WRITTEN_BY),
     dg.AssetSpec(ORDERS, deps=[GATE_DECISIONS], group_name=GROUP, kinds={"duckdb"}, owners=OWNERS, tags=TAGS,
                  description="Orders the gate approved and sent to the paper broker (table orders; order_key is "
                              "unique, so op and run retries cannot place an order twice). " + WRITTEN_BY),

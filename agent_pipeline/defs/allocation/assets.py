@@ -16,9 +16,10 @@ from agent_pipeline.allocation.report import EXPLANATION_COLUMNS, chart_markdown
 from agent_pipeline.allocation.tables import ALLOCATION, read_recent_rewards, write_decision
 from agent_pipeline.defs.automation import downstream_condition, next_decision_due, period_cron
 from agent_pipeline.defs.config_models import layered, run_overrides
-from agent_pipeline.defs.resources import RewardConfigResource, StoreResource
+from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.defs.table_metadata import table_metadata
 from agent_pipeline.reward import checks
+from agent_pipeline.reward.config import RewardHistoryConfig
 from agent_pipeline.reward.distributions import read_distributions
 
 ALLOCATOR_QUOTAS = dg.AssetKey("allocator_quotas")
@@ -43,9 +44,12 @@ def failed_blocking_checks(distributions, history) -> list[str]:
     return failed
 
 
-def build_allocator_quotas(loaded: AllocationConfig, agents: Sequence[AgentInfo]) -> dg.AssetsDefinition:
+def build_allocator_quotas(loaded: AllocationConfig, agents: Sequence[AgentInfo],
+                           history: RewardHistoryConfig | None = None) -> dg.AssetsDefinition:
     """The asset deciding for ``agents`` (the registry's) with ``loaded`` (the ``[allocation]`` table the code
-    location loaded) under the run config's overrides."""
+    location loaded) under the run config's overrides; ``history`` (the loaded ``[reward.history]``) defines the
+    blocking checks it re-evaluates before deciding."""
+    history = history or RewardHistoryConfig()
     agents = sorted(agents, key=lambda a: a.name)
     cron = period_cron(loaded.period_minutes)
 
@@ -69,11 +73,11 @@ def build_allocator_quotas(loaded: AllocationConfig, agents: Sequence[AgentInfo]
                     "reward_distributions); never while a blocking check of reward_distributions fails. The "
                     "agent schedulers launch runs from the decision in force.",
     )
-    def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConfig, store: StoreResource,
-                         reward_config: RewardConfigResource) -> dg.MaterializeResult:
+    def allocator_quotas(context: dg.AssetExecutionContext, config: AllocatorRunConfig,
+                         store: StoreResource) -> dg.MaterializeResult:
         st = store.store()
         distributions = read_distributions(st, read_only=True, timeout_s=store.lock_timeout_s)
-        failed = failed_blocking_checks(distributions, reward_config.config().history)
+        failed = failed_blocking_checks(distributions, history)
         if failed:
             raise dg.Failure(description="reward_distributions fails a blocking check, so the previous quotas stay "
                                          "in force until rewards recover: " + "; ".join(failed))

@@ -8,7 +8,7 @@ earlier once older history is imported (the code location picks it up when it lo
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from agent_pipeline.store import Store, StoreBusy
 
@@ -28,13 +28,16 @@ def first_event_day(store: Store, timeout_s: float) -> date | None:
 
 def history_start(configured: str | None, store: Store, today: date, timeout_s: float = 10.0) -> tuple[str, str]:
     """(first partition day YYYY-MM-DD, where it came from). The configured day wins; otherwise the first stored
-    event's day, never after today. A store that stays busy for ``timeout_s`` gives today, and says so."""
+    event's day, never after today. A store that stays busy for ``timeout_s`` gives yesterday, and says so: every
+    process loads the location (each run process too), and the automation reprices yesterday and today, so those
+    two partitions must exist in a process that could not read the store."""
     if configured:
         return configured, "[reward.history] history_start"
     try:
         first = first_event_day(store, timeout_s)
     except StoreBusy as exc:
-        return today.isoformat(), f"today: the store was busy when the code location loaded ({exc})"
+        return ((today - timedelta(days=1)).isoformat(),
+                f"yesterday: the store was busy when the code location loaded ({exc})")
     if first is None:
         return today.isoformat(), "today: no event stored yet"
     return min(first, today).isoformat(), "the first stored event's day"

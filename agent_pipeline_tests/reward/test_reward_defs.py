@@ -202,19 +202,6 @@ def test_a_busy_store_at_load_starts_the_partitions_yesterday_and_says_why(store
     assert start == (today - timedelta(days=1)).isoformat() and "busy" in origin
 
 
-def test_every_reward_object_has_a_description():
-    defs = reward_defs()
-    for asset in defs.assets:
-        for spec in asset.specs:
-            assert spec.description
-        for check in asset.check_specs:
-            assert check.description
-    for schedule in defs.schedules or []:
-        assert schedule.description
-    for job in defs.jobs:
-        assert job.description
-
-
 def test_resource_rejects_misspelt_fields():
     from agent_pipeline.defs.reward.resources import RewardConfigResource
 

@@ -21,5 +21,5 @@ def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.De
     period = settings.allocation.period_minutes
     agents = [AgentInfo(name, loaded.kind, loaded.strategy) for name, loaded in sorted(registry.items())]
     sensors = [build_scheduler_sensor(name, single_agent_job_name(name), period) for name in sorted(registry)]
-    return dg.Definitions(assets=[build_allocator_quotas(settings.allocation, agents, settings.reward.history)], jobs=[allocator_quotas_job],
-                          sensors=sensors)
+    quotas = build_allocator_quotas(settings.allocation, agents, settings.reward.collapse)
+    return dg.Definitions(assets=[quotas], jobs=[allocator_quotas_job], sensors=sensors)

@@ -19,7 +19,7 @@ from agent_pipeline.defs.config_models import layered, run_overrides
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.defs.table_metadata import table_metadata
 from agent_pipeline.reward import checks
-from agent_pipeline.reward.config import RewardHistoryConfig
+from agent_pipeline.reward.config import CollapseConfig
 from agent_pipeline.reward.distributions import read_distributions
 
 ALLOCATOR_QUOTAS = dg.AssetKey("allocator_quotas")
@@ -32,12 +32,12 @@ AllocatorRunConfig = run_overrides(
     "its value; value_floor = -inf spends the whole budget).")
 
 
-def failed_blocking_checks(distributions, history) -> list[str]:
+def failed_blocking_checks(distributions, collapse: CollapseConfig) -> list[str]:
     """The blocking checks of reward_distributions that fail on its stored rows: the same rules, from the same
     helpers, as the checks its materialization reported (so a materialization by hand is held back like the
     automation's)."""
     failed = []
-    for name, outcome in (("reward_collapse", checks.reward_collapse(distributions, history)),
+    for name, outcome in (("reward_collapse", checks.reward_collapse(distributions, collapse)),
                           ("distributions_finite", checks.finite_distributions(distributions))):
         if not outcome.passed:
             failed.append(f"{name}: {outcome.description}")
@@ -45,11 +45,11 @@ def failed_blocking_checks(distributions, history) -> list[str]:
 
 
 def build_allocator_quotas(loaded: AllocationConfig, agents: Sequence[AgentInfo],
-                           history: RewardHistoryConfig | None = None) -> dg.AssetsDefinition:
+                           collapse: CollapseConfig | None = None) -> dg.AssetsDefinition:
     """The asset deciding for ``agents`` (the registry's) with ``loaded`` (the ``[allocation]`` table the code
-    location loaded) under the run config's overrides; ``history`` (the loaded ``[reward.history]``) defines the
-    blocking checks it re-evaluates before deciding."""
-    history = history or RewardHistoryConfig()
+    location loaded) under the run config's overrides; ``collapse`` (the loaded ``[reward.collapse]``) is the rule
+    of the blocking check it re-evaluates before deciding."""
+    collapse = collapse or CollapseConfig()
     agents = sorted(agents, key=lambda a: a.name)
     cron = period_cron(loaded.period_minutes)
 
@@ -77,7 +77,7 @@ def build_allocator_quotas(loaded: AllocationConfig, agents: Sequence[AgentInfo]
                          store: StoreResource) -> dg.MaterializeResult:
         st = store.store()
         distributions = read_distributions(st, read_only=True, timeout_s=store.lock_timeout_s)
-        failed = failed_blocking_checks(distributions, history)
+        failed = failed_blocking_checks(distributions, collapse)
         if failed:
             raise dg.Failure(description="reward_distributions fails a blocking check, so the previous quotas stay "
                                          "in force until rewards recover: " + "; ".join(failed))

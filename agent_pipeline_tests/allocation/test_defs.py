@@ -52,8 +52,8 @@ def test_definitions_build_with_the_agents_domain():
     sensor = repo.get_sensor_def("agent_scheduler__momentum")
     assert sensor.job_name == "agent__momentum" and sensor.minimum_interval_seconds
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    schedule = repo.get_schedule_def("allocator_quotas_schedule")
-    assert schedule.cron_schedule == "10 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    condition = defs.resolve_assets_def("allocator_quotas").automation_conditions_by_key[dg.AssetKey("allocator_quotas")]
+    assert "10 * * * *" in condition.get_label()  # decided once per period by the loop's automation
     assert period_cron(15) == "*/15 * * * *" and period_cron(120) == "10 */2 * * *"
 
 
@@ -187,20 +187,25 @@ def test_asset_reads_only_the_last_window_from_agent_rewards(store, pipeline_hom
 
 
 def test_asset_refuses_while_reward_collapse_fails(store):
-    @dg.asset(key="reward_distributions", description="stand-in upstream")
-    def reward_distributions():
-        return None
+    """A materialization by hand meets the blocking check the automation respects: the allocator evaluates
+    reward_collapse again on the stored reward_distributions (the rows the failed check judged) and refuses."""
+    from agent_pipeline.reward import RewardConfig
+    from agent_pipeline.reward.distributions import refresh_distributions
+    from agent_pipeline.reward.history import recompute_window
+    from agent_pipeline_tests.reward.helpers import ev, write_events
 
-    @dg.asset_check(asset="reward_distributions", name="reward_collapse", blocking=True, description="stand-in")
-    def reward_collapse():
-        return dg.AssetCheckResult(passed=False)
-
-    instance = dg.DagsterInstance.ephemeral()
-    dg.materialize([reward_distributions, reward_collapse], instance=instance, raise_on_error=False)
-    result = dg.materialize([allocator_quotas()], instance=instance, resources={"store": StoreResource()},
-                            raise_on_error=False)
+    now = datetime.now(UTC)
+    start = now - timedelta(days=6)
+    steady = [ev("momentum", start + timedelta(minutes=10 * i), reward=0.5, imported=True) for i in range(6 * 24 * 6)]
+    collapsed = [ev("momentum", now - timedelta(minutes=i + 1), reward=-2.0, imported=True) for i in range(30)]
+    write_events(store, steady + collapsed)  # a steady week, then a collapsed last hour
+    recompute_window(store, start - timedelta(days=1), now + timedelta(minutes=1), RewardConfig())
+    refresh_distributions(store)
+    result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()}, raise_on_error=False)
     assert not result.success
-    assert "reward_collapse failed" in str(result.all_events)
+    assert "reward_collapse" in str(result.all_events) and "previous quotas stay in force" in str(result.all_events)
+    assert not _rows(store, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'allocator_quotas'"
+                     )[0][0]  # nothing decided
 
 
 def _decide(store, quotas: dict[str, int], period: datetime):
@@ -255,7 +260,7 @@ def test_scheduler_skips_without_quotas_or_when_the_store_is_busy(store):
     assert "no store yet" in _tick(sensor).skip_message
     with store.connect():
         pass  # the file now exists, without allocator tables
-    assert "no allocator_quotas yet" in _tick(sensor).skip_message
+    assert "no allocation yet" in _tick(sensor).skip_message
     _decide(store, {"other": 3}, period_start_for(datetime.now(UTC), 60))
     assert "has no quota" in _tick(sensor).skip_message
     with store.connect():  # another process would hold this lock while writing

@@ -19,9 +19,9 @@ def test_agent_runs_feed_rewards_that_feed_quotas_that_schedule_runs(store, monk
         for name in ("momentum", "regime_watcher"):
             defs.get_job_def(f"agent__{name}").execute_in_process(instance=instance, raise_on_error=False)
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    rewards = defs.get_job_def("reward_history_hourly").execute_in_process(
+    rewards = defs.get_job_def("reward_history").execute_in_process(
         instance=instance, partition_key=today, raise_on_error=False)
-    assert rewards.success, "the rewards domain's hourly job must run for this test"
+    assert rewards.success, "the rewards domain's history job must run for this test"
 
     result = defs.get_job_def("allocator_quotas_job").execute_in_process(instance=instance)
     meta = result.asset_materializations_for_node("allocator_quotas")[0].metadata

@@ -28,8 +28,10 @@ def test_agent_runs_job_lands_one_event_per_agent(pipeline_home, monkeypatch):
     materialized = [m for m in result.get_asset_materialization_events()
                     if m.asset_key == dg.AssetKey("agent_events")]
     assert len(materialized) == 3
-    meta = materialized[0].materialization.metadata
-    assert {"agent", "event_id", "latency_seconds", "reward"} <= set(meta)
+    by_agent = {m.materialization.metadata["agent"].value: m.materialization.metadata for m in materialized}
+    for agent, meta in by_agent.items():  # numbers labelled per agent: the asset's plots draw one line each
+        assert {"agent", "event_id", f"latency_seconds ({agent})", f"reward ({agent})"} <= set(meta)
+        assert not [k for k in meta if k.startswith("latency_seconds") and k != f"latency_seconds ({agent})"]
 
 
 def test_a_failing_user_agent_records_its_event_and_fails_its_op(pipeline_home, monkeypatch, tmp_path):

@@ -80,9 +80,15 @@ def test_trading_safety_asset_shows_state_denials_and_approvals(store):
     md = mat.metadata
     assert md["kill_switch_state"].value == "HALTED"
     assert "manual halt" in md["kill_switch"].value
-    assert "KILL_SWITCH_HALTED" in md["denials_by_reason"].value
+    assert [r.data for r in md["denials_by_reason"].value.records] == [
+        {"reason_code": "KILL_SWITCH_HALTED", "denials_24h": 1}]
     assert md["denials_24h"].value == 1
-    assert "approvals" in md
+    assert "no approval recorded" in md["approvals"].value  # an empty table says so
+    assert "no kill-switch change" not in str(md["kill_switch_audit"].value)  # the trip is audited
+    observed = {e.asset_key.to_user_string(): e.event_specific_data.asset_observation.metadata
+                for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"}
+    assert observed["gate_decisions"]["dagster/row_count"].value >= 1
+    assert set(observed) == {"gate_decisions", "orders", "fills", "positions", "daily_pnl"}
 
 
 @pytest.mark.parametrize("name", ["kill_switch_control", "trading_safety_refresh"])

@@ -56,9 +56,13 @@ def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.De
     agent_events = dg.AssetSpec(
         AGENT_EVENTS,
         description="One row per agent run (latency, cost, reward, error, raw output) in the DuckDB table "
-                    "agent_events. Materialized by the agent ops, and by `agent-pipeline import-events`.",
+                    "agent_events. Materialized by every agent run (its numbers labelled with the agent, so the "
+                    "Plots tab draws one line per agent) and by `agent-pipeline import-events`; agent_rewards "
+                    "records its row count and columns once per allocation period.",
         group_name="events",
         kinds={"duckdb"},
-        metadata={"table": "agent_events", "agents": ", ".join(sorted(registry))},
+        owners=["team:agents"],
+        tags={"domain": "agents", "loop": "allocation"},
+        metadata={"dagster/table_name": "agent_events", "agents": ", ".join(sorted(registry))},
     )
     return dg.Definitions(assets=[agent_events], jobs=jobs, schedules=[agent_runs_schedule])

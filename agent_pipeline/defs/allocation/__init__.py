@@ -1,6 +1,8 @@
-"""Dagster wiring for allocation: the allocator_quotas asset, its schedule, and the per-agent schedulers.
+"""Dagster wiring for allocation: the allocator_quotas asset (on the loop's automation), and the per-agent
+schedulers.
 
-The cron and every scheduler sensor take ``period_minutes`` from the one settings object, so they cannot disagree.
+The automation's cron and every scheduler sensor take ``period_minutes`` from the one settings object, so they
+cannot disagree.
 """
 
 from collections.abc import Mapping
@@ -10,7 +12,7 @@ import dagster as dg
 from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.allocation.decision import AgentInfo
 from agent_pipeline.defs.agents.jobs import single_agent_job_name
-from agent_pipeline.defs.allocation.assets import allocator_quotas_job, build_allocator_quotas, build_schedule
+from agent_pipeline.defs.allocation.assets import allocator_quotas_job, build_allocator_quotas
 from agent_pipeline.defs.allocation.scheduler import build_scheduler_sensor
 from agent_pipeline.pipeline_settings import Settings
 
@@ -19,5 +21,5 @@ def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.De
     period = settings.allocation.period_minutes
     agents = [AgentInfo(name, loaded.kind, loaded.strategy) for name, loaded in sorted(registry.items())]
     sensors = [build_scheduler_sensor(name, single_agent_job_name(name), period) for name in sorted(registry)]
-    return dg.Definitions(assets=[build_allocator_quotas(settings.allocation, agents)], jobs=[allocator_quotas_job],
-                          schedules=[build_schedule(period)], sensors=sensors)
+    quotas = build_allocator_quotas(settings.allocation, agents, settings.reward.collapse)
+    return dg.Definitions(assets=[quotas], jobs=[allocator_quotas_job], sensors=sensors)

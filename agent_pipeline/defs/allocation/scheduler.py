@@ -52,7 +52,8 @@ def build_scheduler_sensor(agent: str, job_name: str, period_minutes: int) -> dg
         except FileNotFoundError:
             return dg.SkipReason("no store yet: nothing has been allocated")
         if decided_period is None:
-            return dg.SkipReason("no allocator_quotas yet: materialize allocator_quotas first")
+            return dg.SkipReason("no allocation yet: allocator_quotas is decided on its own once reward_distributions "
+                                 "has data (a few minutes after the first agent runs)")
         quotas = {row.agent: row.quota for row in rows if row.quota is not None}
         if agent not in quotas:
             return dg.SkipReason(f"agent {agent} has no quota in the period decided at {decided_period:%Y-%m-%d %H:%M}")
@@ -75,6 +76,8 @@ def build_scheduler_sensor(agent: str, job_name: str, period_minutes: int) -> dg
                   "allocation/quota": str(quota), "allocation/decided_period": decided_period.isoformat()},
         ) for slot in slots]
         new_cursor = json.dumps({"period": period.isoformat(), "launched": slots.stop, "quota": quota})
+        context.log.info(f"launching slots {slots.start}..{slots.stop - 1} of {agent}'s quota {quota} for period "
+                         f"{period:%Y-%m-%d %H:%M}Z")
         return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
     return agent_scheduler

@@ -54,6 +54,7 @@ def _publish_after_run(context, pushgateway: PushgatewayResource, outcome: str):
         return dg.SkipReason(f"a snapshot taken after run {run.run_id} ended is already published")
     result = pushgateway.publish(context.log)
     message = f"after {outcome} run {run.run_id} of {run.job_name}: {result.brief()}"
+    context.log.info(message)
     return dg.SkipReason(message)  # a publish never launches a run; the reason is the tick's log line
 
 

@@ -5,11 +5,15 @@ million lines take seconds. Every non-blank line ends up in exactly one place: `
 there with identical content) or ``import_quarantine`` (with the file, line number, reason and, for a conflict,
 the event id). Nothing is dropped silently.
 
-Accepted keys per line (aliases in brackets): ``agent`` (required), ``reward`` (required unless ``error`` says
+Accepted keys per line (aliases in brackets): ``agent`` (required, an agent name of the registry's form:
+``agent_pipeline.agent_names``, else ``invalid_agent_name``), ``reward`` (required unless ``error`` says
 the run failed), ``started_at`` [``timestamp``, ``ts``, ``time``], ``latency_seconds`` [``latency_s``,
 ``latency_ms``, ``lat_ms``], ``cost_usd`` [``cost``], ``error`` [``err``], ``error_type``, ``output``,
 ``strategy``, ``kind``, ``run_id``, ``event_id`` (a non-empty string; anything else is ignored), ``capital_usd``,
 ``max_loss_usd``, ``data_age_sec``.
+
+A line in which an object, at any depth, repeats a key is quarantined (``duplicate_key``): DuckDB's reader keeps
+the first value and Python's ``json`` the last, so the line has no one meaning.
 
 Encoding: UTF-8; a byte-order mark is dropped; a line that is not valid UTF-8 is quarantined alone
 (``invalid_utf8``, its bytes kept as ``\\xNN`` escapes) and the rest of the file imports. A file that is valid UTF-8
@@ -62,6 +66,7 @@ from pathlib import Path
 
 import duckdb
 
+from agent_pipeline.agent_names import NAME_PATTERN, NAME_RULE
 from agent_pipeline.output_bounds import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH
 from agent_pipeline.store.connection import Store, begin, has_table
 from agent_pipeline.store.events import EVENTS, IMPORT_SOURCE, UNDATED_IMPORT_SOURCE
@@ -118,7 +123,9 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "not valid UTF-8 (kept here with its bytes escaped as \\xNN)",
     "invalid_json": "not valid JSON",
     "not_an_object": "valid JSON but not an object",
-    "missing_agent": "no `agent`, or it is not a non-empty string",
+    "duplicate_key": "an object of the line (at any depth) has the same key twice: which value is meant is unknown",
+    "missing_agent": "no `agent`, or it is not a string",
+    "invalid_agent_name": f"`agent` is not an agent name: {NAME_RULE}, as in the registry",
     "missing_reward": "no `reward` and no `error` saying the run failed",
     "non_numeric_reward": "`reward` is not a number",
     "non_finite_reward": "`reward` is NaN or infinite",
@@ -334,6 +341,12 @@ def _too_deep_sql(expr: str) -> str:
             f"WHEN {openings} <= {MAX_OUTPUT_DEPTH} THEN false ELSE strlen({skeleton}) > 0 END")
 
 
+# Duplicate keys: DuckDB's reader keeps the first value of a repeated key, Python's json (repricing) the last, so
+# such a line says two things. Only a line in which some key text repeats, or that has a backslash (which may
+# escape a key), can have one, and only those lines are walked with json_tree. Without a backslash no string
+# holds a quote, so the key texts are exactly the quoted texts followed by a colon.
+_MAYBE_DUPLICATE_KEY = ("(contains(line, chr(92)) OR (SELECT count(*) <> count(DISTINCT x) "
+                        "FROM unnest(regexp_extract_all(line, '\"([^\"]*)\"\\s*:', 1)) AS u(x)))")
 # Stage 2: parse each line once into a struct of JSON values (one per key or alias), then read those.
 _KEYS = ("agent", "reward", "started_at", "timestamp", "ts", "time", "latency_seconds", "latency_s", "latency_ms",
          "lat_ms", "cost_usd", "cost", "error", "err", "error_type", "output", "strategy", "kind", "run_id",
@@ -349,10 +362,11 @@ WITH p AS (
     SELECT *, CASE WHEN valid THEN (CASE WHEN left(ltrim(line), 1) = '{{' THEN 'OBJECT' ELSE 'OTHER' END) END
               AS jtype FROM p
 ), s AS (
-    SELECT *, json_transform(CASE WHEN jtype = 'OBJECT' THEN line END, '{_STRUCTURE}') AS k FROM o
+    SELECT *, json_transform(CASE WHEN jtype = 'OBJECT' THEN line END, '{_STRUCTURE}') AS k,
+           jtype = 'OBJECT' AND {_MAYBE_DUPLICATE_KEY} AS maybe_duplicate_key FROM o
 ), f AS (
-    SELECT lineno, line, line_md5, utf8, valid, jtype,
-           {_str("k.agent")} AS agent,
+    SELECT lineno, line, line_md5, utf8, valid, jtype, maybe_duplicate_key,
+           CASE WHEN json_type(k.agent) = 'VARCHAR' THEN k.agent ->> '$' END AS agent,
            json_type(k.reward) AS reward_type,
            TRY_CAST(k.reward AS DOUBLE) AS reward_raw,
            {_TS} AS ts_json,
@@ -393,6 +407,7 @@ WITH p AS (
                WHEN NOT valid THEN 'invalid_json'
                WHEN jtype <> 'OBJECT' THEN 'not_an_object'
                WHEN agent IS NULL THEN 'missing_agent'
+               WHEN NOT regexp_full_match(agent, '{NAME_PATTERN}') THEN 'invalid_agent_name'
                WHEN ts_type IS NOT NULL AND ts_type <> 'NULL' AND ts_parsed IS NULL THEN 'invalid_timestamp'
                WHEN coalesce(ts_parsed, $2::TIMESTAMPTZ) < $3::TIMESTAMPTZ THEN 'timestamp_too_old'
                WHEN coalesce(ts_parsed, $2::TIMESTAMPTZ) > $4::TIMESTAMPTZ THEN 'timestamp_in_future'
@@ -407,7 +422,9 @@ WITH p AS (
     FROM t
 )
 SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run_id_given),
-       CAST(NULL AS VARCHAR) AS note,
+       CASE WHEN reason = 'invalid_agent_name'
+            THEN 'agent ' || CASE WHEN strlen(agent) > 80 THEN CAST(to_json(left(agent, 60)) AS VARCHAR) || ' ... ('
+                                  || strlen(agent) || ' bytes)' ELSE CAST(to_json(agent) AS VARCHAR) END END AS note,
        coalesce(d.occurrence, 1) AS occurrence,
        coalesce(run_id_given, 'import') AS run_id,
        CASE WHEN error IS NULL THEN reward_raw END AS reward,
@@ -416,6 +433,19 @@ SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run
        coalesce(given_event_id, 'imp_' || left(line_md5, {ID_MD5_CHARS}) || '_' || $1
                 || CASE WHEN d.occurrence > 1 THEN '_' || d.occurrence ELSE '' END) AS event_id
 FROM r LEFT JOIN _imp_dups d USING (lineno)
+"""
+
+# The first repeated key of each such line (json_tree decodes escaped keys).
+_DUPLICATE_KEYS_SQL = """
+UPDATE _imp_parsed p SET reason = 'duplicate_key', note = d.note
+FROM (SELECT lineno, arg_min('key ' || CAST(to_json(left(key, 80)) AS VARCHAR) || ' appears ' || n || ' times in ' || path, id)
+             AS note
+      FROM (SELECT q.lineno, t.key, t.parent, min(t.path) AS path, min(t.id) AS id, count(*) AS n
+            FROM _imp_parsed q JOIN _imp_lines l USING (lineno), json_tree(l.line) t
+            WHERE q.maybe_duplicate_key AND t.key IS NOT NULL
+            GROUP BY q.lineno, t.key, t.parent HAVING count(*) > 1)
+      GROUP BY lineno) d
+WHERE d.lineno = p.lineno
 """
 
 # The fields that make two versions of an event "identical" (see the module docstring).
@@ -666,6 +696,8 @@ def _stage_parse(conn: duckdb.DuckDBPyConnection, source: Path, file_key: str, f
                  started: datetime) -> None:
     conn.execute(_DUPS_SQL)
     conn.execute(_PARSED_SQL, [file_key, file_time, OLDEST_ACCEPTED, started + FUTURE_TOLERANCE])
+    if conn.execute("SELECT count(*) FROM _imp_parsed WHERE maybe_duplicate_key").fetchone()[0]:
+        conn.execute(_DUPLICATE_KEYS_SQL)
     objects, not_utf8 = conn.execute("SELECT count(*) FILTER (WHERE valid AND jtype = 'OBJECT'), "
                                      "count(*) FILTER (WHERE NOT utf8) FROM _imp_parsed").fetchone()
     if objects == 0:

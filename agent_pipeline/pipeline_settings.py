@@ -11,6 +11,9 @@ applies the pipeline's own defaults where they differ from the bare code default
   (``GuardrailConfig()`` alone keeps the prototype's behaviour);
 - ``$AGENT_PIPELINE_PUSHGATEWAY_URL``, when set, wins over ``[metrics] gateway_url``.
 
+Keys that name an agent (``AGENT_KEYED``: ``[allocation] min_runs`` and ``max_runs``) must name a registered
+agent (enabled or not): a misspelt name would leave that agent at its default without a word.
+
 Domain packages never import this module (a test checks it): they take the config objects as arguments.
 """
 
@@ -24,7 +27,7 @@ from typing import Any
 
 from agent_pipeline.agents.config import AgentsConfig, AgentSpec
 from agent_pipeline.allocation.config import AllocationConfig
-from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, reject_unknown, rules
+from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, closest, reject_unknown, rules
 from agent_pipeline.market.config import MarketConfig
 from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfig
 from agent_pipeline.reward.config import RewardConfig
@@ -43,6 +46,23 @@ TABLES: dict[str, type] = {
     "metrics": MetricsConfig,
 }
 TOP_LEVEL_KEYS = ("builtin_agents", "agents", *TABLES)
+
+# The (table, key) maps whose keys are agent names, checked against the registry at load.
+AGENT_KEYED: tuple[tuple[str, str], ...] = (("allocation", "min_runs"), ("allocation", "max_runs"))
+
+
+def check_agent_names(tables: Mapping[str, ConfigTable], agents: AgentsConfig) -> None:
+    """Every agent-keyed map names registered agents only; ConfigError names the entry and the closest agent."""
+    registered = [spec.name for spec in agents.specs()]
+    for table, key in AGENT_KEYED:
+        for name in getattr(tables[table], key):
+            if name in registered:
+                continue
+            hint = closest(name, registered)
+            raise ConfigError(f"[{table}] {key}.{name}: no agent {name!r} is registered"
+                              + (f"; did you mean {hint!r}?" if hint else "")
+                              + f" (registered: {', '.join(registered) or 'none'})")
+
 
 # "On in the pipeline, off in the bare code default": applied under the user's own [guardrails] values.
 PIPELINE_GUARDRAILS: dict[str, Any] = {"require_approval": True}
@@ -90,7 +110,7 @@ class Settings:
         if env.get(GATEWAY_ENV):
             metrics = MetricsConfig.from_table({**metrics.as_table(), "gateway_url": env[GATEWAY_ENV]},
                                                where=f"${GATEWAY_ENV} ([metrics])")
-        return cls(
+        settings = cls(
             home=pipeline_home(home),
             market=MarketConfig.from_table(tables["market"]),
             reward=RewardConfig.from_table(tables["reward"]),
@@ -100,6 +120,8 @@ class Settings:
             metrics=metrics,
             agents=AgentsConfig.from_document(document.get("builtin_agents", True), document.get("agents", [])),
         )
+        check_agent_names({name: getattr(settings, name) for name in TABLES}, settings.agents)
+        return settings
 
     @property
     def store_path(self) -> Path:

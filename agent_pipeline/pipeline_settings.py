@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,15 @@ def check_agent_names(tables: Mapping[str, ConfigTable], agents: AgentsConfig) -
             raise ConfigError(f"[{table}] {key}.{name}: no agent {name!r} is registered"
                               + (f"; did you mean {hint!r}?" if hint else "")
                               + f" (registered: {', '.join(registered) or 'none'})")
+
+
+def check_history_start(history_start: str, today: date | None = None) -> None:
+    """The first agent_rewards partition cannot be after today (UTC): no partition would exist, and nothing would
+    be priced."""
+    today = today or datetime.now(UTC).date()
+    if date.fromisoformat(history_start) > today:
+        raise ConfigError(f"[reward.history] history_start {history_start} is in the future (today is "
+                          f"{today.isoformat()} UTC); it is the first day of agent_rewards")
 
 
 # "On in the pipeline, off in the bare code default": applied under the user's own [guardrails] values.
@@ -121,6 +131,7 @@ class Settings:
             agents=AgentsConfig.from_document(document.get("builtin_agents", True), document.get("agents", [])),
         )
         check_agent_names({name: getattr(settings, name) for name in TABLES}, settings.agents)
+        check_history_start(settings.reward.history.history_start)
         return settings
 
     @property

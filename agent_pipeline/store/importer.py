@@ -10,7 +10,9 @@ Accepted keys per line (aliases in brackets): ``agent`` (required, an agent name
 the run failed), ``started_at`` [``timestamp``, ``ts``, ``time``], ``latency_seconds`` [``latency_s``,
 ``latency_ms``, ``lat_ms``], ``cost_usd`` [``cost``], ``error`` [``err``], ``error_type``, ``output``,
 ``strategy``, ``kind``, ``run_id``, ``event_id`` (a non-empty string; anything else is ignored), ``capital_usd``,
-``max_loss_usd``, ``data_age_sec``.
+``max_loss_usd``, ``data_age_sec``. A field present (not null) with a value it cannot have (a number field that is
+not a finite number >= 0, a text field that is not a string) quarantines the line as ``invalid_field``: storing
+it as absent would say something else (a string cost would be repriced as free).
 
 A line in which an object, at any depth, repeats a key is quarantined (``duplicate_key``): DuckDB's reader keeps
 the first value and Python's ``json`` the last, so the line has no one meaning.
@@ -134,6 +136,8 @@ REASONS: dict[str, str] = {
     "timestamp_too_old": f"the timestamp is before {OLDEST_ACCEPTED:%Y-%m-%d} UTC",
     "timestamp_in_future": f"the timestamp is more than {FUTURE_TOLERANCE.total_seconds() / 60:g} minutes after "
                            "the import started",
+    "invalid_field": "a field is present with a value it cannot have (a number field that is not a finite number "
+                     ">= 0, a text field that is not a string): dropping it would store something else",
     "output_too_large": f"`output` is more than {MAX_OUTPUT_BYTES:,} bytes ({MAX_OUTPUT_BYTES // 1024} KiB) of JSON",
     "output_too_deep": f"`output` nests deeper than {MAX_OUTPUT_DEPTH} levels",
     "id_conflict": "`event_id` is already stored, or used by an earlier line, with different content",
@@ -268,6 +272,23 @@ def _first(*exprs: str) -> str:
     return f"coalesce({', '.join(exprs)})"
 
 
+# Optional fields that must be a finite number >= 0, and those that must be text, when present and not null.
+_NUMBER_FIELDS = ("latency_seconds", "latency_s", "latency_ms", "lat_ms", "cost_usd", "cost", "capital_usd",
+                  "max_loss_usd", "data_age_sec")
+_TEXT_FIELDS = ("strategy", "kind", "run_id", "error_type")
+
+
+def _invalid_fields_sql() -> str:
+    """The names of the fields present with a value they cannot have, comma-separated (NULL when none)."""
+    checks = [f"CASE WHEN coalesce(json_type(k.{f}), 'NULL') <> 'NULL' AND NOT coalesce(json_type(k.{f}) IN "
+              f"('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') AND isfinite(TRY_CAST(k.{f} AS DOUBLE)) "
+              f"AND TRY_CAST(k.{f} AS DOUBLE) >= 0, false) THEN '{f} ' || left(CAST(k.{f} AS VARCHAR), 40) END"
+              for f in _NUMBER_FIELDS]
+    checks += [f"CASE WHEN coalesce(json_type(k.{f}), 'NULL') NOT IN ('NULL', 'VARCHAR') "
+               f"THEN '{f} ' || left(CAST(k.{f} AS VARCHAR), 40) END" for f in _TEXT_FIELDS]
+    return f"nullif(concat_ws(', ', {', '.join(checks)}), '')"
+
+
 # Stage 1: one row per line (the last row is what follows the final newline). Valid UTF-8 files are split as
 # text; a file with an invalid byte is read as a blob, whose VARCHAR form escapes every byte that is not printable
 # ASCII (newline, backslash and quote included) as \xNN, so splitting on the text '\x0A' splits on newline bytes
@@ -383,7 +404,8 @@ WITH p AS (
            {_str("k.event_id")} AS given_event_id,
            {_num("k.capital_usd")} AS capital_usd,
            {_num("k.max_loss_usd")} AS max_loss_usd,
-           {_num("k.data_age_sec")} AS data_age_sec
+           {_num("k.data_age_sec")} AS data_age_sec,
+           {_invalid_fields_sql()} AS invalid_fields
     FROM s
 ), t AS (
     SELECT *,
@@ -413,6 +435,7 @@ WITH p AS (
                WHEN coalesce(ts_parsed, $2::TIMESTAMPTZ) > $4::TIMESTAMPTZ THEN 'timestamp_in_future'
                WHEN strlen(output) > {MAX_OUTPUT_BYTES} THEN 'output_too_large'
                WHEN {_too_deep_sql("output")} THEN 'output_too_deep'
+               WHEN invalid_fields IS NOT NULL THEN 'invalid_field'
                -- a failed run (error set) has no reward: whatever it recorded is not checked, and not kept
                WHEN error IS NOT NULL THEN NULL
                WHEN reward_type IS NULL OR reward_type = 'NULL' THEN 'missing_reward'
@@ -421,10 +444,11 @@ WITH p AS (
            END AS reason
     FROM t
 )
-SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run_id_given),
+SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run_id_given, invalid_fields),
        CASE WHEN reason = 'invalid_agent_name'
             THEN 'agent ' || CASE WHEN strlen(agent) > 80 THEN CAST(to_json(left(agent, 60)) AS VARCHAR) || ' ... ('
-                                  || strlen(agent) || ' bytes)' ELSE CAST(to_json(agent) AS VARCHAR) END END AS note,
+                                  || strlen(agent) || ' bytes)' ELSE CAST(to_json(agent) AS VARCHAR) END
+            WHEN reason = 'invalid_field' THEN invalid_fields END AS note,
        coalesce(d.occurrence, 1) AS occurrence,
        coalesce(run_id_given, 'import') AS run_id,
        CASE WHEN error IS NULL THEN reward_raw END AS reward,

@@ -71,3 +71,24 @@ def test_an_agent_that_is_no_string_is_still_missing_agent(store, tmp_path, valu
 
 def test_every_reason_is_explained():
     assert {"duplicate_key", "invalid_agent_name"} <= set(REASONS)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("cost_usd", "0.75"), ("cost", -0.5), ("cost_usd", {"usd": 1}), ("latency_ms", "slow"), ("latency_s", -1),
+    ("latency_seconds", True), ("data_age_sec", "old"), ("capital_usd", -10), ("max_loss_usd", [300]),
+    ("strategy", 5), ("kind", ["signal"]), ("run_id", 7), ("error_type", {"t": 1}),
+])
+def test_a_field_present_with_an_unusable_value_is_quarantined_not_dropped(store, tmp_path, field, value):
+    """A cost written as a string would otherwise be stored as "unknown" and charged nothing at repricing; a
+    strategy of 5 would price the signal under the default budget."""
+    line = json.dumps({"agent": "a", "reward": 1.0, "ts": 1704067200, field: value})
+    report = import_events(store, write(tmp_path, [line, GOOD]))
+    assert report.quarantined == {"invalid_field": 1} and report.inserted == 1
+    (detail,), = rows(store, "SELECT detail FROM import_quarantine")
+    assert field in detail
+
+
+def test_null_or_absent_optional_fields_are_fine(store, tmp_path):
+    line = json.dumps({"agent": "a", "reward": 1.0, "cost_usd": None, "latency_ms": None, "strategy": None,
+                       "latency_s": 0, "cost": 0.0})
+    assert import_events(store, write(tmp_path, [line])).quarantined == {}

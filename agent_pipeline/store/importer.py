@@ -14,8 +14,9 @@ the run failed), ``started_at`` [``timestamp``, ``ts``, ``time``], ``latency_sec
 not a finite number >= 0, a text field that is not a string) quarantines the line as ``invalid_field``: storing
 it as absent would say something else (a string cost would be repriced as free).
 
-A line in which an object, at any depth, repeats a key is quarantined (``duplicate_key``): DuckDB's reader keeps
-the first value and Python's ``json`` the last, so the line has no one meaning.
+A line that repeats a key, itself or in an object at any depth of its ``output`` or ``error``, is quarantined
+(``duplicate_key``): DuckDB's reader keeps the first value and Python's ``json`` the last, so the line has no one
+meaning. (Fields the importer does not read are not stored, and not checked.)
 
 Encoding: UTF-8; a byte-order mark is dropped; a line that is not valid UTF-8 is quarantined alone
 (``invalid_utf8``, its bytes kept as ``\\xNN`` escapes) and the rest of the file imports. A file that is valid UTF-8
@@ -363,11 +364,23 @@ def _too_deep_sql(expr: str) -> str:
 
 
 # Duplicate keys: DuckDB's reader keeps the first value of a repeated key, Python's json (repricing) the last, so
-# such a line says two things. Only a line in which some key text repeats, or that has a backslash (which may
-# escape a key), can have one, and only those lines are walked with json_tree. Without a backslash no string
-# holds a quote, so the key texts are exactly the quoted texts followed by a colon.
-_MAYBE_DUPLICATE_KEY = ("(contains(line, chr(92)) OR (SELECT count(*) <> count(DISTINCT x) "
-                        "FROM unnest(regexp_extract_all(line, '\"([^\"]*)\"\\s*:', 1)) AS u(x)))")
+# such a line says two things. Candidates, cheaply: the line's own keys (json_keys, escapes decoded), and the objects
+# inside the two stored values that can hold some (``output``, ``error``). In a value without a backslash no
+# string holds a quote, so every '":' ends a key, and the key is the text after the quote before it; a value with a
+# backslash or with space before a colon is a candidate as it is. Only the candidates are walked with json_tree.
+def _nested_duplicate_sql(expr: str) -> str:
+    keys = f"""string_split({expr}, '":')"""
+    return (f"""(contains({expr}, '{{') AND (contains({expr}, chr(92)) OR regexp_matches({expr}, '"\\s+:') OR """
+            f"""list_unique(list_transform({keys}[1:-2], lambda x: reverse(split_part(reverse(x), '"', 1)))) """
+            f"""<> len({keys}) - 1))""")
+
+
+_MAYBE_DUPLICATE_KEY = ("CASE WHEN jtype = 'OBJECT' THEN list_unique(json_keys(line)) <> len(json_keys(line)) "
+                        f"OR coalesce({_nested_duplicate_sql('CAST(k.output AS VARCHAR)')}, false) "
+                        f"OR coalesce({_nested_duplicate_sql('CAST(coalesce(k.error, k.err) AS VARCHAR)')}, false) "
+                        "ELSE false END")
+
+
 # Stage 2: parse each line once into a struct of JSON values (one per key or alias), then read those.
 _KEYS = ("agent", "reward", "started_at", "timestamp", "ts", "time", "latency_seconds", "latency_s", "latency_ms",
          "lat_ms", "cost_usd", "cost", "error", "err", "error_type", "output", "strategy", "kind", "run_id",
@@ -383,10 +396,9 @@ WITH p AS (
     SELECT *, CASE WHEN valid THEN (CASE WHEN left(ltrim(line), 1) = '{{' THEN 'OBJECT' ELSE 'OTHER' END) END
               AS jtype FROM p
 ), s AS (
-    SELECT *, json_transform(CASE WHEN jtype = 'OBJECT' THEN line END, '{_STRUCTURE}') AS k,
-           jtype = 'OBJECT' AND {_MAYBE_DUPLICATE_KEY} AS maybe_duplicate_key FROM o
+    SELECT *, json_transform(CASE WHEN jtype = 'OBJECT' THEN line END, '{_STRUCTURE}') AS k FROM o
 ), f AS (
-    SELECT lineno, line, line_md5, utf8, valid, jtype, maybe_duplicate_key,
+    SELECT lineno, line, line_md5, utf8, valid, jtype, {_MAYBE_DUPLICATE_KEY} AS maybe_duplicate_key,
            CASE WHEN json_type(k.agent) = 'VARCHAR' THEN k.agent ->> '$' END AS agent,
            json_type(k.reward) AS reward_type,
            TRY_CAST(k.reward AS DOUBLE) AS reward_raw,

@@ -10,6 +10,8 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent_pipeline.config_fields import INT, NUMBER, rules
 from agent_pipeline.pipeline_settings import TABLES, Settings
@@ -88,3 +90,43 @@ def test_no_duration_or_count_may_be_negative_infinite_or_nan(path, key):
 
 def test_the_class_covers_every_table():
     assert {p[0] for p, _k in (c.values for c in _durations_and_counts())} >= set(TABLES) - {"market"} | {"agents"}
+
+
+# -- any document: settings, or a ConfigError that names the problem; never another exception -------------------
+
+_KEYS_OF = {name: list(rules(cls)) for name, cls in TABLES.items()}
+_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**64, 2**64), st.floats(allow_nan=True), st.text(max_size=8),
+              st.dates().map(lambda d: d), st.sampled_from(["momentum", "replay", "ccxt", "2099-01-01", "/dev/null",
+                                                            "glr_thompson", "PRICE_COLLAR"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6)
+
+
+@st.composite
+def documents(draw) -> dict:
+    doc: dict = {}
+    for name in draw(st.lists(st.sampled_from([*TABLES, "builtin_agents", "agents", "guardrail"]), max_size=4)):
+        if name == "builtin_agents":
+            doc[name] = draw(_VALUES)
+        elif name == "agents":
+            doc[name] = draw(st.lists(st.dictionaries(st.sampled_from(["name", "ref", "kind", "strategy", "params",
+                                                                       "timeout_sec", "enabled", "nme"]), _VALUES,
+                                                      max_size=5), max_size=2))
+        elif name in TABLES:
+            keys = st.sampled_from(_KEYS_OF[name]) | st.text(max_size=6)
+            doc[name] = draw(st.dictionaries(keys, _VALUES, max_size=4))
+        else:
+            doc[name] = draw(_VALUES)
+    return doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=documents())
+def test_any_document_loads_or_fails_with_a_config_error_naming_a_table_or_key(doc):
+    try:
+        Settings.from_document(doc)
+    except ConfigError as exc:
+        message = str(exc)
+        assert message and "Traceback" not in message
+        assert any(part in message for part in ("config.toml", "agent", "[", "builtin_agents")), message

@@ -34,6 +34,7 @@ from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfi
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.settings import CONFIG_FILE, ConfigError, load_config, pipeline_home
 from agent_pipeline.store import DB_FILE
+from agent_pipeline.store.importer import OLDEST_ACCEPTED
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
 from agent_pipeline.trading.kill_switch import STATE_FILE as KILL_SWITCH_FILE
 
@@ -67,8 +68,11 @@ def check_agent_names(tables: Mapping[str, ConfigTable], agents: AgentsConfig) -
 
 def check_history_start(history_start: str, today: date | None = None) -> None:
     """The first agent_rewards partition cannot be after today (UTC): no partition would exist, and nothing would
-    be priced."""
+    be priced; nor before the oldest time an event may have (tens of thousands of empty daily partitions)."""
     today = today or datetime.now(UTC).date()
+    if date.fromisoformat(history_start) < OLDEST_ACCEPTED.date():
+        raise ConfigError(f"[reward.history] history_start {history_start} is before "
+                          f"{OLDEST_ACCEPTED.date().isoformat()}, the oldest time an event may have")
     if date.fromisoformat(history_start) > today:
         raise ConfigError(f"[reward.history] history_start {history_start} is in the future (today is "
                           f"{today.isoformat()} UTC); it is the first day of agent_rewards")

@@ -130,3 +130,12 @@ def test_any_document_loads_or_fails_with_a_config_error_naming_a_table_or_key(d
         message = str(exc)
         assert message and "Traceback" not in message
         assert any(part in message for part in ("config.toml", "agent", "[", "builtin_agents")), message
+
+
+def test_a_history_start_before_the_oldest_importable_event_fails_at_load(pipeline_home):
+    """Daily partitions from 1900 would be 45,000 partitions of nothing: no event before 1990 can be stored."""
+    write(pipeline_home, '[reward.history]\nhistory_start = "1900-01-01"\n')
+    with pytest.raises(ConfigError, match=re.escape("[reward.history] history_start 1900-01-01 is before 1990-01-01")):
+        Settings.load()
+    write(pipeline_home, '[reward.history]\nhistory_start = "1990-01-01"\n')
+    assert Settings.load().reward.history.history_start == "1990-01-01"

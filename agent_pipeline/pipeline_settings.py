@@ -11,6 +11,9 @@ applies the pipeline's own defaults where they differ from the bare code default
   (``GuardrailConfig()`` alone keeps the prototype's behaviour);
 - ``$AGENT_PIPELINE_PUSHGATEWAY_URL``, when set, wins over ``[metrics] gateway_url``.
 
+Keys that name an agent (``AGENT_KEYED``: ``[allocation] min_runs`` and ``max_runs``) must name a registered
+agent (enabled or not): a misspelt name would leave that agent at its default without a word.
+
 Domain packages never import this module (a test checks it): they take the config objects as arguments.
 """
 
@@ -20,17 +23,19 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from agent_pipeline.agents.config import AgentsConfig, AgentSpec
 from agent_pipeline.allocation.config import AllocationConfig
-from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, reject_unknown, rules
+from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, closest, reject_unknown, rules
 from agent_pipeline.market.config import MarketConfig
 from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfig
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.settings import CONFIG_FILE, ConfigError, load_config, pipeline_home
 from agent_pipeline.store import DB_FILE
+from agent_pipeline.store.importer import OLDEST_ACCEPTED
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
 from agent_pipeline.trading.kill_switch import STATE_FILE as KILL_SWITCH_FILE
 
@@ -44,6 +49,35 @@ TABLES: dict[str, type] = {
     "metrics": MetricsConfig,
 }
 TOP_LEVEL_KEYS = ("builtin_agents", "agents", *TABLES)
+
+# The (table, key) maps whose keys are agent names, checked against the registry at load.
+AGENT_KEYED: tuple[tuple[str, str], ...] = (("allocation", "min_runs"), ("allocation", "max_runs"))
+
+
+def check_agent_names(tables: Mapping[str, ConfigTable], agents: AgentsConfig) -> None:
+    """Every agent-keyed map names registered agents only; ConfigError names the entry and the closest agent."""
+    registered = [spec.name for spec in agents.specs()]
+    for table, key in AGENT_KEYED:
+        for name in getattr(tables[table], key):
+            if name in registered:
+                continue
+            hint = closest(name, registered)
+            raise ConfigError(f"[{table}] {key}.{name}: no agent {name!r} is registered"
+                              + (f"; did you mean {hint!r}?" if hint else "")
+                              + f" (registered: {', '.join(registered) or 'none'})")
+
+
+def check_history_start(history_start: str, today: date | None = None) -> None:
+    """The first agent_rewards partition cannot be after today (UTC): no partition would exist, and nothing would
+    be priced; nor before the oldest time an event may have (tens of thousands of empty daily partitions)."""
+    today = today or datetime.now(UTC).date()
+    if date.fromisoformat(history_start) < OLDEST_ACCEPTED.date():
+        raise ConfigError(f"[reward.history] history_start {history_start} is before "
+                          f"{OLDEST_ACCEPTED.date().isoformat()}, the oldest time an event may have")
+    if date.fromisoformat(history_start) > today:
+        raise ConfigError(f"[reward.history] history_start {history_start} is in the future (today is "
+                          f"{today.isoformat()} UTC); it is the first day of agent_rewards")
+
 
 # "On in the pipeline, off in the bare code default": applied under the user's own [guardrails] values.
 PIPELINE_GUARDRAILS: dict[str, Any] = {"require_approval": True}
@@ -97,7 +131,7 @@ class Settings:
         if env.get(GATEWAY_ENV):
             metrics = MetricsConfig.from_table({**metrics.as_table(), "gateway_url": env[GATEWAY_ENV]},
                                                where=f"${GATEWAY_ENV} ([metrics])")
-        return cls(
+        settings = cls(
             home=pipeline_home(home),
             market=MarketConfig.from_table(tables["market"]),
             reward=RewardConfig.from_table(tables["reward"]),
@@ -107,6 +141,9 @@ class Settings:
             metrics=metrics,
             agents=AgentsConfig.from_document(document.get("builtin_agents", True), document.get("agents", [])),
         )
+        check_agent_names({name: getattr(settings, name) for name in TABLES}, settings.agents)
+        check_history_start(settings.reward.history.history_start)
+        return settings
 
     @property
     def store_path(self) -> Path:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent_pipeline.agent_names import NAME_PATTERN, NAME_RULE
 from agent_pipeline.agents.builtin import BUILTIN_REFS
 from agent_pipeline.agents.protocol import AgentKind
 from agent_pipeline.config_fields import BOOL, NUMBER, TABLE, TEXT, ConfigTable, setting
@@ -29,7 +30,6 @@ from agent_pipeline.settings import ConfigError
 DEFAULT_TIMEOUT_SEC = 30.0
 MAX_TIMEOUT_SEC = 3_600.0  # a run longer than an hour is a hung run, whatever the agent does
 KINDS = tuple(k.value for k in AgentKind)
-NAME_PATTERN = r"[a-z][a-z0-9_]{0,62}"
 REF_PATTERN = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
 
 
@@ -45,7 +45,7 @@ class AgentSpec(ConfigTable):
     ERROR = AgentRegistryError
 
     name: str = setting(kind=TEXT, pattern=NAME_PATTERN, doc="unique; names its jobs and ops",
-                        pattern_doc="be lowercase letters, digits and _ (starting with a letter, at most 63)")
+                        pattern_doc=f"be {NAME_RULE}")
     ref: str = setting(kind=TEXT, pattern=REF_PATTERN, pattern_doc="look like 'package.module:callable'",
                        doc="a class (built with params), an agent object, or a function(ctx)")
     kind: str | None = setting(None, TEXT, optional=True, choices=KINDS,

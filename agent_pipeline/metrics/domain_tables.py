@@ -108,9 +108,11 @@ _DISTRIBUTION_METRICS = (("mean", "agent_reward_rolling_mean"), ("win_rate", "ag
                          ("std", "agent_reward_rolling_std"), ("n", "agent_reward_rolling_runs"))
 
 
-def reward_distributions(conn) -> list[Sample]:
-    """Per agent and window, from the latest computation: mean, win rate, and the std and n that the
-    reward-collapse alert compares with. Undefined statistics (NULL, NaN) are absent."""
+def reward_distributions(conn, agents: Collection[str]) -> list[Sample]:
+    """Per agent of ``agents`` and window, from the latest computation: mean, win rate, and the std and n that the
+    reward-collapse alert compares with. Undefined statistics (NULL, NaN) are absent. Distributions are computed for
+    every agent in the store, imported ones too; only the known agents get series (no label set per made-up
+    name of an imported file)."""
     if not has_table(conn, "reward_distributions"):
         return []
     columns = "".join(f", arg_max({c}, computed_at)" for c, _ in _DISTRIBUTION_METRICS)
@@ -118,6 +120,8 @@ def reward_distributions(conn) -> list[Sample]:
                         'GROUP BY agent, "window" ORDER BY agent, "window"').fetchall()
     out = []
     for agent, window, *values in rows:
+        if _agent(agent) not in agents:
+            continue
         labels = (("agent", _agent(agent)), ("window", str(window)))
         for (_, metric), v in zip(_DISTRIBUTION_METRICS, values, strict=True):
             v = finite_number(v)
@@ -140,13 +144,14 @@ def agent_labels(samples: Iterable[Sample]) -> set[str]:
 
 
 def read_tables(conn, *, agents: Iterable[str], today: date) -> list[Sample]:
-    """Every table's series. ``agents`` (and the agents the allocator gave quotas) get each trading counter at 0
-    until their first decision, order and fill, so that the first one shows in ``increase()``."""
+    """Every table's series. ``agents`` (the registry's and those with live runs) and the agents the allocator gave
+    quotas get each trading counter at 0 until their first decision, order and fill, so that the first one shows
+    in ``increase()``; they are also the only agents whose reward distributions are exported."""
     quotas = _answered(allocator_quotas, conn)
     known = sorted(set(agents) | agent_labels(quotas))
     return [*quotas,
             *_answered(gate_decisions, conn, known), *_answered(orders, conn, known), *_answered(fills, conn, known),
-            *_answered(daily_pnl, conn, today), *_answered(reward_distributions, conn)]
+            *_answered(daily_pnl, conn, today), *_answered(reward_distributions, conn, set(known))]
 
 
 def configured_expectations(expectations, samples: Iterable[Sample]) -> list[Sample]:

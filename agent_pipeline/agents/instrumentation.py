@@ -312,14 +312,7 @@ def error_event(agent: LoadedAgent, run_id: str, error: BaseException, started: 
     text = f"{name}: {message}" if message else name
     if note:
         text = f"{text} ({note})"
-    return AgentEvent(run_id=run_id, agent=agent.spec.name, strategy=_label(agent, "strategy"),
-                      kind=_label(agent, "kind"), started_at=started, latency_seconds=latency, source=source,
+    return AgentEvent(run_id=run_id, agent=agent.spec.name, strategy=agent.strategy,
+                      kind=agent.kind, started_at=started, latency_seconds=latency, source=source,
                       reward=None, error=text, error_type=name)
 
-
-def _label(agent: LoadedAgent, attr: str) -> str | None:
-    """The agent's strategy or kind; an agent object that broke its own attribute falls back to the spec's."""
-    try:
-        return getattr(agent, attr)
-    except Exception:  # noqa: BLE001 - a failed run's event must still be written
-        return getattr(agent.spec, attr)

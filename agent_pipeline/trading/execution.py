@@ -73,6 +73,40 @@ def order_key(agent: str, event_id: str, index: int, item: Mapping[str, Any]) ->
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
+def _plain(value: Any) -> str:
+    """Text as an exact ``str`` (a str subclass with its own ``__eq__``, ``__hash__`` or ``__str__`` is copied
+    out of it); None and other objects are ``""``, so they are missing, never a match."""
+    return str.__str__(value) if isinstance(value, str) else ""
+
+
+def plain_item(item: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
+    """The agent's item as plain data before any check reads it: str subclasses (an ``__eq__`` that is always
+    true, a ``__str__`` or ``lower`` that lies) become exact ``str`` copies of their characters, in keys and in
+    values, nested too; a key that is not text is dropped (no check reads it). Numbers stay as they are
+    (``agent_pipeline.numbers`` judges them)."""
+    return {str.__str__(k): _plain_value(v, depth + 1) for k, v in item.items() if isinstance(k, str)}
+
+
+def _plain_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return str.__str__(value)
+    if depth > 8:  # deeper than any field a check reads: kept out of the way
+        return repr(type(value))
+    if isinstance(value, Mapping):
+        return plain_item(value, depth)
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v, depth + 1) for v in value]
+    return value
+
+
+def _safe_repr(value: Any, limit: int = 500) -> str:
+    """``repr`` for the record; an object whose ``repr`` raises is named by its type."""
+    try:
+        return str.__str__(repr(value))[:limit]
+    except Exception:  # noqa: BLE001 - only for the record
+        return f"<unprintable {type(value).__qualname__}>"[:limit]
+
+
 def _finite_positive(value: Any) -> bool:
     number = finite_number(value)
     return number is not None and number > 0
@@ -121,13 +155,24 @@ class ExecutionLayer:
                                           require_market=True)
         self._broker = PaperBroker(market, self.exec_cfg, self._clock, max_quote_age_sec=self.cfg.max_staleness_sec)
 
-    def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None) -> ExecutionReport:
-        """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate."""
-        agent = str(result.get("agent") or "")
-        strategy = str(result.get("strategy") or agent)
-        event_id = result.get("event_id")
+    def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None,
+                agent: str | None = None, strategy: str | None = None) -> ExecutionReport:
+        """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate.
+
+        ``agent`` and ``strategy`` are the registry's (the execution op passes them): an order's identity comes
+        from the registry, never from the run's output, so no agent spends another strategy's limits,
+        positions, capital or approvals. Without them the run's dict is used (tests, benchmarks); a dict naming
+        another agent than the registered one is refused.
+        """
+        claimed_agent = _plain(result.get("agent"))
+        agent = _plain(agent) if agent is not None else claimed_agent
+        strategy = _plain(strategy) if strategy is not None else (_plain(result.get("strategy")) or agent)
+        raw_event = result.get("event_id")
+        event_id = _plain(raw_event) if isinstance(raw_event, str) else (str(raw_event) if raw_event else "")
         if not agent or not event_id:
             raise ValueError("execute needs the agent run's 'agent' and 'event_id' (the order keys derive from them)")
+        if claimed_agent and claimed_agent != agent:
+            raise ValueError(f"execute for registered agent {agent!r} got the run of {claimed_agent[:80]!r}")
         output = result.get("output")
         items = output if isinstance(output, list) else []
         proposals = [(i, item) for i, item in enumerate(items) if is_trade_proposal(item)]
@@ -175,11 +220,13 @@ class ExecutionLayer:
     def _one(self, conn, report: ExecutionReport, index: int, item: Mapping[str, Any], agent: str, strategy: str,
              event_id: str, run_id: str, capital: float | None, strategy_hash: str | None,
              tokens: list[str], snapshot: MarketSnapshot) -> None:
-        key = order_key(agent, event_id, index, item)
+        key = order_key(agent, event_id, index, {})
         try:
+            item = plain_item(item)  # before the key and every check: text is its own characters
+            key = order_key(agent, event_id, index, item)
             signal = self._signal(item, key, agent, strategy, event_id, capital, strategy_hash, tokens, snapshot)
         except Exception as exc:  # building the signal failed: recorded as a denial, never a pass
-            signal = {"order_key": key, "agent": agent, "strategy": strategy, "item": repr(item)[:500]}
+            signal = {"order_key": key, "agent": agent, "strategy": strategy, "item": _safe_repr(item)}
             decision = self._denial(Reason.CHECK_ERROR, f"could not build the signal: {type(exc).__name__}: {exc}",
                                     None, signal)
         else:

@@ -23,6 +23,7 @@ def build_execution_op(loaded: LoadedAgent, guardrails: GuardrailConfig,
     no run config can loosen a limit for one run."""
     name = loaded.name
     strategy_hash = loaded.spec.fingerprint()
+    strategy = loaded.strategy  # the registry's, fixed at load: never what the run's output says
 
     @dg.op(
         name=execution_op_name(name),
@@ -39,7 +40,8 @@ def build_execution_op(loaded: LoadedAgent, guardrails: GuardrailConfig,
                       market: MarketResource, kill_switch: KillSwitchResource):
         layer = ExecutionLayer(store.store(), market.make(consumer=BROKER_CONSUMER), guardrails=guardrails,
                                execution=execution, kill_switch=kill_switch.switch())
-        report = layer.execute(agent_run, run_id=context.run_id, strategy_hash=strategy_hash)
+        report = layer.execute(agent_run, run_id=context.run_id, strategy_hash=strategy_hash, agent=name,
+                               strategy=strategy)
         summary = report.summary()
         metadata = {
             "agent": name, "proposals": report.proposals, "approved": report.approved, "denied": report.denied,

@@ -53,6 +53,7 @@ class Reason(StrEnum):
     EMPTY_BOOK = "EMPTY_BOOK"                    # nothing quoted (or nothing left in this batch) on a side
     LIMIT_PRICE_OFF_MARKET = "LIMIT_PRICE_OFF_MARKET"  # the order's limit is far from the price it would fill at
     MARKET_CLAIM_MISMATCH = "MARKET_CLAIM_MISMATCH"  # an agent's claim about the market is far from the measurement
+    MARKET_UNREADABLE = "MARKET_UNREADABLE"      # the market source's answer (or the clock) could not be read at all
     # two-person rule
     APPROVAL_MISSING = "APPROVAL_MISSING"
     APPROVAL_KEY_MISSING = "APPROVAL_KEY_MISSING"

@@ -37,7 +37,7 @@ from typing import Any
 from agent_pipeline import output_bounds
 from agent_pipeline.agents.protocol import AgentContext, AgentResult
 from agent_pipeline.agents.registry import LoadedAgent
-from agent_pipeline.numbers import finite_number
+from agent_pipeline.numbers import finite_number, real_number
 from agent_pipeline.reward import RewardConfig, score_output
 from agent_pipeline.store.events import AgentEvent
 
@@ -60,13 +60,24 @@ class AgentThreadLimit(RuntimeError):
 
 
 def _number_or_error(item: dict, key: str, where: str) -> None:
+    """The gate's meaning of a number (``agent_pipeline.numbers``): numpy, Decimal and Fraction are numbers, a
+    bool (Python's or numpy's) is not, and the value must be finite."""
     if key not in item:
         return
     value = item[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AgentOutputError(f"{where}[{key!r}] must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise AgentOutputError(f"{where}[{key!r}] must be finite, got {value!r}")
+    number = real_number(value)
+    if number is None:
+        raise AgentOutputError(f"{where}[{key!r}] must be a number, got {type(value).__name__} {value!r:.40}")
+    if not math.isfinite(number):
+        raise AgentOutputError(f"{where}[{key!r}] must be finite, got {value!r:.40}")
+
+
+def _json_default(value: Any) -> Any:
+    """How an output's values that JSON does not know are stored: real numbers as floats (so a numpy or
+    Decimal notional stays a number for the gate; a NaN among them then fails ``allow_nan=False``), the rest
+    as text."""
+    number = real_number(value)
+    return number if number is not None else str(value)
 
 
 def _within_output_bounds(output: Any, text: str | None = None) -> None:
@@ -91,7 +102,7 @@ def normalize_result(raw: Any) -> tuple[list[dict[str, Any]], float | None]:
         for key in ("profit_pct", "notional_usd", "expected_edge_bps", "confidence", "data_age_sec"):
             _number_or_error(item, key, f"output[{i}]")
     try:
-        text = json.dumps(output, allow_nan=False, default=str)
+        text = json.dumps(output, allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise AgentOutputError(f"output is not JSON-serialisable: {exc}") from exc
     _within_output_bounds(output, text)
@@ -186,13 +197,13 @@ def _leave_behind(agent: LoadedAgent, attempt: _Attempt) -> None:
 
 # -- one run, one event -----------------------------------------------------------------------------------------
 def _max_data_age(output: list[dict[str, Any]]) -> float | None:
-    ages = [float(o["data_age_sec"]) for o in output if isinstance(o.get("data_age_sec"), (int, float))]
+    ages = [age for o in output if (age := finite_number(o.get("data_age_sec"))) is not None]
     return max(ages) if ages else None
 
 
 def _detached(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Plain JSON data (the stored form), so nothing downstream calls back into the agent's objects."""
-    return json.loads(json.dumps(output, allow_nan=False, default=str))
+    return json.loads(json.dumps(output, allow_nan=False, default=_json_default))
 
 
 def _must_propagate(error: BaseException, in_agent_thread: bool) -> bool:

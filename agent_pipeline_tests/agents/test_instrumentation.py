@@ -1,10 +1,10 @@
 """Instrumentation turns every run into one event: success priced with the reward, failures with a message."""
 
 import math
-from decimal import Decimal
-from fractions import Fraction
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest

@@ -202,8 +202,24 @@ def _max_data_age(output: list[dict[str, Any]]) -> float | None:
 
 
 def _detached(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plain JSON data (the stored form), so nothing downstream calls back into the agent's objects."""
-    return json.loads(json.dumps(output, allow_nan=False, default=_json_default))
+    """Plain JSON data (the stored form), so nothing downstream calls back into the agent's objects; text
+    that is not valid Unicode (a lone surrogate such as ``"\\ud800"``) is escaped, so the event can be written."""
+    return _utf8_safe(json.loads(json.dumps(output, allow_nan=False, default=_json_default)))
+
+
+def _utf8_safe(value: Any) -> Any:
+    """Strings (keys too) that UTF-8 cannot encode get their lone surrogates as ``\\udXXX`` escapes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8_safe(v) for v in value]
+    return value
 
 
 def _must_propagate(error: BaseException, in_agent_thread: bool) -> bool:
@@ -270,7 +286,7 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
     propagate = None if error is None else (error if _must_propagate(error, in_agent_thread) else None)
     if record is not None:
         try:
-            record(event)
+            event = _record_or_fallback(record, event, agent, run_id, started, latency, source)
         except BaseException as exc:
             if propagate is None:
                 raise
@@ -278,6 +294,24 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
     if propagate is not None:
         raise propagate
     return AgentRun(event, attempt.thread_running)
+
+
+def _record_or_fallback(record: Callable[[AgentEvent], None], event: AgentEvent, agent: LoadedAgent, run_id: str,
+                        started: datetime, latency: float | None, source: str) -> AgentEvent:
+    """Store the event; if the store refuses it (text it cannot encode, a value it cannot convert), store a
+    failed-run event in its place that says why, without the output: every run leaves an event. A store that
+    refuses that too (it is down) raises."""
+    try:
+        record(event)
+        return event
+    except Exception as exc:  # noqa: BLE001 - the event's content was refused: the fallback says why
+        refused = exc
+    fallback = error_event(agent, run_id, refused, started, latency or 0.0, source=source,
+                           note="the run's own event could not be stored"
+                                + (f"; the run had failed with {event.error}" if event.error else ""))
+    fallback = dataclasses.replace(fallback, error=_utf8_safe(fallback.error))
+    record(fallback)
+    return fallback
 
 
 def run_instrumented(agent: LoadedAgent, ctx: AgentContext, reward_config: RewardConfig,

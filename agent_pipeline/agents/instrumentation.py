@@ -39,6 +39,7 @@ from agent_pipeline.agents.protocol import AgentContext, AgentResult
 from agent_pipeline.agents.registry import LoadedAgent
 from agent_pipeline.numbers import finite_number, real_number
 from agent_pipeline.reward import RewardConfig, score_output
+from agent_pipeline.safe_text import utf8_safe
 from agent_pipeline.store.events import AgentEvent
 
 MAX_ABANDONED_PER_AGENT = 2
@@ -204,22 +205,8 @@ def _max_data_age(output: list[dict[str, Any]]) -> float | None:
 def _detached(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Plain JSON data (the stored form), so nothing downstream calls back into the agent's objects; text
     that is not valid Unicode (a lone surrogate such as ``"\\ud800"``) is escaped, so the event can be written."""
-    return _utf8_safe(json.loads(json.dumps(output, allow_nan=False, default=_json_default)))
+    return utf8_safe(json.loads(json.dumps(output, allow_nan=False, default=_json_default)))
 
-
-def _utf8_safe(value: Any) -> Any:
-    """Strings (keys too) that UTF-8 cannot encode get their lone surrogates as ``\\udXXX`` escapes."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_utf8_safe(v) for v in value]
-    return value
 
 
 def _must_propagate(error: BaseException, in_agent_thread: bool) -> bool:
@@ -309,7 +296,7 @@ def _record_or_fallback(record: Callable[[AgentEvent], None], event: AgentEvent,
     fallback = error_event(agent, run_id, refused, started, latency or 0.0, source=source,
                            note="the run's own event could not be stored"
                                 + (f"; the run had failed with {event.error}" if event.error else ""))
-    fallback = dataclasses.replace(fallback, error=_utf8_safe(fallback.error))
+    fallback = dataclasses.replace(fallback, error=utf8_safe(fallback.error))
     record(fallback)
     return fallback
 

@@ -103,3 +103,14 @@ def test_text_that_prints_as_something_else_is_stored_as_its_characters(store, t
     again = ex.execute({"agent": "a", "event_id": "ev1", "output": [item]}, run_id="r1")  # a retry of the op
     assert again.by_reason == {"DUPLICATE_ORDER": 1}
     assert query(store, "SELECT count(*) FROM orders") == [(1,)]
+
+
+def test_lone_surrogates_in_a_proposal_are_recorded_not_lost(store, tmp_path):
+    ex = layer(store, tmp_path)
+    honest = proposal(notional=1_000.0, books=[DEEP], note="\ud800 odd", **{"\udfff": 1})
+    odd_symbol = proposal(notional=1_000.0, books=[DEEP], symbol="BTC\udc80USD")
+    report = ex.execute({"agent": "a", "event_id": "ev1", "output": [honest, odd_symbol]}, run_id="r1")
+    assert report.filled == 1 and report.denied == 1, report.denials
+    rows = query(store, "SELECT approved, symbol, inputs FROM gate_decisions ORDER BY approved DESC")
+    assert [r[0] for r in rows] == [True, False]
+    assert "\\ud800 odd" in rows[0][2] and rows[1][1] == "BTC\\udc80USD"

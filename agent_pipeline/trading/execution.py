@@ -40,6 +40,7 @@ from typing import Any
 from agent_pipeline.allocation.tables import capital_in_force
 from agent_pipeline.market.base import MarketSource
 from agent_pipeline.numbers import finite_number
+from agent_pipeline.safe_text import utf8_safe
 from agent_pipeline.store import Store
 from agent_pipeline.trading import tables
 from agent_pipeline.trading.approval_store import approval_tokens
@@ -84,12 +85,12 @@ def plain_item(item: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
     true, a ``__str__`` or ``lower`` that lies) become exact ``str`` copies of their characters, in keys and in
     values, nested too; a key that is not text is dropped (no check reads it). Numbers stay as they are
     (``agent_pipeline.numbers`` judges them)."""
-    return {str.__str__(k): _plain_value(v, depth + 1) for k, v in item.items() if isinstance(k, str)}
+    return {utf8_safe(k): _plain_value(v, depth + 1) for k, v in item.items() if isinstance(k, str)}
 
 
 def _plain_value(value: Any, depth: int) -> Any:
     if isinstance(value, str):
-        return str.__str__(value)
+        return utf8_safe(value)  # an exact str, lone surrogates escaped (the key hashes it, the store writes it)
     if depth > 8:  # deeper than any field a check reads: kept out of the way
         return repr(type(value))
     if isinstance(value, Mapping):

@@ -6,6 +6,8 @@
   reduce-only check as a "sell" and an order key cannot change between the duplicate check and the ledger.
 """
 
+import json
+
 import pytest
 
 from agent_pipeline.trading import KillSwitch
@@ -113,4 +115,4 @@ def test_lone_surrogates_in_a_proposal_are_recorded_not_lost(store, tmp_path):
     assert report.filled == 1 and report.denied == 1, report.denials
     rows = query(store, "SELECT approved, symbol, inputs FROM gate_decisions ORDER BY approved DESC")
     assert [r[0] for r in rows] == [True, False]
-    assert "\\ud800 odd" in rows[0][2] and rows[1][1] == "BTC\\udc80USD"
+    assert json.loads(rows[0][2])["note"] == "\\ud800 odd" and rows[1][1] == "BTC\\udc80USD"

@@ -260,10 +260,10 @@ class ExecutionLayer:
             report.rejected += 1
             return
         report.filled += 1
-        pnl = sum((tables.record_fill(conn, order_id=order_id, strategy=strategy, fill=fill, at=now) for fill in fills),
-                  0.0)
-        report.realized_pnl_usd += pnl
-        self.guardrails.record_pnl(pnl)
+        for fill in fills:  # each fill's loss counts on its own: one leg's gain does not hide another's loss
+            pnl = tables.record_fill(conn, order_id=order_id, strategy=strategy, fill=fill, at=now)
+            report.realized_pnl_usd += pnl
+            self.guardrails.record_pnl(pnl)
 
 
 def measured_signal(item: Mapping[str, Any], *, snapshot: MarketSnapshot, capital: float | None, now: datetime,

@@ -34,10 +34,11 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent_pipeline.allocation.tables import capital_in_force
+from agent_pipeline.allocation.config import AllocationConfig
+from agent_pipeline.allocation.tables import capital_in_force, period_in_force
 from agent_pipeline.market.base import MarketSource
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.safe_text import utf8_safe
@@ -62,6 +63,9 @@ from agent_pipeline.trading.store_state import StoreGateState
 # Keys only this layer sets: an agent's values for them are dropped (its market facts are kept as claims).
 RESERVED_KEYS = ("order_key", "strategy", "strategy_hash", "approvals", "capital_usd", "agent",
                  "proposed_notional_usd", "event_id", "run_id", "market")
+
+
+DEFAULT_PERIOD_SEC = AllocationConfig().period_minutes * 60.0
 
 
 def is_trade_proposal(item: Any) -> bool:
@@ -144,8 +148,10 @@ class ExecutionLayer:
 
     def __init__(self, store: Store, market: MarketSource, *, guardrails: GuardrailConfig | None = None,
                  execution: ExecutionConfig | None = None, kill_switch: KillSwitch | None = None,
-                 clock: Callable[[], datetime] | None = None, environ: Mapping[str, str] | None = None):
+                 clock: Callable[[], datetime] | None = None, environ: Mapping[str, str] | None = None,
+                 allocation_period_sec: float = DEFAULT_PERIOD_SEC):
         self.store = store
+        self.allocation_period_sec = float(allocation_period_sec)  # [allocation] period_minutes, as seconds
         # the safe defaults apply whatever the caller passed: a limit can be loosened, never left off
         self.cfg = dataclasses.replace((guardrails or GuardrailConfig()).with_safe_defaults(), require_order_key=True)
         self.exec_cfg = execution or ExecutionConfig()
@@ -198,12 +204,31 @@ class ExecutionLayer:
                     if not decided:
                         capital = self.exec_cfg.default_capital_usd
                     report.capital_usd = capital
+                    stale = self._stale_allocation(conn) if decided else None
                     tokens = approval_tokens(conn, agent, strategy_hash)
                     for index, item in proposals:
                         self._one(conn, report, index, item, agent, strategy, event_id, run_id, capital,
-                                  strategy_hash, tokens, snapshot)
+                                  strategy_hash, tokens, snapshot, stale)
         report.kill_switch_state = self.kill.state.value
         return report
+
+    def _stale_allocation(self, conn) -> str | None:
+        """Why the allocation period in force may no longer be spent, or None while it (or its grace) lasts.
+
+        The period in force is the latest decided one; once it has ended and ``allocation_grace_sec`` has passed
+        with no newer decision, its capital was decided for another time: fail closed. A period start that cannot
+        be read as a time counts as stale too."""
+        start = period_in_force(conn)[0]
+        grace = self.exec_cfg.allocation_grace_sec
+        if not isinstance(start, datetime) or start.tzinfo is None:
+            return f"the allocation period in force has no usable start ({start!r:.40}): its capital is not spent"
+        now = self._clock()
+        ends = start + timedelta(seconds=self.allocation_period_sec)
+        if now <= ends + timedelta(seconds=grace):
+            return None
+        return (f"the allocation period in force started {start.isoformat()} and ended {ends.isoformat()}; no newer "
+                f"decision for {(now - ends).total_seconds():.0f} s, more than [execution] allocation_grace_sec "
+                f"{grace:g} s: its capital is not spent until the allocator decides again")
 
     # -- one proposal ----------------------------------------------------------------------------------------
     def _signal(self, item: Mapping[str, Any], key: str, agent: str, strategy: str, event_id: str,
@@ -220,7 +245,7 @@ class ExecutionLayer:
 
     def _one(self, conn, report: ExecutionReport, index: int, item: Mapping[str, Any], agent: str, strategy: str,
              event_id: str, run_id: str, capital: float | None, strategy_hash: str | None,
-             tokens: list[str], snapshot: MarketSnapshot) -> None:
+             tokens: list[str], snapshot: MarketSnapshot, stale: str | None = None) -> None:
         key = order_key(agent, event_id, index, {})
         try:
             item = plain_item(item)  # before the key and every check: text is its own characters
@@ -232,6 +257,8 @@ class ExecutionLayer:
                                     None, signal)
         else:
             decision = self.guardrails.check(signal)  # the kill switch and bad input outrank a missing capital
+            if decision.ok and stale is not None:
+                decision = self._denial(Reason.ALLOCATION_STALE, stale, "capital_usd", signal)
             if decision.ok and not _finite_positive(capital):
                 decision = self._denial(Reason.NO_CAPITAL, f"agent {agent} has no capital ({capital!r}) from the "
                                         "allocator", "capital_usd", signal)

@@ -64,6 +64,7 @@ class Reason(StrEnum):
     APPROVAL_APPROVER_INVALID = "APPROVAL_APPROVER_INVALID"  # name refused (mixed scripts, ...) or without own key
     # execution layer
     NO_CAPITAL = "NO_CAPITAL"                    # the allocator gave this agent no capital
+    ALLOCATION_STALE = "ALLOCATION_STALE"        # the allocation period in force ended (plus its grace), none newer
     CHECK_ERROR = "CHECK_ERROR"                  # a check raised: denied, never passed
 
 

@@ -176,7 +176,7 @@ def _quotas(store, rows_):
 
 
 def test_orders_are_sized_by_the_allocators_latest_capital(store, tmp_path):
-    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    t0 = datetime.now(UTC) - timedelta(hours=1, minutes=30)  # the latest period is the one in force
     _quotas(store, [(t0, "momentum", 100_000.0), (t0 + timedelta(hours=1), "momentum", 2_000.0),
                     (t0 + timedelta(hours=1), "arb", 0.0)])
     ex = layer(store, tmp_path)

@@ -59,6 +59,7 @@ class Reason(StrEnum):
     APPROVAL_KEY_MISSING = "APPROVAL_KEY_MISSING"
     APPROVAL_FORGED = "APPROVAL_FORGED"
     APPROVAL_EXPIRED = "APPROVAL_EXPIRED"
+    APPROVAL_NOT_YET_VALID = "APPROVAL_NOT_YET_VALID"  # issued more than a minute after the decision time
     APPROVAL_MISMATCH = "APPROVAL_MISMATCH"      # signed for another strategy hash
     APPROVAL_SINGLE_APPROVER = "APPROVAL_SINGLE_APPROVER"
     APPROVAL_APPROVER_INVALID = "APPROVAL_APPROVER_INVALID"  # name refused (mixed scripts, ...) or without own key

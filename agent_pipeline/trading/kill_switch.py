@@ -532,6 +532,9 @@ class KillSwitch:
             problems.append(f"the state file {self.path} cannot be replaced ({exc})")
         self._cache = None
         status = self._read()
+        if action != "trip" and status.state is not after.state:
+            raise KillSwitchError(f"kill switch not {_PAST[action]}: after writing the change it reads "
+                                  f"{status.state.value} ({status.reason}); repair the files named there")
         return dataclasses.replace(status, problems=tuple(problems))
 
     def _append_audit(self, row: dict[str, Any], start_new_line: bool) -> None:
@@ -640,16 +643,48 @@ class KillSwitch:
 
 
 def _last_lines(audit_path: Path) -> tuple[list[bytes], bool]:
-    """The complete non-empty lines at the end of the audit log (at least the last two when there are two) and
-    whether its last line lacks a newline. Reads a small tail first and a larger one only for long rows."""
-    for limit in (_SMALL_TAIL_BYTES, AUDIT_TAIL_BYTES):
-        tail, truncated = read_tail(audit_path, limit)
-        lines = [line for line in tail.split(b"\n") if line.strip()]
-        if truncated:
-            lines = lines[1:]  # the first piece is (most likely) the end of a longer line
-        if not truncated or len(lines) >= 2:
-            return lines, bool(tail) and not tail.endswith(b"\n")
-    raise _Bad("the audit log's last rows are longer than any this code writes")
+    """The last two non-blank lines of the audit log (fewer when it has fewer), oldest first, and whether its
+    last line lacks a newline.
+
+    Read backwards from the end in chunks, so blank padding (newlines, spaces, tabs), after the newest row or
+    between the last two, can neither push a row out of the window read nor make an older row the last one.
+    Fail closed: a line longer than ``AUDIT_TAIL_BYTES`` (no row this code writes is) or more than
+    ``MAX_AUDIT_LIST_BYTES`` scanned without finding two rows is damage (``_Bad``).
+    """
+    fd = open_regular(audit_path)
+    try:
+        size = os.fstat(fd).st_size
+        ends_open = size > 0 and _pread(fd, size - 1, 1) != b"\n"
+        lines: list[bytes] = []
+        pos, partial, step = size, b"", _SMALL_TAIL_BYTES
+        while pos > 0 and len(lines) < 2:
+            if size - pos > MAX_AUDIT_LIST_BYTES:
+                raise _Bad(f"the audit log's last {MAX_AUDIT_LIST_BYTES} bytes hold fewer than two rows (blank "
+                           f"padding or damage)")
+            start = max(0, pos - step)
+            pieces = (_pread(fd, start, pos - start) + partial).split(b"\n")
+            partial, pos, step = pieces[0], start, 65_536  # the first piece may continue before `start`
+            for piece in reversed(pieces[1:]):
+                if piece.strip() and len(lines) < 2:
+                    lines.insert(0, piece)
+            if len(partial) > AUDIT_TAIL_BYTES:
+                raise _Bad("the audit log's last rows are longer than any this code writes")
+        if pos == 0 and partial.strip() and len(lines) < 2:
+            lines.insert(0, partial)
+        return lines, ends_open
+    finally:
+        os.close(fd)
+
+
+def _pread(fd: int, offset: int, length: int) -> bytes:
+    chunks, done = [], 0
+    while done < length:
+        chunk = os.pread(fd, length - done, offset + done)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        done += len(chunk)
+    return b"".join(chunks)
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:

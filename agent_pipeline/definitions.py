@@ -14,6 +14,7 @@ from agent_pipeline.defs import reward as reward_defs
 from agent_pipeline.defs import trading as trading_defs
 from agent_pipeline.defs.resources import shared_resources
 from agent_pipeline.pipeline_settings import Settings
+from agent_pipeline.trading.secrets import take_secrets
 
 DOMAINS = (agents, allocation_defs, housekeeping_defs, metrics_defs, reward_defs, trading_defs)
 
@@ -25,4 +26,5 @@ def build_location(settings: Settings) -> dg.Definitions:
                                 dg.Definitions(resources=shared_resources(settings)))
 
 
+take_secrets()  # before any agent's code is imported: the keys leave os.environ (trading/secrets.py)
 defs = build_location(Settings.load())

@@ -37,7 +37,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,6 +75,13 @@ class ApprovalKeys:
         return bool(self.shared or self.approvers or self.problem)
 
 
+def _secrets() -> dict[str, str]:
+    """The keys as configured (``trading.secrets``: from the environment, or taken from it at start)."""
+    from agent_pipeline.trading.secrets import secret_environ
+
+    return secret_environ()
+
+
 def _approver_keys(raw: str) -> dict[str, bytes]:
     """Parse ``AGENT_PIPELINE_APPROVER_KEYS``; raises ApprovalError naming what is wrong."""
     try:
@@ -103,7 +109,7 @@ def _approver_keys(raw: str) -> dict[str, bytes]:
 
 def approval_key(environ=None) -> ApprovalKeys | None:
     """The verifier's keys from the environment, or None when no key is configured at all."""
-    env = environ if environ is not None else os.environ
+    env = environ if environ is not None else _secrets()
     shared = env.get(APPROVAL_KEY_ENV, "").encode() or None
     raw = env.get(APPROVER_KEYS_ENV, "")
     if not raw:
@@ -121,7 +127,7 @@ def approval_key(environ=None) -> ApprovalKeys | None:
 
 def signing_key(identity: str, environ=None) -> bytes:
     """The key this process signs ``identity``'s approval with: the approver's own key before the shared one."""
-    env = environ if environ is not None else os.environ
+    env = environ if environ is not None else _secrets()
     own = env.get(APPROVER_KEY_ENV, "")
     if own:
         return own.encode()

@@ -192,7 +192,10 @@ def _clip(text: str) -> str:
 
 
 def _env_key() -> bytes | None:
-    raw = os.environ.get(KEY_ENV, "")
+    """The configured MAC key (``secrets.secret``: the environment, or what was taken from it at start)."""
+    from agent_pipeline.trading.secrets import secret
+
+    raw = secret(KEY_ENV)
     return raw.encode() if raw else None
 
 

@@ -14,7 +14,8 @@ import argparse
 import json
 import sys
 
-from agent_pipeline.trading.kill_switch import KillSwitch, _default_actor, default_path
+from agent_pipeline.trading.kill_switch import _default_actor, default_path
+from agent_pipeline.trading.kill_switch_anchor import anchored_switch
 
 
 def _unreadable(status, rows: list[dict]) -> str:
@@ -27,7 +28,7 @@ def _unreadable(status, rows: list[dict]) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     """Print the state and the latest audit rows; exit 1 (with a sentence) when either cannot be read."""
-    kill = KillSwitch(default_path())
+    kill = anchored_switch(default_path())
     status = kill.status()
     rows = kill.audit(args.audit)
     problem = _unreadable(status, rows)
@@ -58,7 +59,7 @@ def _change(action: str):
         reason = (args.reason or "").strip()
         if not reason:
             raise ValueError(f"kill-switch {action} needs --reason")
-        status = getattr(KillSwitch(default_path()), action)(reason, by=args.by or _default_actor())
+        status = getattr(anchored_switch(default_path()), action)(reason, by=args.by or _default_actor())
         print(f"kill switch: {status.state.value} ({status.reason})")
         for problem in status.problems:
             print(f"agent-pipeline kill-switch {action}: warning: {problem}", file=sys.stderr)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -66,10 +65,9 @@ def _number_or_error(item: dict, key: str, where: str) -> None:
     if key not in item:
         return
     value = item[key]
-    number = real_number(value)
-    if number is None:
+    if real_number(value) is None:
         raise AgentOutputError(f"{where}[{key!r}] must be a number, got {type(value).__name__} {value!r:.40}")
-    if not math.isfinite(number):
+    if finite_number(value) is None:
         raise AgentOutputError(f"{where}[{key!r}] must be finite, got {value!r:.40}")
 
 

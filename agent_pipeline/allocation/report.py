@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from html import escape
 
 from agent_pipeline.allocation.result import Allocation
+from agent_pipeline.numbers import finite_number
 
 
 def _fmt(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
+    if finite_number(value) is None:
         return "unexplored"
     return f"{value:.4g}"
 
@@ -49,7 +49,8 @@ EXPLANATION_COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 
 def _rounded(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+    number = finite_number(value)
+    return None if number is None else round(number, digits)
 
 
 def explanation_rows(allocation: Allocation, agents: Mapping[str, tuple[str, str]]) -> list[dict[str, object]]:

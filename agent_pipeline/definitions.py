@@ -18,6 +18,7 @@ from agent_pipeline.defs import trading as trading_defs
 from agent_pipeline.defs.automation import build_automation_sensor
 from agent_pipeline.defs.resources import shared_resources
 from agent_pipeline.pipeline_settings import Settings
+from agent_pipeline.trading.secrets import take_secrets
 
 DOMAINS = (agents, allocation_defs, housekeeping_defs, metrics_defs, reward_defs, trading_defs)
 
@@ -37,4 +38,5 @@ def build_location(settings: Settings) -> dg.Definitions:
                           loggers=merged.loggers, metadata=merged.metadata)
 
 
+take_secrets()  # before any agent's code is imported: the keys leave os.environ (trading/secrets.py)
 defs = build_location(Settings.load())

@@ -59,9 +59,11 @@ class AgentSpec(ConfigTable):
     description: str = setting("", TEXT, doc="free text")
 
     def fingerprint(self) -> str:
-        """Identity of the strategy's code reference and configuration (what an approval is bound to)."""
-        body = json.dumps({"ref": self.ref, "kind": self.kind, "strategy": self.strategy, "params": self.params},
-                          sort_keys=True, default=str)
+        """Identity of the agent (its name), its code reference and configuration: what an approval and the
+        built-ins' exemption are bound to, so another agent with the same code, or a user agent named like a
+        built-in, inherits neither."""
+        body = json.dumps({"name": self.name, "ref": self.ref, "kind": self.kind, "strategy": self.strategy,
+                           "params": self.params}, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()
 
 

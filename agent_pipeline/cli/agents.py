@@ -13,6 +13,7 @@ from agent_pipeline.agents.instrumentation import run_and_record
 from agent_pipeline.cli import REQUIRED
 from agent_pipeline.market import make_market
 from agent_pipeline.store import Store, append_event, read_events
+from agent_pipeline.trading.secrets import take_secrets
 
 LIST_COLUMNS = ("name", "kind", "strategy", "enabled", "timeout_sec", "ref")
 
@@ -41,6 +42,7 @@ def _run(args: argparse.Namespace, settings) -> int:
     specs = settings.agents.enabled()
     if args.name not in specs:
         raise ValueError(f"no agent named {args.name!r}; registered: {sorted(specs)}")
+    take_secrets()  # the keys leave os.environ before the agent's code is imported (trading/secrets.py)
     loaded = build_agent(specs[args.name])  # only this agent's code is imported
     run_id = f"cli:{datetime.now(UTC).isoformat()}"
     store = Store(settings.store_path)

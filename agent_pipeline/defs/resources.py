@@ -24,6 +24,7 @@ from agent_pipeline.reward import RewardConfig
 from agent_pipeline.settings import pipeline_home
 from agent_pipeline.store import DB_FILE, Store
 from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.trading.kill_switch_anchor import anchored_switch
 
 
 class StoreResource(DuckDBResource):
@@ -63,9 +64,13 @@ class KillSwitchResource(dg.ConfigurableResource):
 
     path: str = Field(default="", description="The kill-switch file; empty means $AGENT_PIPELINE_HOME/"
                                               "kill_switch.json.")
+    database: str = Field(default="", description="The store that anchors the switch's version (so its files "
+                                                  "cannot be rolled back together); empty means the store beside "
+                                                  "the kill-switch file.")
 
     def switch(self) -> KillSwitch:
-        return KillSwitch(self.path or default_path())
+        path = self.path or default_path()
+        return anchored_switch(path, Store(self.database) if self.database else None)
 
 
 def shared_resources(settings: Settings) -> dict[str, object]:
@@ -74,5 +79,5 @@ def shared_resources(settings: Settings) -> dict[str, object]:
         "store": StoreResource(database=str(settings.store_path)),
         "market": MarketResource.from_config(settings.market),
         "reward_config": RewardConfigResource.from_config(settings.reward),
-        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path)),
+        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path), database=str(settings.store_path)),
     }

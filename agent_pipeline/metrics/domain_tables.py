@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from datetime import date
@@ -24,6 +23,7 @@ from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import database_errors, has_table
 from agent_pipeline.trading.kill_switch import KEY_ENV, KillSwitch, KillSwitchState, default_path
 from agent_pipeline.trading.reasons import Reason
+from agent_pipeline.trading.secrets import secret
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def kill_switch(home: Path) -> list[Sample]:
     """The persisted kill switch, read through the trading domain's reader, which fails closed (a missing,
     damaged, forged or special file reads HALTED). Should the reader itself fail, the export says HALTED too."""
     try:
-        status = _reader(default_path(home), os.environ.get(KEY_ENV, "")).status()
+        status = _reader(default_path(home), secret(KEY_ENV)).status()  # the key may have been taken from env
         state, enabled = status.state.value, status.enabled
     except Exception as exc:  # never "ACTIVE" for a switch nobody could read
         log.warning("metrics: kill switch unreadable (%s); exported as HALTED", exc)

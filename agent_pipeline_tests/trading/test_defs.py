@@ -12,6 +12,7 @@ from agent_pipeline.defs.trading.control import kill_switch_control
 from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.trading import KillSwitch, KillSwitchState
 from agent_pipeline.trading.kill_switch import default_path
+from agent_pipeline.trading.kill_switch_anchor import anchored_switch
 
 
 def resources(fault_rate=0.0):
@@ -45,7 +46,7 @@ def test_agent_jobs_send_proposals_through_the_gate(store):
 
 
 def test_a_halted_switch_denies_in_the_running_job(store):
-    KillSwitch(default_path()).trip("maintenance", by="test")
+    anchored_switch(default_path()).trip("maintenance", by="test")  # as the CLI and the jobs write it
     jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
     result = jobs["agent__momentum"].execute_in_process(resources=resources())
     assert result.output_for_node("execute_momentum")["by_reason"] == {"KILL_SWITCH_HALTED": 1}
@@ -72,7 +73,7 @@ def test_kill_switch_job_trips_and_clears_with_audit():
 
 
 def test_trading_safety_asset_shows_state_denials_and_approvals(store):
-    KillSwitch(default_path()).trip("manual halt", by="alice")
+    anchored_switch(default_path()).trip("manual halt", by="alice")
     jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
     jobs["agent__momentum"].execute_in_process(resources=resources())
     result = dg.materialize([trading_safety], resources={"store": StoreResource(), "kill_switch": KillSwitchResource()})

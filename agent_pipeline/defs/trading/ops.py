@@ -6,7 +6,7 @@ from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.defs.resources import KillSwitchResource, MarketResource, StoreResource
 from agent_pipeline.defs.trading.assets import DAILY_PNL, FILLS, GATE_DECISIONS, ORDERS, POSITIONS
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
-from agent_pipeline.trading.execution import ExecutionLayer
+from agent_pipeline.trading.execution import DEFAULT_PERIOD_SEC, ExecutionLayer
 
 BROKER_CONSUMER = "paper_broker"
 
@@ -15,14 +15,15 @@ def execution_op_name(agent_name: str) -> str:
     return f"execute_{agent_name}"
 
 
-def build_execution_op(loaded: LoadedAgent, guardrails: GuardrailConfig,
-                       execution: ExecutionConfig) -> dg.OpDefinition:
+def build_execution_op(loaded: LoadedAgent, guardrails: GuardrailConfig, execution: ExecutionConfig, *,
+                       allocation_period_sec: float = DEFAULT_PERIOD_SEC) -> dg.OpDefinition:
     """``execute_<agent>``: gate -> paper broker for the trade proposals in the agent run's output.
 
     The guardrails are part of the definition (from the settings loaded with the code location), not a resource:
     no run config can loosen a limit for one run."""
     name = loaded.name
     strategy_hash = loaded.spec.fingerprint()
+    strategy = loaded.strategy  # the registry's, fixed at load: never what the run's output says
 
     @dg.op(
         name=execution_op_name(name),
@@ -38,8 +39,10 @@ def build_execution_op(loaded: LoadedAgent, guardrails: GuardrailConfig,
     def execute_agent(context: dg.OpExecutionContext, agent_run: dict, store: StoreResource,
                       market: MarketResource, kill_switch: KillSwitchResource):
         layer = ExecutionLayer(store.store(), market.make(consumer=BROKER_CONSUMER), guardrails=guardrails,
-                               execution=execution, kill_switch=kill_switch.switch())
-        report = layer.execute(agent_run, run_id=context.run_id, strategy_hash=strategy_hash)
+                               execution=execution, kill_switch=kill_switch.switch(),
+                               allocation_period_sec=allocation_period_sec)
+        report = layer.execute(agent_run, run_id=context.run_id, strategy_hash=strategy_hash, agent=name,
+                               strategy=strategy)
         summary = report.summary()
         metadata = {
             "agent": name, "proposals": report.proposals, "approved": report.approved, "denied": report.denied,

@@ -24,6 +24,7 @@ from typing import Any
 
 from agent_pipeline.agents.config import AgentsConfig, AgentSpec
 from agent_pipeline.allocation.config import AllocationConfig
+from agent_pipeline.allocation.tick_config import TickConfig
 from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, reject_unknown, rules
 from agent_pipeline.market.config import MarketConfig
 from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfig
@@ -41,6 +42,7 @@ TABLES: dict[str, type] = {
     "guardrails": GuardrailConfig,
     "execution": ExecutionConfig,
     "metrics": MetricsConfig,
+    "tick": TickConfig,
 }
 TOP_LEVEL_KEYS = ("builtin_agents", "agents", *TABLES)
 
@@ -64,6 +66,7 @@ class Settings:
     guardrails: GuardrailConfig = field(default_factory=pipeline_guardrails)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tick: TickConfig = field(default_factory=TickConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
 
     @classmethod
@@ -98,6 +101,7 @@ class Settings:
             guardrails=pipeline_guardrails(tables["guardrails"]),
             execution=ExecutionConfig.from_table(tables["execution"]),
             metrics=metrics,
+            tick=TickConfig.from_table(tables["tick"]),
             agents=AgentsConfig.from_document(document.get("builtin_agents", True), document.get("agents", [])),
         )
 

@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -121,8 +122,12 @@ class ExecutionLayer:
                                           require_market=True)
         self._broker = PaperBroker(market, self.exec_cfg, self._clock, max_quote_age_sec=self.cfg.max_staleness_sec)
 
-    def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None) -> ExecutionReport:
-        """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate."""
+    def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None,
+                conn=None) -> ExecutionReport:
+        """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate.
+
+        ``conn``: an open transaction of this store (with the trading tables migrated) to join instead of opening
+        one, so a caller that writes many runs (the quota tick) pays one connection and one commit for all."""
         agent = str(result.get("agent") or "")
         strategy = str(result.get("strategy") or agent)
         event_id = result.get("event_id")
@@ -137,15 +142,16 @@ class ExecutionLayer:
             return report
         snapshot = self._broker.prefetch()  # one snapshot per batch, read before any lock is taken
         try:
-            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash, snapshot)
+            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash, snapshot,
+                                 conn)
         finally:
             self._broker.release()
 
     def _execute(self, report: ExecutionReport, proposals: list, agent: str, strategy: str, event_id: str,
-                 run_id: str, strategy_hash: str | None, snapshot: MarketSnapshot) -> ExecutionReport:
+                 run_id: str, strategy_hash: str | None, snapshot: MarketSnapshot, shared=None) -> ExecutionReport:
         with self.kill.guard() as status:
             report.kill_switch_state = status.state.value
-            with self.store.transaction(timeout_s=self.exec_cfg.lock_timeout_s, schema=tables.TRADING) as conn:
+            with self._transaction(shared) as conn:
                 with self.state.bind(conn):
                     capital, decided = capital_in_force(conn, agent)
                     report.capital_source = "allocator_quotas" if decided else "[execution] default_capital_usd"
@@ -158,6 +164,14 @@ class ExecutionLayer:
                                   strategy_hash, tokens, snapshot)
         report.kill_switch_state = self.kill.state.value
         return report
+
+    @contextmanager
+    def _transaction(self, shared):
+        if shared is not None:  # the caller's transaction: it commits (or rolls back) every batch in it at once
+            yield shared
+            return
+        with self.store.transaction(timeout_s=self.exec_cfg.lock_timeout_s, schema=tables.TRADING) as conn:
+            yield conn
 
     # -- one proposal ----------------------------------------------------------------------------------------
     def _signal(self, item: Mapping[str, Any], key: str, agent: str, strategy: str, event_id: str,

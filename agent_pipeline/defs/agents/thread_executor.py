@@ -26,17 +26,16 @@ from typing import Any
 import dagster as dg
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.api import ExecuteRunWithPlanIterable
+from dagster._core.execution.compute_logs import create_compute_log_file_key
 from dagster._core.execution.context.system import PlanExecutionContext, PlanOrchestrationContext
 from dagster._core.execution.context_creation_job import PlanExecutionContextManager
 from dagster._core.execution.plan.active import ActiveExecution
-from dagster._core.execution.plan.execute_plan import _trigger_hook
-from dagster._core.execution.plan.execute_step import dagster_event_sequence_for_step
+from dagster._core.execution.plan.execute_plan import _trigger_hook, dagster_event_sequence_for_step
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 from dagster._core.executor.base import Executor
-from dagster._core.storage.compute_log_manager import create_compute_log_file_key
 
 _POLL_S = 0.05
 
@@ -63,8 +62,8 @@ class ThreadedExecutor(Executor):
             plan_context, f"Executing steps on up to {self._max_concurrent} threads in process (pid: {os.getpid()})",
             event_specific_data=EngineEventData.in_process(os.getpid(), execution_plan.step_keys_to_execute))
 
-        def iterator(job_context: PlanExecutionContext, plan: ExecutionPlan) -> Iterator[DagsterEvent]:
-            return self._threaded_iterator(job_context, plan)
+        def iterator(job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+            return self._threaded_iterator(job_context, execution_plan)
 
         yield from iter(ExecuteRunWithPlanIterable(
             execution_plan=plan_context.execution_plan,

@@ -19,7 +19,7 @@ from agent_pipeline.config_fields import INT, INT_MAP, ConfigTable, setting
 class TickConfig(ConfigTable):
     SECTION = "[tick]"
 
-    interval_seconds: int = setting(15, INT, ge=1, le=3_600, doc="seconds between tick runs (the sensor's interval)")
+    interval_seconds: int = setting(15, INT, ge=5, le=3_600, doc="seconds between tick runs (the sensor's interval)")
     max_slots_per_tick: int = setting(600, INT, ge=1, le=10_000, doc="due slots one tick run carries, at most")
     max_concurrent: int = setting(32, INT, ge=1, le=256, doc="agent slots running at once in a tick run")
     agent_concurrency: int = setting(4, INT, ge=1, le=256, doc="slots of one agent running at once")

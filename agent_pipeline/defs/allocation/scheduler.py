@@ -86,7 +86,10 @@ def build_tick_sensor(period_minutes: int, tick: TickConfig) -> dg.SensorDefinit
             run_config={"ops": {PLAN_OP: {"config": {"period_start": period.isoformat(), "tick": number,
                                                      "slots": [s.as_config() for s in plan.slots]}}}},
             tags={"allocation/period": period.isoformat(), "allocation/decided_period": decided_period.isoformat(),
-                  "allocation/tick": str(number), "allocation/slots": str(len(plan.slots))},
+                  "allocation/tick": str(number), "allocation/slots": str(len(plan.slots)),
+                  # a retry re-runs every step: the slots' outputs live in the run's memory, and plan_tick
+                  # leaves out what the first attempt stored
+                  "dagster/retry_strategy": "ALL_STEPS"},
         )
         cursor = json.dumps({"period": period.isoformat(), "tick": number, "launched": plan.launched})
         return dg.SensorResult(run_requests=[request], cursor=cursor)

@@ -228,6 +228,7 @@ def tick_path(dev, minutes: float, quotas_per_minute: int) -> dict:
     late_cut = end - timedelta(seconds=45)  # slots due at the very end may ride the tick after the window
     missing = [i for i, (_a, at) in due.items() if at < late_cut and i not in by_id.index]
     window_min = (t1 - t0).total_seconds() / 60
+    runs_summary = _tick_runs(Path(os.environ["DAGSTER_HOME"]), t0, t1)
     fast = sum(1 for i in in_window if due[i][0] in FAST)
     return {"offered_per_minute": quotas_per_minute * len(quotas), "runs": len(in_window),
             "per_minute": len(in_window) / window_min, "trivial_per_minute": fast / window_min,
@@ -235,7 +236,22 @@ def tick_path(dev, minutes: float, quotas_per_minute: int) -> dict:
             "lag_p50_s": statistics.median(lags) if lags else float("nan"), "lag_p95_s": _pct(lags, 0.95),
             "lag_max_s": max(lags) if lags else float("nan"), "missing_slots": len(missing),
             "errors": int(events.loc[events["event_id"].isin(ran), "error"].notna().sum()),
-            "cpu_per_run": cpu / max(1, len(in_window)), "window_minutes": window_min}
+            "cpu_per_run": cpu / max(1, len(in_window)), "window_minutes": window_min, **runs_summary}
+
+
+def _tick_runs(dagster_home: Path, t0: datetime, t1: datetime) -> dict:
+    """The agent_tick runs that started in the window: how many, their outcome and wall time (start to end)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(dagster_home))) as instance:
+        records = instance.get_run_records(dg.RunsFilter(job_name="agent_tick"))
+    started = [r for r in records if r.start_time and t0.timestamp() <= r.start_time <= t1.timestamp()]
+    walls = [r.end_time - r.start_time for r in started if r.end_time]
+    return {"tick_runs": len(started), "tick_runs_failed": sum(r.dagster_run.status.value == "FAILURE"
+                                                               for r in started),
+            "tick_run_wall_p50_s": statistics.median(walls) if walls else float("nan"),
+            "tick_run_slots_mean": statistics.mean(int(r.dagster_run.tags.get("allocation/slots", 0))
+                                                   for r in started) if started else float("nan")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -245,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="plain-loop rounds over the agents")
     parser.add_argument("--single-runs", type=int, default=10, help="agent__fast_00 runs of the old path")
     parser.add_argument("--all-runs", type=int, default=3, help="agent_runs runs of the old path")
+    parser.add_argument("--keep", action="store_true", help="keep the homes and the dagster dev log")
     args = parser.parse_args(argv)
 
     from agent_pipeline_tests.dagster_dev import running_dagster_dev
@@ -252,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="tick_bench_"))
     home, code = _setup(workdir, args.per_minute)
     os.environ["AGENT_PIPELINE_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(workdir / "dagster_home")  # what running_dagster_dev uses
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(code), os.environ.get("PYTHONPATH", "")])
     import sys
     sys.path[:0] = [str(code)]
@@ -274,10 +292,15 @@ def main(argv: list[str] | None = None) -> None:
           f"{tick['runs']} runs, {tick['per_minute']:.0f} runs/min (trivial {tick['trivial_per_minute']:.0f}, "
           f"waiting {tick['waiting_per_minute']:.0f}); lag p50 {tick['lag_p50_s']:.1f} s, p95 "
           f"{tick['lag_p95_s']:.1f} s, max {tick['lag_max_s']:.1f} s; {tick['missing_slots']} due slots not run; "
-          f"{tick['errors']} failed runs; {tick['cpu_per_run'] * 1000:.0f} ms CPU/run (whole session)", flush=True)
+          f"{tick['errors']} failed runs; {tick['cpu_per_run'] * 1000:.0f} ms CPU/run (whole session); "
+          f"{tick['tick_runs']} tick runs ({tick['tick_runs_failed']} failed), {tick['tick_run_slots_mean']:.0f} "
+          f"slots each, {tick['tick_run_wall_p50_s']:.1f} s each (p50)", flush=True)
     print(f"tick / plain loop (mix): {tick['per_minute'] / plain['mix']['per_minute']:.2f}; "
           f"load average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}", flush=True)
-    shutil.rmtree(workdir, ignore_errors=True)
+    if args.keep:
+        print(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ allocator (``[allocation] min_runs = max_runs``, so the real ``allocator_quotas`
    first launch until the last run ended.
 3. Quota tick: at the next period boundary the allocator decides, and the same ``dagster dev``'s daemon evaluates
    ``agent_tick_sensor`` and launches ``agent_tick`` runs through its run launcher, the deployment's own path.
-   Measured over ``--minutes`` from the boundary: runs per minute by agent class, schedule lag (a slot's due time
+   Measured over ``--minutes`` from ``--warmup`` seconds after the boundary (slots due in that window): runs per minute by agent class, schedule lag (a slot's due time
    to the agent's start, from its event's ``started_at``; the op starts a few ms before), slots due but not run,
    and CPU seconds per agent run (user + system of every process of the ``dagster dev`` session, including its
    webserver, daemon and other sensors, over the window).
@@ -195,7 +195,7 @@ def _allocate() -> dict[str, int]:
     return {r.agent: int(r.quota) for r in rows}
 
 
-def tick_path(dev, minutes: float, quotas_per_minute: int) -> dict:
+def tick_path(dev, minutes: float, quotas_per_minute: int, warmup_s: float) -> dict:
     from agent_pipeline.allocation.decision import period_start_for
     from agent_pipeline.allocation.schedule import slot_time
     from agent_pipeline.allocation.tick import slot_event_id, slot_key
@@ -206,12 +206,14 @@ def tick_path(dev, minutes: float, quotas_per_minute: int) -> dict:
     time.sleep(max(0.0, (boundary - datetime.now(UTC)).total_seconds()) + 0.5)
     quotas = _allocate()
     assert set(quotas.values()) == {quotas_per_minute * PERIOD_MINUTES}, quotas
+    start = boundary + timedelta(seconds=warmup_s)  # the first ticks' runs are starting meanwhile
+    time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()))
     cpu0, t0 = _session_cpu_s(dev.proc.pid), datetime.now(UTC)
-    end = boundary + timedelta(minutes=minutes)
+    end = start + timedelta(minutes=minutes)
     time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))
     cpu = _session_cpu_s(dev.proc.pid) - cpu0
     t1 = datetime.now(UTC)
-    time.sleep(20)  # let the tick in flight commit before reading
+    time.sleep(45)  # let the ticks in flight commit before reading
     dev.alive()
     events = read_events(_store(), since=boundary - timedelta(minutes=1), read_only=True, timeout_s=60)
     period = boundary
@@ -222,6 +224,7 @@ def tick_path(dev, minutes: float, quotas_per_minute: int) -> dict:
             if at < end:
                 due[slot_event_id(slot_key(agent, period, index))] = (agent, at)
     by_id = events.set_index("event_id")
+    due = {i: v for i, v in due.items() if v[1] >= start}  # slots due from the window's start
     ran = [i for i in due if i in by_id.index]
     in_window = [i for i in ran if t0 - timedelta(seconds=1) <= by_id.loc[i, "started_at"].to_pydatetime() <= t1]
     lags = [(by_id.loc[i, "started_at"].to_pydatetime() - due[i][1]).total_seconds() for i in ran]
@@ -261,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="plain-loop rounds over the agents")
     parser.add_argument("--single-runs", type=int, default=10, help="agent__fast_00 runs of the old path")
     parser.add_argument("--all-runs", type=int, default=3, help="agent_runs runs of the old path")
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds after the boundary before measuring")
     parser.add_argument("--keep", action="store_true", help="keep the homes and the dagster dev log")
     args = parser.parse_args(argv)
 
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         for label, r in old.items():
             print(f"old path, {label}: {r['runs']}/{r['expected']} agent runs in {r['wall_s']:.0f} s "
                   f"({r['failed_runs']} failed runs), {r['per_minute']:.1f} runs/min", flush=True)
-        tick = tick_path(dev, args.minutes, args.per_minute)
+        tick = tick_path(dev, args.minutes, args.per_minute, args.warmup)
     load1 = os.getloadavg()
     print(f"quota tick over {tick['window_minutes']:.1f} min (offered {tick['offered_per_minute']}/min): "
           f"{tick['runs']} runs, {tick['per_minute']:.0f} runs/min (trivial {tick['trivial_per_minute']:.0f}, "

@@ -247,7 +247,7 @@ def _tick_runs(dagster_home: Path, t0: datetime, t1: datetime) -> dict:
     """The agent_tick runs that started in the window: how many, their outcome and wall time (start to end)."""
     import dagster as dg
 
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(dagster_home))) as instance:
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         records = instance.get_run_records(dg.RunsFilter(job_name="agent_tick"))
     started = [r for r in records if r.start_time and t0.timestamp() <= r.start_time <= t1.timestamp()]
     walls = [r.end_time - r.start_time for r in started if r.end_time]

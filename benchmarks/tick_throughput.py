@@ -15,7 +15,9 @@ allocator (``[allocation] min_runs = max_runs``, so the real ``allocator_quotas`
    and CPU seconds per agent run (user + system of every process of the ``dagster dev`` session, including its
    webserver, daemon and other sensors, over the window).
 
-Command (see BENCHMARKS.md): ``nice -n 10 .venv/bin/python -m benchmarks.tick_throughput``.
+Command (see BENCHMARKS.md): ``nice -n 10 .venv/bin/python -m benchmarks.tick_throughput`` (about 10 minutes:
+it waits for the next 5-minute period boundary); ``python -m benchmarks tick_throughput`` runs it with its
+defaults.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import textwrap
 import time
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all-runs", type=int, default=3, help="agent_runs runs of the old path")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds after the boundary before measuring")
     parser.add_argument("--keep", action="store_true", help="keep the homes and the dagster dev log")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv if argv is not None else (sys.argv[1:] if __name__ == "__main__" else []))
 
     from agent_pipeline_tests.dagster_dev import running_dagster_dev
 
@@ -276,7 +279,6 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["AGENT_PIPELINE_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(workdir / "dagster_home")  # what running_dagster_dev uses
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(code), os.environ.get("PYTHONPATH", "")])
-    import sys
     sys.path[:0] = [str(code)]
     load0 = os.getloadavg()
     print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; {os.cpu_count()} cores", flush=True)

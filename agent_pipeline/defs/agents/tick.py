@@ -38,7 +38,7 @@ from agent_pipeline.defs.resources import (
 from agent_pipeline.defs.trading.assets import GATE_DECISIONS, ORDERS
 from agent_pipeline.defs.trading.ops import BROKER_CONSUMER
 from agent_pipeline.pipeline_settings import Settings
-from agent_pipeline.store import begin
+from agent_pipeline.store import begin, has_table
 from agent_pipeline.store.events import EVENTS, events_frame
 from agent_pipeline.trading import tables as trading_tables
 from agent_pipeline.trading.execution import ExecutionLayer
@@ -73,8 +73,7 @@ def slot_op_name(agent: str) -> str:
 
 def stored_event_ids(conn, event_ids: list[str]) -> set[str]:
     """Which of ``event_ids`` agent_events already holds (none when the table does not exist yet)."""
-    if not event_ids or not conn.execute("SELECT count(*) FROM information_schema.tables "
-                                         "WHERE table_name = 'agent_events'").fetchone()[0]:
+    if not event_ids or not has_table(conn, "agent_events"):
         return set()
     marks = ", ".join("?" for _ in event_ids)
     return {r[0] for r in conn.execute(f"SELECT event_id FROM agent_events WHERE event_id IN ({marks})",

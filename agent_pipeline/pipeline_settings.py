@@ -29,6 +29,7 @@ from typing import Any
 
 from agent_pipeline.agents.config import AgentsConfig, AgentSpec
 from agent_pipeline.allocation.config import AllocationConfig
+from agent_pipeline.allocation.tick_config import TickConfig
 from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, closest, reject_unknown, rules
 from agent_pipeline.market.config import MarketConfig
 from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfig
@@ -47,6 +48,7 @@ TABLES: dict[str, type] = {
     "guardrails": GuardrailConfig,
     "execution": ExecutionConfig,
     "metrics": MetricsConfig,
+    "tick": TickConfig,
 }
 TOP_LEVEL_KEYS = ("builtin_agents", "agents", *TABLES)
 
@@ -99,6 +101,7 @@ class Settings:
     guardrails: GuardrailConfig = field(default_factory=pipeline_guardrails)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tick: TickConfig = field(default_factory=TickConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
 
     def __post_init__(self) -> None:
@@ -139,6 +142,7 @@ class Settings:
             guardrails=pipeline_guardrails(tables["guardrails"]),
             execution=ExecutionConfig.from_table(tables["execution"]),
             metrics=metrics,
+            tick=TickConfig.from_table(tables["tick"]),
             agents=AgentsConfig.from_document(document.get("builtin_agents", True), document.get("agents", [])),
         )
         check_agent_names({name: getattr(settings, name) for name in TABLES}, settings.agents)

@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,13 +165,16 @@ class ExecutionLayer:
         self._broker = PaperBroker(market, self.exec_cfg, self._clock, max_quote_age_sec=self.cfg.max_staleness_sec)
 
     def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None,
-                agent: str | None = None, strategy: str | None = None) -> ExecutionReport:
+                agent: str | None = None, strategy: str | None = None, conn=None) -> ExecutionReport:
         """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate.
 
         ``agent`` and ``strategy`` are the registry's (the execution op passes them): an order's identity comes
         from the registry, never from the run's output, so no agent spends another strategy's limits,
         positions, capital or approvals. Without them the run's dict is used (tests, benchmarks); a dict naming
         another agent than the registered one is refused.
+
+        ``conn``: an open transaction of this store (with the trading tables migrated) to join instead of opening
+        one, so a caller that writes many runs (the quota tick) pays one connection and one commit for all.
         """
         claimed_agent = _plain(result.get("agent"))
         agent = _plain(agent) if agent is not None else claimed_agent
@@ -190,15 +194,16 @@ class ExecutionLayer:
             return report
         snapshot = self._broker.prefetch()  # one snapshot per batch, read before any lock is taken
         try:
-            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash, snapshot)
+            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash, snapshot,
+                                 conn)
         finally:
             self._broker.release()
 
     def _execute(self, report: ExecutionReport, proposals: list, agent: str, strategy: str, event_id: str,
-                 run_id: str, strategy_hash: str | None, snapshot: MarketSnapshot) -> ExecutionReport:
+                 run_id: str, strategy_hash: str | None, snapshot: MarketSnapshot, shared=None) -> ExecutionReport:
         with self.kill.guard() as status:
             report.kill_switch_state = status.state.value
-            with self.store.transaction(timeout_s=self.exec_cfg.lock_timeout_s, schema=tables.TRADING) as conn:
+            with self._transaction(shared) as conn:
                 with self.state.bind(conn):
                     capital, decided = capital_in_force(conn, agent)
                     report.capital_source = "allocator_quotas" if decided else "[execution] default_capital_usd"
@@ -230,6 +235,14 @@ class ExecutionLayer:
         return (f"the allocation period in force started {start.isoformat()} and ended {ends.isoformat()}; no newer "
                 f"decision for {(now - ends).total_seconds():.0f} s, more than [execution] allocation_grace_sec "
                 f"{grace:g} s: its capital is not spent until the allocator decides again")
+
+    @contextmanager
+    def _transaction(self, shared):
+        if shared is not None:  # the caller's transaction: it commits (or rolls back) every batch in it at once
+            yield shared
+            return
+        with self.store.transaction(timeout_s=self.exec_cfg.lock_timeout_s, schema=tables.TRADING) as conn:
+            yield conn
 
     # -- one proposal ----------------------------------------------------------------------------------------
     def _signal(self, item: Mapping[str, Any], key: str, agent: str, strategy: str, event_id: str,

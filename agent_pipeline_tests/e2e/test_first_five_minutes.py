@@ -83,7 +83,7 @@ def test_the_loop_closes_within_five_minutes_of_the_ui_with_metrics_in_prometheu
                                log[-4000:])
             assert elapsed <= LIMIT_S + 10  # the last poll, not a speed measurement
             assert closed["agent_rewards"] <= closed["reward_distributions"] <= closed["allocator_quotas"]
-            assert succeeded[0]["jobName"].startswith("agent__")
+            assert succeeded[0]["jobName"] == "agent_tick"
             quotas = materialization(dev.port, "allocator_quotas")
             labels = {e["label"] for e in quotas["metadataEntries"]}
             assert {"next_decision_due", "explanation", "dagster/row_count"} <= labels

@@ -7,7 +7,7 @@ from agent_pipeline.metrics.publish import read_state
 
 PUBLISH_JOB = "publish_metrics"
 PUBLISH_CRON = "*/5 * * * *"
-AGENT_JOB_NAMES = ("agent_runs",)
+AGENT_JOB_NAMES = ("agent_runs", "agent_tick")  # agent_tick: the quota tick (defs/agents/tick.py)
 AGENT_JOB_PREFIX = "agent__"
 
 

@@ -11,7 +11,8 @@ applies the pipeline's own defaults where they differ from the bare code default
   (``GuardrailConfig()`` alone keeps the prototype's behaviour);
 - ``$AGENT_PIPELINE_PUSHGATEWAY_URL``, when set, wins over ``[metrics] gateway_url``.
 
-Keys that name an agent (``AGENT_KEYED``: ``[allocation] min_runs`` and ``max_runs``) must name a registered
+Keys that name an agent (``AGENT_KEYED``: ``[allocation] min_runs`` and ``max_runs``, ``[tick]
+agent_concurrency_overrides``) must name a registered
 agent (enabled or not): a misspelt name would leave that agent at its default without a word.
 
 Domain packages never import this module (a test checks it): they take the config objects as arguments.
@@ -53,7 +54,8 @@ TABLES: dict[str, type] = {
 TOP_LEVEL_KEYS = ("builtin_agents", "agents", *TABLES)
 
 # The (table, key) maps whose keys are agent names, checked against the registry at load.
-AGENT_KEYED: tuple[tuple[str, str], ...] = (("allocation", "min_runs"), ("allocation", "max_runs"))
+AGENT_KEYED: tuple[tuple[str, str], ...] = (("allocation", "min_runs"), ("allocation", "max_runs"),
+                                            ("tick", "agent_concurrency_overrides"))
 
 
 def check_agent_names(tables: Mapping[str, ConfigTable], agents: AgentsConfig) -> None:
@@ -69,9 +71,12 @@ def check_agent_names(tables: Mapping[str, ConfigTable], agents: AgentsConfig) -
                               + f" (registered: {', '.join(registered) or 'none'})")
 
 
-def check_history_start(history_start: str, today: date | None = None) -> None:
+def check_history_start(history_start: str | None, today: date | None = None) -> None:
     """The first agent_rewards partition cannot be after today (UTC): no partition would exist, and nothing would
-    be priced; nor before the oldest time an event may have (tens of thousands of empty daily partitions)."""
+    be priced; nor before the oldest time an event may have (tens of thousands of empty daily partitions). Unset,
+    the partitions start on the first stored event's day."""
+    if history_start is None:
+        return
     today = today or datetime.now(UTC).date()
     if date.fromisoformat(history_start) < OLDEST_ACCEPTED.date():
         raise ConfigError(f"[reward.history] history_start {history_start} is before "

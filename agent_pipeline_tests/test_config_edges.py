@@ -70,8 +70,8 @@ def test_a_ccxt_source_without_the_extra_fails_at_load_naming_the_extra(pipeline
 
 
 # A key whose name says it is a duration or a count.
-_DURATION_OR_COUNT = re.compile(r"(_sec|_s|_minutes|_hours|_days|_runs|_samples|_ticks|_window|_n_runs|^seed)$|"
-                                r"^(min|max)_(events|errors|orders)|timeout")
+_DURATION_OR_COUNT = re.compile(r"(_sec|_s|_seconds|_minutes|_hours|_days|_runs|_samples|_ticks|_window|_n_runs|_per_tick|"
+                                r"concurren\w*|^seed)$|^(min|max)_(events|errors|orders)|timeout")
 
 
 def _durations_and_counts():

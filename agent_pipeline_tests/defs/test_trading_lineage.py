@@ -5,7 +5,8 @@ import logging
 
 import dagster as dg
 
-from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.trading.kill_switch import default_path
+from agent_pipeline.trading.kill_switch_anchor import anchored_switch
 
 TABLES = ("gate_decisions", "orders", "fills", "positions", "daily_pnl")
 
@@ -22,7 +23,7 @@ def _materialized(result) -> set[str]:
 
 
 def test_a_denial_is_logged_at_info_and_only_the_gate_table_changes(store, pipeline_home):
-    KillSwitch(default_path()).trip("maintenance", by="test")
+    anchored_switch(default_path()).trip("maintenance", by="test")  # as the CLI and the jobs write it
     instance = dg.DagsterInstance.ephemeral()
     result = _location().get_job_def("agent__momentum").execute_in_process(instance=instance)
     assert result.output_for_node("execute_momentum")["by_reason"] == {"KILL_SWITCH_HALTED": 1}

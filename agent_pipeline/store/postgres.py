@@ -271,10 +271,12 @@ class PostgresStore(Store):
         super().__init__()
         if not isinstance(url, str) or not url.split("://", 1)[0].lower() in SCHEMES:
             raise ValueError(f"a PostgreSQL store needs a postgresql:// URL, got {url!r}")
+        scheme, rest = url.split("://", 1)
+        url = f"{scheme.lower()}://{rest}"  # libpq knows the schemes in lower case only
         try:
             params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
-            raise ValueError(f"store URL {redact(url)}: {exc}") from None
+            raise ValueError(f"store URL {redact(url)}: {redact(str(exc))}") from None
         self.url = url
         params.setdefault("connect_timeout", str(_CONNECT_TIMEOUT_S))
         params.setdefault("application_name", "agent_pipeline")
@@ -381,8 +383,8 @@ class PostgresStore(Store):
         staged = pg_sql.Identifier(f"_insert_{table}")
         with conn.raw.cursor() as cursor:
             # stage with COPY (one round trip for the rows), then one INSERT that can skip conflicts
-            cursor.execute(pg_sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {})").format(
-                staged, pg_sql.Identifier(table)))
+            cursor.execute(pg_sql.SQL("CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
+                staged, columns, pg_sql.Identifier(table)))  # the columns' types, none of the constraints
             try:
                 with cursor.copy(pg_sql.SQL("COPY {} ({}) FROM STDIN").format(staged, columns)) as copy:
                     for row in rows:

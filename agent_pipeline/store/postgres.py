@@ -41,6 +41,7 @@ from psycopg import sql as pg_sql
 from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agent_pipeline.store.config import redact
 from agent_pipeline.store.connection import DEFAULT_WRITE_TIMEOUT_S, LockBusy, Store, StoreBusy
 from agent_pipeline.store.migrations import Schema
 
@@ -80,11 +81,6 @@ COMPAT = Schema("postgres_compat", [
         SFUNC = arg_max_i8_step, STYPE = arg_max_i8, FINALFUNC = arg_max_i8_final);
     """,
 ])
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced by ``***`` (what logs, errors and the UI may show)."""
-    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def lock_key(name: str) -> int:
@@ -141,10 +137,10 @@ def translate(sql: str, named: bool = False) -> str:
     """DuckDB-flavoured domain SQL as PostgreSQL SQL for psycopg (``%s`` / ``%(name)s`` placeholders)."""
     out = []
     for code, piece in _outside_quotes(sql):
+        piece = piece.replace("%", "%%")  # psycopg reads placeholders in literals too
         if not code:
             out.append(piece)
             continue
-        piece = piece.replace("%", "%%")
         piece = re.sub(r"\$([A-Za-z_]\w*)", r"%(\1)s", piece) if named else piece.replace("?", "%s")
         piece = _WORDS.sub(lambda m: _TYPES.get(m.group(1).upper(), m.group(1)), piece)
         out.append(piece)

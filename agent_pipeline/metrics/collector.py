@@ -133,7 +133,7 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
     today = trading_date(datetime.fromtimestamp(clock(), UTC))
     known = known_agents(agents)
     snap = Snapshot(taken_at=clock())
-    if store.path.exists():
+    if store.exists():
         with store.connect(timeout_s=timeout_s) as conn:
             snap.agents = rollup.update_rollup(store, conn, now=now)
             snap.samples = domain_tables.read_tables(conn, agents=known | set(snap.agents), today=today)

@@ -24,7 +24,8 @@ from agent_pipeline.reward import RewardConfig
 from agent_pipeline.settings import pipeline_home
 from agent_pipeline.store import DB_FILE, Store
 from agent_pipeline.store.config import STORE_URL_ENV, redact
-from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.trading.kill_switch import default_path
+from agent_pipeline.trading.kill_switch_store import kill_switch_for
 
 
 class StoreResource(DuckDBResource):
@@ -62,13 +63,16 @@ class RewardConfigResource(config_resource(RewardConfig)):
 
 
 class KillSwitchResource(dg.ConfigurableResource):
-    """The persisted kill switch every gate, sensor and control job reads and writes (one file per home)."""
+    """The persisted kill switch every gate, sensor and control job reads and writes: one file per home with the
+    embedded store, the store's own table with a shared database (so a trip on one host halts every host)."""
 
     path: str = Field(default="", description="The kill-switch file; empty means $AGENT_PIPELINE_HOME/"
                                               "kill_switch.json.")
+    database: str = Field(default="", description="A shared store's postgresql:// URL: the switch lives in that "
+                                                  "database. Empty: the file.")
 
-    def switch(self) -> KillSwitch:
-        return KillSwitch(self.path or default_path())
+    def switch(self):
+        return kill_switch_for(self.database, self.path or default_path())
 
 
 def _store_location(settings: Settings):
@@ -84,5 +88,6 @@ def shared_resources(settings: Settings) -> dict[str, object]:
         "store": StoreResource(database=_store_location(settings)),
         "market": MarketResource.from_config(settings.market),
         "reward_config": RewardConfigResource.from_config(settings.reward),
-        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path)),
+        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path),
+                                          database=_store_location(settings) if settings.store.url else ""),
     }

@@ -207,6 +207,10 @@ class Store(abc.ABC):
     def exists(self) -> bool:
         """Whether the store has been created (readers of a store that does not exist yet see no data)."""
 
+    shared: bool = False
+    """Whether several hosts reach this store: then no state that goes with it may live on one host's disk (the
+    kill switch, the metrics push state), it lives in the store's database instead."""
+
     @property
     def location(self) -> str:
         """Where the store is, fit to show (a URL without its password)."""

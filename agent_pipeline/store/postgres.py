@@ -263,6 +263,8 @@ class PostgresStore(Store):
     """One PostgreSQL database (``postgresql://user@host:port/db?...``; libpq's variables and ``~/.pgpass``
     supply what the URL leaves out, the password above all)."""
 
+    shared = True
+
     def __init__(self, url: str | None = None):
         super().__init__()
         if not isinstance(url, str) or not url.split("://", 1)[0].lower() in SCHEMES:

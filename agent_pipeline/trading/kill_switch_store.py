@@ -276,6 +276,6 @@ def _unreadable(why: str) -> KillSwitchStatus:
 def kill_switch_for(store_location: str, file_path, **kwargs):
     """The switch the gates of a store read: in the database for a shared store, else the file of the home."""
     store = Store(store_location) if store_location else None
-    if store is None or getattr(store, "path", None) is not None:  # the DuckDB file: the switch is the file
+    if store is None or not store.shared:  # the DuckDB file of one host: the switch is the file beside it
         return files.KillSwitch(file_path, **kwargs)
     return DatabaseKillSwitch(store, **kwargs)

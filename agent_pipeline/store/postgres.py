@@ -191,6 +191,11 @@ class Result:
             return [] if row is None else [row]
         return self._cursor.fetchall()
 
+    def fetchmany(self, size: int):
+        if self._count is not None:
+            return self.fetchall()
+        return self._cursor.fetchmany(size)
+
     def df(self) -> pd.DataFrame:
         names = [d[0] for d in self.description]
         return pd.DataFrame.from_records(self.fetchall(), columns=names)
@@ -395,6 +400,16 @@ class PostgresStore(Store):
                 with contextlib.suppress(psycopg.Error):
                     cursor.execute(pg_sql.SQL("DROP TABLE IF EXISTS {}").format(staged))
         return int(inserted)
+
+    def copy_rows(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Rows as they came from another store, in one ``COPY`` (no pandas in between: types stay exact)."""
+        if not _TABLE.fullmatch(table):
+            raise ValueError(f"copy_rows: {table!r} is not a table name")
+        names = pg_sql.SQL(", ").join(pg_sql.Identifier(c) for c in columns)
+        with conn.raw.cursor() as cursor:
+            with cursor.copy(pg_sql.SQL("COPY {} ({}) FROM STDIN").format(pg_sql.Identifier(table), names)) as copy:
+                for row in rows:
+                    copy.write_row(row)
 
     @contextmanager
     def analytical(self, conn, schema: Schema, rows: Mapping[str, tuple[str, Sequence[Any]]]) -> Iterator[Any]:

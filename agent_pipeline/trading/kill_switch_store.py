@@ -40,12 +40,12 @@ KILL_SWITCH = Schema("kill_switch", [
     """
     CREATE TABLE kill_switch_audit (
         version BIGINT PRIMARY KEY,
-        at VARCHAR NOT NULL,
+        changed_at VARCHAR NOT NULL,
         action VARCHAR NOT NULL,
         from_state VARCHAR NOT NULL,
         to_state VARCHAR NOT NULL,
         reason VARCHAR NOT NULL,
-        by VARCHAR NOT NULL,
+        changed_by VARCHAR NOT NULL,
         asked_reason VARCHAR NOT NULL,
         asked_by VARCHAR NOT NULL,
         os_user VARCHAR,
@@ -55,7 +55,7 @@ KILL_SWITCH = Schema("kill_switch", [
     );
     """,
 ])
-_COLUMNS = ("version", "at", "action", "from_state", "to_state", "reason", "by", "asked_reason", "asked_by",
+_COLUMNS = ("version", "changed_at", "action", "from_state", "to_state", "reason", "changed_by", "asked_reason", "asked_by",
             "os_user", "alg", "prev", "checksum")
 _NEWEST = f"SELECT {', '.join(_COLUMNS)} FROM kill_switch_audit ORDER BY version DESC LIMIT 2"
 _INSERT = (f"INSERT INTO kill_switch_audit ({', '.join(_COLUMNS)}) "
@@ -146,7 +146,7 @@ class DatabaseKillSwitch:
             return _unreadable(f"state version {version} is older than version {self._high_water} this process "
                                f"already saw (rolled back)")
         self._high_water = version
-        return KillSwitchStatus(state, newest["reason"], newest["by"], newest["at"], version)
+        return KillSwitchStatus(state, newest["reason"], newest["changed_by"], newest["changed_at"], version)
 
     @property
     def state(self) -> KillSwitchState:
@@ -172,7 +172,12 @@ class DatabaseKillSwitch:
                 rows = conn.execute(sql).fetchall()
         except (FileNotFoundError, StoreBusy, *database_errors()) as exc:
             return [{"raw": f"(audit unreadable: {exc})"}]
-        return [dict(zip(_COLUMNS, row, strict=True)) for row in reversed(rows)]
+        out = []
+        for row in reversed(rows):  # named as the file's audit rows are (at, by: the state's; the ask's beside)
+            record = dict(zip(_COLUMNS, row, strict=True))
+            record["at"], record["by"] = record.pop("changed_at"), record.pop("asked_by")
+            out.append(record)
+        return out
 
     # -- changing --------------------------------------------------------------------------------------------
     def trip(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
@@ -238,8 +243,8 @@ class DatabaseKillSwitch:
         last = dict(zip(_COLUMNS, rows[0], strict=True)) if rows else None
         version = max(int(last["version"]) if last else 0, self._high_water, before.version) + 1
         after = files._next(before, state, action, reason, by, self._now(), version)
-        row = {"version": version, "at": after.at, "action": action, "from_state": before.state.value,
-               "to_state": after.state.value, "reason": after.reason, "by": after.by, "asked_reason": reason,
+        row = {"version": version, "changed_at": after.at, "action": action, "from_state": before.state.value,
+               "to_state": after.state.value, "reason": after.reason, "changed_by": after.by, "asked_reason": reason,
                "asked_by": by, "os_user": os_user(), "alg": files.ALG_KEYED if self._key else files.ALG_PLAIN,
                "prev": _digest(last) if last else ""}
         row["checksum"] = files._seal(row, self._key)

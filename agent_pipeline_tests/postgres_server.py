@@ -43,8 +43,11 @@ def unavailable(reason: str) -> None:
 class PostgresServer:
     """One throw-away cluster: ``start()``, ``url(database)``, ``create_database()``, ``stop()``."""
 
-    def __init__(self, bindir: Path):
+    def __init__(self, bindir: Path, *, listen: str = "127.0.0.1", allow: tuple[str, ...] = ()):
+        """``listen``: the addresses to listen on; ``allow``: networks (CIDR) beyond loopback let in."""
         self.bindir = bindir
+        self.listen = listen
+        self.allow = allow
         self.root = Path(tempfile.mkdtemp(prefix="agent_pipeline_pg_"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -65,9 +68,12 @@ class PostgresServer:
         subprocess.run([*self._run_as(), str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
                         "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"],
                        check=True, capture_output=True, timeout=120)
+        if self.allow:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.writelines(f"host all all {network} trust\n" for network in self.allow)
         self.process = subprocess.Popen(
             [*self._run_as(), str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.root), "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-h", self.listen, "-k", str(self.root), "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "log_min_messages=warning"],
             stdout=subprocess.DEVNULL, stderr=open(self.root / "server.log", "wb"))  # noqa: SIM115
         deadline = time.monotonic() + 60
@@ -79,12 +85,16 @@ class PostgresServer:
         return self
 
     def _ready(self) -> bool:
-        result = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+        result = subprocess.run([str(self.bindir / "pg_isready"), "-h", self.host, "-p", str(self.port)],
                                 capture_output=True)
         return result.returncode == 0
 
+    @property
+    def host(self) -> str:
+        return self.listen.split(",")[0]
+
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
     def create_database(self) -> str:
         import psycopg

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -29,7 +28,7 @@ from dataclasses import MISSING
 from datetime import date
 from typing import Any, ClassVar
 
-from agent_pipeline.numbers import real_number
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.settings import ConfigError
 
 BOOL = "bool"
@@ -147,11 +146,13 @@ class ConfigTable:
     """Base of every config dataclass: ``SECTION`` names it in messages, ``ERROR`` is the exception it raises.
 
     ``check(where)`` is the hook for rules across keys (``min_reward`` below ``max_reward``, ...); it runs after
-    every key passed its own rule.
+    every key passed its own rule. ``RETIRED`` maps a key that no longer exists to what replaces it: a file that
+    still sets it fails to load with that text, so nobody's setting is dropped without a word.
     """
 
     SECTION: ClassVar[str] = ""
     ERROR: ClassVar[type[ConfigError]] = ConfigError
+    RETIRED: ClassVar[Mapping[str, str]] = {}
 
     def __post_init__(self) -> None:
         where = _WHERE.get() or self.SECTION
@@ -169,6 +170,9 @@ class ConfigTable:
         if not isinstance(table, Mapping):
             raise cls.ERROR(f"{where} must be a table, got {type(table).__name__}")
         declared = rules(cls)
+        retired = [f"{key} is retired: {cls.RETIRED[key]}" for key in table if key in cls.RETIRED]
+        if retired:
+            raise cls.ERROR(f"{where} {'; '.join(retired)}")
         reject_unknown(table, declared, where, cls.ERROR)
         values: dict[str, Any] = {}
         for name, (f, rule) in declared.items():  # the values given first: a bad value is named before a gap
@@ -289,8 +293,8 @@ def _number(rule: Rule, value: Any, bad: Callable[[str], ConfigError]) -> Any:
         if not rule.in_bounds(value):
             raise bad(expected)
         return value
-    number = real_number(value)
-    if number is None or not math.isfinite(number) or not rule.in_bounds(number):
+    number = finite_number(value)
+    if number is None or not rule.in_bounds(number):
         raise bad(("a finite number" if rule.bounds() == "" else "a number") + rule.bounds())
     return value
 

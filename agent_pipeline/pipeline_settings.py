@@ -17,6 +17,7 @@ Domain packages never import this module (a test checks it): they take the confi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
@@ -69,6 +70,12 @@ class Settings:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
+
+    def __post_init__(self) -> None:
+        # reward collapse has one table: the breaker applies the rule [reward.collapse] declares, never its own copy
+        if self.guardrails.reward_collapse != self.reward.collapse:
+            object.__setattr__(self, "guardrails",
+                               dataclasses.replace(self.guardrails, reward_collapse=self.reward.collapse))
 
     @classmethod
     def load(cls, home: str | os.PathLike[str] | None = None,
@@ -126,9 +133,9 @@ class Settings:
 
     def alert_inputs(self) -> AlertInputs:
         """The thresholds the alert rules compare with, from the same tables the pipeline runs on."""
-        history = self.reward.history
-        return AlertInputs(collapse_min_runs=history.collapse_min_runs, collapse_drop_std=history.collapse_drop_std,
-                           collapse_min_drop=history.collapse_min_drop,
+        collapse = self.reward.collapse
+        return AlertInputs(collapse_min_runs=collapse.min_runs, collapse_drop_std=collapse.drop_std,
+                           collapse_min_drop=collapse.min_drop, collapse_floor=collapse.floor,
                            period_minutes=self.allocation.period_minutes)
 
 

@@ -14,7 +14,7 @@ to losing agents (true mean below 0 in that period) and the share of the budget 
 
     .venv/bin/python -m benchmarks.allocator_regret                  # full table (a few minutes)
     .venv/bin/python -m benchmarks.allocator_regret --seeds 3 --periods 30 --envs gaussian   # quick look
-    .venv/bin/python -m benchmarks.allocator_regret --envs capped_winners,all_losing --first-seed 100
+    .venv/bin/python -m benchmarks.allocator_regret --envs capped_winners,all_losing --first-seed 200   # held out
 """
 
 from __future__ import annotations

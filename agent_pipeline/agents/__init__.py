@@ -2,7 +2,7 @@
 
 from agent_pipeline.agents.config import AgentsConfig
 from agent_pipeline.agents.instrumentation import AgentOutputError, AgentTimeout, normalize_result, run_instrumented
-from agent_pipeline.agents.protocol import SIGNAL_KEYS, Agent, AgentContext, AgentKind, AgentResult
+from agent_pipeline.agents.protocol import Agent, AgentContext, AgentKind, AgentResult
 from agent_pipeline.agents.registry import (
                                             AgentRegistryError,
                                             AgentSpec,
@@ -12,6 +12,6 @@ from agent_pipeline.agents.registry import (
                                             load_registry,
 )
 
-__all__ = ["SIGNAL_KEYS", "Agent", "AgentContext", "AgentKind", "AgentOutputError", "AgentRegistryError",
+__all__ = ["Agent", "AgentContext", "AgentKind", "AgentOutputError", "AgentRegistryError",
            "AgentResult", "AgentSpec", "AgentTimeout", "AgentsConfig", "LoadedAgent", "build_agent", "build_registry",
            "load_registry", "normalize_result", "run_instrumented"]

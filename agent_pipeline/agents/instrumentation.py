@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -65,7 +64,7 @@ def _number_or_error(item: dict, key: str, where: str) -> None:
     value = item[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AgentOutputError(f"{where}[{key!r}] must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
+    if finite_number(value) is None:
         raise AgentOutputError(f"{where}[{key!r}] must be finite, got {value!r}")
 
 

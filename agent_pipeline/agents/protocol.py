@@ -48,7 +48,3 @@ class Agent(Protocol):
 
     def run(self, ctx: AgentContext) -> AgentResult | list[dict[str, Any]]:
         ...
-
-
-# Keys an output item carries when it proposes an order; the execution gate requires them (the prototype's names).
-SIGNAL_KEYS = ("notional_usd", "expected_edge_bps", "spread_bps", "slippage_bps", "data_age_sec", "paper")

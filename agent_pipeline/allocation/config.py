@@ -94,13 +94,18 @@ class AllocationConfig(ConfigTable):
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def allocator(self, seed: int | None = None) -> BaseAllocator:
+    def policy_params(self, seed: int | None = None) -> dict[str, Any]:
+        """The policy's parameters; a randomised policy also gets ``seed`` (default the base seed) unless its
+        parameters name one."""
         from agent_pipeline.allocation.policies import POLICIES
 
         params = dict(self.params)
         if POLICIES.get(self.policy) is not None and POLICIES[self.policy].randomised:
             params.setdefault("seed", self.seed if seed is None else seed)
-        return make_allocator(self.policy, **params)
+        return params
+
+    def allocator(self, seed: int | None = None) -> BaseAllocator:
+        return make_allocator(self.policy, **self.policy_params(seed))
 
     def bounds_for(self, agents: dict[str, tuple[str, str]]) -> tuple[dict[str, int], dict[str, int]]:
         """Per-agent (min, max) runs from kinds plus overrides; ``agents`` maps name -> (kind, strategy).

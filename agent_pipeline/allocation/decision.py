@@ -17,7 +17,7 @@ from typing import Any
 
 from agent_pipeline.allocation.capital import CapitalPlan
 from agent_pipeline.allocation.config import AllocationConfig
-from agent_pipeline.allocation.policies import POLICIES, make_allocator
+from agent_pipeline.allocation.policies import make_allocator
 from agent_pipeline.allocation.result import Allocation
 
 CAPITAL_KINDS = ("signal", "execution-sensitive")  # watchers observe; they size no orders
@@ -70,10 +70,7 @@ def decide(config: AllocationConfig, agents: Sequence[AgentInfo], pairs: Sequenc
     meta = {a.name: (a.kind, a.strategy) for a in agents}
     strategies = {a.name: a.strategy for a in agents}
     lo, hi = config.bounds_for(meta)
-    seed = period_seed(config.seed, period_start)
-    params = dict(config.params)
-    if POLICIES[config.policy].randomised:
-        params.setdefault("seed", seed)
+    params = config.policy_params(period_seed(config.seed, period_start))
     plan = config.capital_plan(strategies)
     request = {
         "policy": config.policy, "parameters": params, "agents": names,
@@ -113,4 +110,5 @@ def replay(record: Mapping[str, Any], pairs: Sequence[tuple[str, float]]) -> All
 
 
 def record_json(record: Mapping[str, Any]) -> str:
+    """The one encoding of a decision record, as stored in ``allocator_decisions`` and read back for a replay."""
     return json.dumps(record, sort_keys=True, allow_nan=False, default=str)

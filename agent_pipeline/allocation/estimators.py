@@ -15,14 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent_pipeline.numbers import finite_number, real_number
+
 
 def check_reward(agent: object, reward: object) -> float:
     if not isinstance(agent, str) or not agent:
         raise ValueError(f"observe: agent must be a non-empty string, got {agent!r}")
-    if isinstance(reward, bool) or not isinstance(reward, (int, float, np.integer, np.floating)):
+    value = real_number(reward)
+    if value is None:
         raise ValueError(f"observe({agent!r}): reward must be a number, got {reward!r}")
-    value = float(reward)
-    if not math.isfinite(value):
+    if finite_number(value) is None:
         raise ValueError(f"observe({agent!r}): reward must be finite, got {value!r} (drop failed runs, "
                          "whose reward is NULL, before observing)")
     return value

@@ -20,18 +20,30 @@ agents still under their caps (``constraints.fill``), and finally size capital f
 
 With ``value_floor`` (a float; the pipeline's default is 0.0) a slot beyond the minimums goes only to an agent
 whose value *for that slot* exceeds the floor: Thompson's draw, UCB's optimistic index, uniform's mean. A slot no
-eligible agent is worth is held back (``Allocation.held_back``). Exploration stays principled: a Thompson draw
-exceeds the floor about as often as the (``posterior_scale``-narrowed) posterior says the agent's mean may, so an
-agent with a wide posterior keeps getting some runs, and one whose rewards have settled below the floor gets next
-to none. An agent never
-seen gets its one exploratory run either way (nothing is known of it yet). ``value_floor=None`` spends the budget.
+eligible agent is worth is held back (``Allocation.held_back``). An agent never seen gets its one exploratory run
+either way (nothing is known of it yet). ``value_floor=None`` spends the budget, exactly as before the floor.
+
+How Thompson sampling explores below the floor (a thresholding rule on the posterior): an agent is *credibly
+above* the floor when its posterior gives ``P(mean > floor) >= 1 - floor_probability`` (0.75 by default) on the
+evidence so far. A slot in which no open agent is credibly above the floor (the slots left over once such agents
+are capped) is *speculative*, and goes only to an agent whose ``P(mean > floor)``, with the slots it has already
+won this period counted as fantasized observations at its posterior mean, is still at least
+``floor_probability`` (0.25), and whose draw is the best above the floor. So an agent whose posterior leaves a
+fair chance of being above the floor keeps getting runs, while one whose evidence has settled below it gets none,
+however many slots the caps leave over: per-slot draws alone gave it a run in each leftover slot in which its
+draw happened to exceed the floor, so its exploration grew with the leftover budget instead of with what is
+unknown about it. The discount makes an agent that stops running uncertain again, so it is re-tested as its
+evidence ages. The rule applies while some agent credibly above the floor has room to run: their runs are what
+age the memories (the discount counts observations), so when no agent is credibly above the floor (a regime
+change, or every agent losing) the period is a search and the draws alone decide, as they did before.
+``floor_probability = 0`` turns the rule off.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -82,7 +94,14 @@ def best_above(open_agents: list[str], value: Mapping[str, float], floor: float 
     return max(candidates, key=value.__getitem__) if candidates else None
 
 
+FLOOR_PROBABILITY = 0.25  # Thompson: speculative slots only to agents at least this likely above the floor
 Z90 = 1.6448536269514722  # the two-sided 90 % normal quantile: estimates are shown with a 90 % interval
+
+
+def probability_above(mean: np.ndarray, sd: np.ndarray, floor: float) -> np.ndarray:
+    """P(mu > floor) for normal beliefs ``N(mean, sd^2)``, elementwise (sd 0: 1 above the floor, else 0)."""
+    z = (np.asarray(mean, float) - floor) / np.maximum(np.asarray(sd, float), 1e-300)
+    return 0.5 * np.array([math.erfc(-float(x) / math.sqrt(2.0)) for x in np.atleast_1d(z)])
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,7 @@ class Plan:
     pick: Picker
     samples: Callable[[], dict[str, list[float]]]
     estimates: dict[str, tuple[float | None, float | None, float | None]]
+    above_floor: dict[str, float] = field(default_factory=dict)  # P(mean > floor) at the period's start, if known
 
 
 def _mean_interval(s: Summary) -> tuple[float | None, float | None, float | None]:
@@ -171,7 +191,8 @@ class BaseAllocator:
         status = statuses(bounds, filled)
         explanations = {a: {"estimate": plan.estimates[a][0], "low": plan.estimates[a][1],
                             "high": plan.estimates[a][2], "min_runs": bounds.lo[a], "max_runs": bounds.hi[a],
-                            "slots_won": quotas[a] - bounds.lo[a], "status": status[a]} for a in bounds.agents}
+                            "slots_won": quotas[a] - bounds.lo[a], "status": status[a],
+                            "p_above_floor": plan.above_floor.get(a)} for a in bounds.agents}
         result_capital: dict[str, float] = {}
         method: dict[str, str] = {}
         undeployed = 0.0
@@ -272,7 +293,8 @@ class ThompsonAllocator(BaseAllocator):
     randomised = True
 
     def __init__(self, discount: float = 0.9985, window: int = 2000, prior_strength: float = 1.0,
-                 tail: float = 0.05, posterior_scale: float = 0.75, fantasize: bool = True, seed: int | None = None):
+                 tail: float = 0.05, posterior_scale: float = 0.75, fantasize: bool = True,
+                 floor_probability: float = FLOOR_PROBABILITY, seed: int | None = None):
         super().__init__(window=window, tail=tail, seed=seed)
         if not isinstance(fantasize, bool):
             raise ValueError(f"fantasize must be true or false, got {fantasize!r}")
@@ -280,10 +302,12 @@ class ThompsonAllocator(BaseAllocator):
         self.gamma = _number("discount", discount, 0.0, 1.0, lo_open=True)
         self.prior_strength = _number("prior_strength", prior_strength, 0.0, 1e6, lo_open=True)
         self.posterior_scale = _number("posterior_scale", posterior_scale, 0.0, 100.0, lo_open=True)
+        self.floor_probability = _number("floor_probability", floor_probability, 0.0, 0.5)
 
     def params(self):
         return {**super().params(), "discount": self.gamma, "prior_strength": self.prior_strength,
-                "posterior_scale": self.posterior_scale, "fantasize": self.fantasize}
+                "posterior_scale": self.posterior_scale, "fantasize": self.fantasize,
+                "floor_probability": self.floor_probability}
 
     def discount(self) -> float:
         return self.gamma
@@ -306,7 +330,8 @@ class ThompsonAllocator(BaseAllocator):
         """One draw per agent per slot. A slot already given to an agent this period counts as one more
         observation at its posterior mean, so its later draws narrow (batched Thompson sampling with fantasized
         outcomes): the period's runs concentrate on agents that are likely best, not merely uncertain. With a
-        floor, a slot goes to the best draw above it, or is held back when no open agent's draw exceeds it."""
+        floor, a slot goes to the best draw above it, or is held back when no open agent's draw exceeds it; a
+        speculative slot only to agents still ``floor_probability`` likely above the floor (module docstring)."""
         post = self.posterior(stats, scale)
         agents = list(bounds.agents)
         slots = max(bounds.budget - sum(bounds.lo.values()), 0)
@@ -317,10 +342,21 @@ class ThompsonAllocator(BaseAllocator):
         index = {a: i for i, a in enumerate(agents)}
         rows: list[np.ndarray] = []
 
+        tau = self.floor_probability
+        if floor is not None:
+            # credibly above the floor on the evidence so far (this period's fantasized slots add none)
+            sure = probability_above(mu, self.posterior_scale * np.sqrt(var / n), floor) >= 1.0 - tau
+            earners = any(sure[index[a]] and bounds.hi[a] > bounds.lo[a] for a in agents)
+
         def pick(slot, open_agents, quotas):
             q = np.fromiter((quotas[a] for a in agents), float, len(agents)) if self.fantasize else 0.0
-            row = mu + self.posterior_scale * np.sqrt(var / (n + q)) * z[slot]
+            sd = self.posterior_scale * np.sqrt(var / (n + q))
+            row = mu + sd * z[slot]
             rows.append(row)
+            if floor is not None and earners:
+                above = probability_above(mu, sd, floor)  # this period's slots so far count as observations
+                if not any(sure[index[a]] for a in open_agents):  # a speculative slot
+                    open_agents = [a for a in open_agents if above[index[a]] >= tau]
             return best_above(open_agents, {a: float(row[index[a]]) for a in open_agents}, floor)
 
         def samples() -> dict[str, list[float]]:
@@ -331,7 +367,9 @@ class ThompsonAllocator(BaseAllocator):
         # the 90 % interval of the distribution the first slot's draws come from
         half = Z90 * self.posterior_scale * np.sqrt(var / n)
         estimates = {a: (float(mu[i]), float(mu[i] - half[i]), float(mu[i] + half[i])) for i, a in enumerate(agents)}
-        return Plan({a: post[a][0] for a in agents}, pick, samples, estimates)
+        above = {} if floor is None else dict(zip(agents, probability_above(mu, half / Z90, floor).tolist(),
+                                                  strict=True))
+        return Plan({a: post[a][0] for a in agents}, pick, samples, estimates, above)
 
 
 class _ChangeDetection:
@@ -370,10 +408,12 @@ class GLRThompsonAllocator(_ChangeDetection, ThompsonAllocator):
     name = "glr_thompson"
 
     def __init__(self, discount: float = 0.9985, window: int = 2000, prior_strength: float = 1.0,
-                 tail: float = 0.05, posterior_scale: float = 0.75, fantasize: bool = True, delta: float = 0.01,
-                 min_segment: int = 8, seed: int | None = None):
+                 tail: float = 0.05, posterior_scale: float = 0.75, fantasize: bool = True,
+                 floor_probability: float = FLOOR_PROBABILITY, delta: float = 0.01, min_segment: int = 8,
+                 seed: int | None = None):
         super().__init__(discount=discount, window=window, prior_strength=prior_strength, tail=tail,
-                         posterior_scale=posterior_scale, fantasize=fantasize, seed=seed)
+                         posterior_scale=posterior_scale, fantasize=fantasize, floor_probability=floor_probability,
+                         seed=seed)
         self._init_detector(delta, min_segment)
 
     def params(self):

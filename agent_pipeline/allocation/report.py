@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from html import escape
 
 from agent_pipeline.allocation.result import Allocation
+from agent_pipeline.numbers import finite_number
 
 
 def _fmt(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
+    if finite_number(value) is None:
         return "unexplored"
     return f"{value:.4g}"
 
@@ -43,13 +43,17 @@ EXPLANATION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("estimate", "float", "The policy's estimate of its mean reward (empty while unknown)."),
     ("interval_low", "float", "Lower end of the estimate's 90 % interval."),
     ("interval_high", "float", "Upper end of the estimate's 90 % interval."),
+    ("p_above_floor", "float", ("The policy's probability that its mean reward is above the value floor (Thompson "
+                                "policies with a floor; empty otherwise). Below floor_probability it gets no "
+                                "leftover slots beside agents credibly above the floor.")),
     ("rewards_seen", "int", "Rewards the decision observed for it."),
     ("capital_usd", "float", "Capital it sizes orders with this period."),
 )
 
 
 def _rounded(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+    number = finite_number(value)
+    return None if number is None else round(number, digits)
 
 
 def explanation_rows(allocation: Allocation, agents: Mapping[str, tuple[str, str]]) -> list[dict[str, object]]:
@@ -63,6 +67,7 @@ def explanation_rows(allocation: Allocation, agents: Mapping[str, tuple[str, str
             "quota": int(allocation.quotas[agent]), "min_runs": why.get("min_runs"), "max_runs": why.get("max_runs"),
             "slots_won": why.get("slots_won"), "estimate": _rounded(why.get("estimate")),
             "interval_low": _rounded(why.get("low")), "interval_high": _rounded(why.get("high")),
+            "p_above_floor": _rounded(why.get("p_above_floor")),
             "rewards_seen": int(allocation.stats.get(agent, {}).get("n", 0)),
             "capital_usd": round(float(allocation.capital.get(agent, 0.0)), 2),
         })

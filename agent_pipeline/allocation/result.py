@@ -48,13 +48,6 @@ class Allocation:
     def __getitem__(self, index: int) -> dict:
         return (self.quotas, self.scores)[index]
 
-    def strategy_capital(self, strategies: dict[str, str]) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for agent, usd in self.capital.items():
-            s = strategies.get(agent, agent)
-            out[s] = out.get(s, 0.0) + usd
-        return out
-
     def record(self) -> dict[str, Any]:
         """A JSON-ready record of the decision: enough to explain it and, with the rewards, to replay it."""
         return {

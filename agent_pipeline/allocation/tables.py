@@ -13,14 +13,14 @@ Rewards are read incrementally: only each agent's last ``window`` finite rewards
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent_pipeline.allocation.decision import record_json
 from agent_pipeline.allocation.result import Allocation
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import Schema, begin, has_table, insert_sql
 
 ALLOCATION = Schema("allocation", [
@@ -66,7 +66,7 @@ DECISION_COLUMNS = ("period_start", "policy", "seed", "shortfall", "decided_at",
 
 
 def _finite_or_none(value: Any) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
+    return finite_number(value)
 
 
 def reward_table(conn) -> str | None:
@@ -119,7 +119,7 @@ def write_decision(conn, period_start: datetime, decided_at: datetime, allocatio
                      _finite_or_none(why.get("estimate")), _finite_or_none(why.get("low")),
                      _finite_or_none(why.get("high"))])
     decision = [period_start, allocation.policy, record.get("seed"), int(allocation.shortfall), decided_at,
-                json.dumps(record, sort_keys=True, allow_nan=False, default=str), int(allocation.held_back),
+                record_json(record), int(allocation.held_back),
                 allocation.value_floor]
     with begin(conn):
         conn.execute("DELETE FROM allocator_quotas WHERE period_start = ?", [period_start])

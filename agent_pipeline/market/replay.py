@@ -57,7 +57,6 @@ class ReplayMarket:
         self.symbols = tuple(sorted(self.frame["symbol"].astype(str).unique()))
         self.start = self.frame["ts"].iloc[0].to_pydatetime()
         self.end = self.frame["ts"].iloc[-1].to_pydatetime()
-        self._ts_ns = self.frame["ts"].astype("int64").to_numpy() * (1000 if self.frame["ts"].dt.unit == "us" else 1)
 
     def _file_time(self, now: datetime) -> tuple[datetime, timedelta]:
         """Map ``now`` into the file's time span; returns the file time and the offset added to its stamps."""

@@ -56,12 +56,13 @@ def gateway_credentials(environ: Mapping[str, str] | None = None) -> tuple[str |
 @dataclass(frozen=True)
 class AlertInputs(ConfigTable):
     """What the alert rules compare measured series with, exported beside them from the pipeline's own settings:
-    the reward-collapse parameters of the Dagster check (``[reward.history]``) and the allocation period (the
-    expected run interval of an agent is the period over its quota)."""
+    the reward-collapse rule's parameters (``[reward.collapse]``, the table the Dagster check and the breaker read)
+    and the allocation period (the expected run interval of an agent is the period over its quota)."""
 
     SECTION = "alert inputs"
 
-    collapse_min_runs: int = setting(kind=INT, ge=1, doc="[reward.history] collapse_min_runs")
-    collapse_drop_std: float = setting(kind=NUMBER, gt=0, doc="[reward.history] collapse_drop_std")
-    collapse_min_drop: float = setting(kind=NUMBER, gt=0, doc="[reward.history] collapse_min_drop")
+    collapse_min_runs: int = setting(kind=INT, ge=1, doc="[reward.collapse] min_runs")
+    collapse_drop_std: float = setting(kind=NUMBER, gt=0, doc="[reward.collapse] drop_std")
+    collapse_min_drop: float = setting(kind=NUMBER, gt=0, doc="[reward.collapse] min_drop")
     period_minutes: int = setting(kind=INT, ge=1, doc="[allocation] period_minutes")
+    collapse_floor: float | None = setting(None, NUMBER, optional=True, doc="[reward.collapse] floor")

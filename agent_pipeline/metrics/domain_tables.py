@@ -151,7 +151,7 @@ def read_tables(conn, *, agents: Iterable[str], today: date) -> list[Sample]:
 
 def configured_expectations(expectations, samples: Iterable[Sample]) -> list[Sample]:
     """What the alert rules compare the measured series with, from the settings the pipeline runs on
-    (``metrics.config.AlertInputs``): the reward-collapse parameters of the Dagster check, the allocation period,
+    (``metrics.config.AlertInputs``): the parameters of the one reward-collapse rule, the allocation period,
     and each agent's expected run interval (period / quota, as the scheduler spreads a quota evenly; no series for
     quota 0). None gives none of these series, so a rule never compares with a made-up threshold."""
     if expectations is None:
@@ -161,6 +161,8 @@ def configured_expectations(expectations, samples: Iterable[Sample]) -> list[Sam
            Sample("agent_reward_collapse_drop_std", (), float(expectations.collapse_drop_std)),
            Sample("agent_reward_collapse_min_drop", (), float(expectations.collapse_min_drop)),
            Sample("allocator_period_seconds", (), period_s)]
+    if expectations.collapse_floor is not None:  # unset: no series, and the rule's floor branch stays quiet
+        out.append(Sample("agent_reward_collapse_floor", (), float(expectations.collapse_floor)))
     out += [Sample("agent_expected_run_interval_seconds", s.labels, period_s / s.value)
             for s in samples if s.name == "allocator_quota_runs" and s.value > 0]
     return out

@@ -14,6 +14,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from agent_pipeline.numbers import finite_number
+
 # 3x5 glyphs, rows top to bottom; lower-case text is drawn in capitals.
 _FONT = {
     "0": ("###", "#.#", "#.#", "#.#", "###"), "1": (".#.", "##.", ".#.", ".#.", "###"),
@@ -122,16 +124,16 @@ def boxplot_png(frame: pd.DataFrame, window: str, *, width: int = 760) -> bytes:
         cy = top + i * row_h + row_h // 2
         _text(img, 8, cy - 5, str(r.agent))
         stats = [r.p05, r.p25, r.p50, r.p75, r.p95]
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in stats):
+        if any(finite_number(v) is None for v in stats):
             continue
         _rect(img, sx(r.p05), cy, sx(r.p95), cy, INK)
         _rect(img, sx(r.p05), cy - 5, sx(r.p05), cy + 5, INK)
         _rect(img, sx(r.p95), cy - 5, sx(r.p95), cy + 5, INK)
         _rect(img, sx(r.p25), cy - 9, sx(r.p75), cy + 9, BOX)
         _rect(img, sx(r.p50), cy - 9, sx(r.p50) + 1, cy + 9, MEDIAN)
-        if r.cvar05 is not None and math.isfinite(r.cvar05):
+        if finite_number(r.cvar05) is not None:
             _rect(img, sx(r.cvar05), cy - 11, sx(r.cvar05) + 1, cy + 11, CVAR)
-        if r.mean is not None and math.isfinite(r.mean):
+        if finite_number(r.mean) is not None:
             _rect(img, sx(r.mean) - 3, cy - 3, sx(r.mean) + 3, cy + 3, MEAN)
     return png_bytes(img)
 

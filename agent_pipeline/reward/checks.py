@@ -3,13 +3,12 @@
 - ``finite_rewards``: no NaN or infinite reward in agent_rewards (NULL means "no reward": a failed run).
 - ``plausible_range``: every reward within the configured [min_reward, max_reward].
 - ``freshness``: the newest event in agent_events is at most ``freshness_hours`` old.
-- ``reward_collapse``: no agent's last-hour mean reward fell far below its last-week mean (the allocator must
-  not build on a collapsed distribution).
+- ``reward_collapse``: no agent's reward collapsed by the one rule of ``reward.collapse`` (``[reward.collapse]``),
+  judged on the repriced rewards the allocator reads (the allocator must not build on a collapsed distribution).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,12 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent_pipeline.reward.config import RewardHistoryConfig
+from agent_pipeline.reward.collapse import BASELINE_WINDOW, RECENT_WINDOW, Collapse, WindowStats, judge, stats
+from agent_pipeline.reward.config import CollapseConfig, RewardHistoryConfig
 from agent_pipeline.store import time_window
 from agent_pipeline.store.events import UNDATED_IMPORT_SOURCE
-
-RECENT_WINDOW = "1h"
-BASELINE_WINDOW = "7d"
 
 
 @dataclass(frozen=True)
@@ -80,36 +77,31 @@ def freshness(conn, config: RewardHistoryConfig, now: datetime) -> CheckOutcome:
     return CheckOutcome(True, f"newest event is {age} old (limit {limit})", meta)
 
 
-def collapsed_agents(distributions: pd.DataFrame, config: RewardHistoryConfig) -> list[dict[str, Any]]:
-    """Agents whose recent mean reward dropped below their baseline by more than the allowed margin."""
-    out = []
+def collapsed_agents(distributions: pd.DataFrame, config: CollapseConfig) -> list[Collapse]:
+    """The agents whose distributions break the one collapse rule (``reward.collapse``), by name."""
     if distributions.empty:
-        return out
+        return []
     by = {(r.agent, r.window): r for r in distributions.itertuples(index=False)}
+    none = WindowStats(0, None)
+    out = []
     for agent in sorted(set(distributions["agent"])):
         recent, base = by.get((agent, RECENT_WINDOW)), by.get((agent, BASELINE_WINDOW))
-        if recent is None or base is None:
-            continue
-        if recent.n < config.collapse_min_runs or base.n < config.collapse_min_runs:
-            continue
-        if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in (recent.mean, base.mean)):
-            continue
-        std = base.std if base.std is not None and math.isfinite(base.std) else 0.0
-        margin = max(config.collapse_drop_std * std, config.collapse_min_drop)
-        if recent.mean < base.mean - margin:
-            out.append({"agent": agent, "recent_mean": float(recent.mean), "baseline_mean": float(base.mean),
-                        "baseline_std": float(std), "margin": margin, "recent_runs": int(recent.n)})
+        verdict = judge(agent, stats(recent.n, recent.mean) if recent is not None else none,
+                        stats(base.n, base.mean, base.std) if base is not None else none, config)
+        if verdict is not None:
+            out.append(verdict)
     return out
 
 
-def reward_collapse(distributions: pd.DataFrame, config: RewardHistoryConfig) -> CheckOutcome:
+def reward_collapse(distributions: pd.DataFrame, config: CollapseConfig) -> CheckOutcome:
     collapsed = collapsed_agents(distributions, config)
     meta: dict[str, Any] = {"recent_window": RECENT_WINDOW, "baseline_window": BASELINE_WINDOW,
-                            "min_runs": config.collapse_min_runs, "drop_std": config.collapse_drop_std,
-                            "min_drop": config.collapse_min_drop, "collapsed": [c["agent"] for c in collapsed]}
+                            "min_runs": config.min_runs, "drop_std": config.drop_std,
+                            "min_drop": config.min_drop, "floor": config.floor,
+                            "collapsed": [c.agent for c in collapsed]}
     if collapsed:
-        meta["details"] = collapsed
-        names = ", ".join(c["agent"] for c in collapsed)
+        meta["details"] = [c.as_dict() for c in collapsed]
+        names = ", ".join(c.agent for c in collapsed)
         return CheckOutcome(False, f"reward collapsed for {names}: allocation must not build on these "
                                    "distributions", meta)
     return CheckOutcome(True, "no agent's recent reward collapsed below its baseline", meta)

@@ -24,26 +24,46 @@ class RiskBudget(ConfigTable):
 
 
 @dataclass(frozen=True)
+class CollapseConfig(ConfigTable):
+    """When an agent's reward has collapsed (``[reward.collapse]``): the one rule of ``reward.collapse``.
+
+    Over at least ``min_runs`` scored runs in each window, the last hour's mean below the last week's mean by more
+    than ``max(drop_std x the week's std, min_drop)``; or, when ``floor`` is set, the last hour's mean below it.
+    The Dagster check ``reward_collapse``, the circuit breaker (with ``[guardrails] breaker_on_reward_collapse``)
+    and the alert rule's exported inputs all read this table.
+    """
+
+    SECTION = "[reward.collapse]"
+
+    min_runs: int = setting(20, INT, ge=1, le=1_000_000, doc="scored runs each window needs before collapse is judged")
+    drop_std: float = setting(3.0, NUMBER, gt=0, le=1_000, doc="drop, in the week's std, that collapses")
+    min_drop: float = setting(0.1, NUMBER, gt=0, doc="smallest drop of the mean that counts as a collapse")
+    floor: float | None = setting(None, NUMBER, optional=True,
+                                  doc="a last-hour mean below this collapses, whatever the week's")
+
+
+_MOVED = "reward collapse has one table, [reward.collapse]: set its {key} instead"
+
+
+@dataclass(frozen=True)
 class RewardHistoryConfig(ConfigTable):
     """How reward history is summarised and guarded (``[reward.history]``); not part of the price of a reward.
 
     ``history_start`` is the first day of the agent_rewards partitions; ``last_n_runs`` sizes the "last N runs"
     distribution window. Rewards outside ``[min_reward, max_reward]`` fail the plausibility check; no event for
-    ``freshness_hours`` fails the freshness check. An agent's reward has collapsed when, over at least
-    ``collapse_min_runs`` runs, its last-hour mean falls below its last-week mean by more than
-    ``max(collapse_drop_std * std, collapse_min_drop)``.
+    ``freshness_hours`` fails the freshness check. Reward collapse is ``[reward.collapse]``.
     """
 
     SECTION = "[reward.history]"
+    RETIRED = {"collapse_min_runs": _MOVED.format(key="min_runs"),
+               "collapse_drop_std": _MOVED.format(key="drop_std"),
+               "collapse_min_drop": _MOVED.format(key="min_drop")}
 
     history_start: str = setting("2024-01-01", DATE, doc="first daily partition of agent_rewards")
     last_n_runs: int = setting(100, INT, ge=1, le=1_000_000, doc="size of the 'last N runs' window")
     min_reward: float = setting(-100.0, NUMBER, doc="lowest plausible reward")
     max_reward: float = setting(100.0, NUMBER, doc="highest plausible reward")
     freshness_hours: float = setting(6.0, NUMBER, gt=0, le=8_760, doc="max age of the newest event")
-    collapse_min_runs: int = setting(20, INT, ge=1, le=1_000_000, doc="runs needed before collapse is judged")
-    collapse_drop_std: float = setting(3.0, NUMBER, gt=0, le=1_000, doc="drop, in baseline std, that collapses")
-    collapse_min_drop: float = setting(0.1, NUMBER, gt=0, doc="smallest absolute drop that counts as a collapse")
 
     def check(self, where: str) -> None:
         if self.min_reward >= self.max_reward:
@@ -77,6 +97,8 @@ class RewardConfig(ConfigTable):
                                              doc="per-strategy risk budgets (merged over the built-in)")
     history: RewardHistoryConfig = setting(RewardHistoryConfig(), NESTED, table=RewardHistoryConfig,  # noqa: RUF009
                                            doc="partitions, windows and checks")
+    collapse: CollapseConfig = setting(CollapseConfig(), NESTED, table=CollapseConfig,  # noqa: RUF009
+                                       doc="when an agent's reward has collapsed")
     charge_run_cost: bool = setting(True, BOOL, doc="subtract each run's own cost_usd from its reward")
 
     def budget_for(self, strategy: str | None) -> RiskBudget:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -82,7 +81,6 @@ REWARDS = Schema("rewards", requires=(EVENTS,), migrations=[
     """,
 ])
 
-REWARD_SOURCES = ("recomputed", "recorded", "failed", "invalid", "unusable_output")
 COLUMNS = ("event_id", "agent", "strategy", "kind", "started_at", "reward", "pricing", "params_hash",
            "computed_at", "failed", "cost_usd", "latency_seconds")
 
@@ -140,8 +138,8 @@ def price_events(events: pd.DataFrame, config: RewardConfig) -> tuple[list[float
             rewards.append(None)
             sources.append("failed")
         elif pd.isna(output) and origin == "imported":
-            value = None if pd.isna(recorded) else float(recorded)
-            if value is not None and math.isfinite(value):
+            value = None if pd.isna(recorded) else finite_number(float(recorded))
+            if value is not None:
                 rewards.append(value)
                 sources.append("recorded")
             else:

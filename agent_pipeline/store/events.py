@@ -13,7 +13,6 @@ file's modification time: a guess, so never evidence that an agent is running.
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from agent_pipeline.numbers import finite_number
 from agent_pipeline.store.connection import Store, insert_sql, time_window
 from agent_pipeline.store.migrations import Schema
 
@@ -77,10 +77,7 @@ def new_event_id() -> str:
 
 
 def _finite_or_none(value: float | None) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return finite_number(value)
 
 
 @dataclass(frozen=True)

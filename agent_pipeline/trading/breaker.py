@@ -26,18 +26,21 @@ The rule is applied to all live runs together and, with ``breaker_per_agent`` (d
 alone, so a flood of cheap successful runs from one agent cannot hide another agent that keeps failing; a
 per-agent breach halts trading as a whole like any other (disable the failing agent before clearing the switch).
 
-Reward checks (successful live runs only; each needs ``min_reward_samples`` rewards in the windows it uses):
-- reward floor: mean reward over the last ``reward_window_sec`` below ``reward_floor``;
-- reward drop: the mean of the preceding ``reward_baseline_sec`` minus the recent mean above ``max_reward_drop``.
+Reward collapse (with ``breaker_on_reward_collapse``; off by default, as the prototype's breaker never judged
+reward): the one rule of ``agent_pipeline.reward.collapse`` with the ``[reward.collapse]`` parameters, applied to
+each agent's successful live runs over the last hour against the last week. The breaker reads the run-time reward
+(``agent_events.reward``), not the repriced ``agent_rewards`` the allocator and the Dagster check read: it must
+act on the runs as they land, before (and whether or not) a repricing job has run. A collapsed agent halts trading
+as a whole, like a per-agent error-rate breach.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from agent_pipeline.reward.collapse import BASELINE_SPAN, RECENT_SPAN, WindowStats, judge, stats
 from agent_pipeline.store import has_table
 from agent_pipeline.store.events import LIVE_SOURCES
 from agent_pipeline.trading.config import GuardrailConfig
@@ -48,9 +51,9 @@ class BreakerReading:
     at: datetime
     events: int = 0
     errors: int = 0
-    reward_n: int = 0
+    reward_n: int = 0                    # all agents' scored live runs in the collapse rule's recent window
     reward_mean: float | None = None
-    baseline_n: int = 0
+    baseline_n: int = 0                  # ... and in its baseline window (only measured while the rule is on)
     baseline_mean: float | None = None
     breaches: tuple[str, ...] = ()
     by_agent: tuple[tuple[str, int, int], ...] = ()  # (agent, runs, failures) in the error window
@@ -86,13 +89,20 @@ def _rate_text(cfg: GuardrailConfig, runs: int, errors: int) -> str:
     return f"error rate {errors / runs:.2f} ({errors}/{runs} runs in the last {cfg.error_window_sec:g} s)"
 
 
-def evaluate(cfg: GuardrailConfig, at: datetime, *, events: int, errors: int, reward_n: int,
-             reward_mean: float | None, baseline_n: int, baseline_mean: float | None,
-             by_agent: Mapping[str, tuple[int, int]] | None = None) -> BreakerReading:
+def _pooled(windows: list[WindowStats]) -> tuple[int, float | None]:
+    n = sum(w.n for w in windows)
+    total = sum(w.n * w.mean for w in windows if w.mean is not None)
+    return n, (total / n if n else None)
+
+
+def evaluate(cfg: GuardrailConfig, at: datetime, *, events: int, errors: int,
+             by_agent: Mapping[str, tuple[int, int]] | None = None,
+             rewards: Mapping[str, tuple[WindowStats, WindowStats]] | None = None) -> BreakerReading:
     """Which limits the measured numbers breach; the messages carry the numbers.
 
     ``by_agent`` maps an agent to its (runs, failures) in the error window; an agent breaching on its own is
-    reported when the overall rate does not already breach (with ``breaker_per_agent``).
+    reported when the overall rate does not already breach (with ``breaker_per_agent``). ``rewards`` maps an agent
+    to its (recent, baseline) reward windows, judged by the collapse rule when ``breaker_on_reward_collapse``.
     """
     breaches = []
     agents = tuple(sorted((str(a), int(n), int(e)) for a, (n, e) in (by_agent or {}).items()))
@@ -104,25 +114,26 @@ def evaluate(cfg: GuardrailConfig, at: datetime, *, events: int, errors: int, re
                 overall = f"{errors}/{events}" if events else "0/0"
                 breaches.append(f"agent {agent!r}: {_rate_text(cfg, runs, failed)} above "
                                 f"{cfg.max_error_rate_5m:g} (all agents: {overall})")
-    recent_ok = reward_n >= cfg.min_reward_samples and reward_mean is not None and math.isfinite(reward_mean)
-    if cfg.reward_floor is not None and recent_ok and reward_mean < cfg.reward_floor:
-        breaches.append(f"mean reward {reward_mean:.4g} over {reward_n} runs in the last {cfg.reward_window_sec:g} s "
-                        f"below the floor {cfg.reward_floor:g}")
-    base_ok = baseline_n >= cfg.min_reward_samples and baseline_mean is not None and math.isfinite(baseline_mean)
-    if cfg.max_reward_drop is not None and recent_ok and base_ok and baseline_mean - reward_mean > cfg.max_reward_drop:
-        breaches.append(f"mean reward fell {baseline_mean - reward_mean:.4g} (from baseline {baseline_mean:.4g} over "
-                        f"{baseline_n} runs to {reward_mean:.4g} over {reward_n}) beyond {cfg.max_reward_drop:g}")
+    rewards = rewards if cfg.breaker_on_reward_collapse else {}
+    for agent in sorted(rewards):
+        verdict = judge(agent, *rewards[agent], cfg.reward_collapse)
+        if verdict is not None:
+            breaches.append(f"reward collapse: {verdict.text()}")
+    reward_n, reward_mean = _pooled([recent for recent, _ in rewards.values()])
+    baseline_n, baseline_mean = _pooled([base for _, base in rewards.values()])
     return BreakerReading(at, events, errors, reward_n, reward_mean, baseline_n, baseline_mean, tuple(breaches),
                           agents)
 
 
 _LIVE = ", ".join(f"'{s}'" for s in LIVE_SOURCES)
 
-# One row per agent: failures and judged runs in the error window, reward count and sum in the recent and the
-# baseline reward windows. Parameters: error window start, reward window start, scan start, now.
+# One row per agent: judged runs and failures in the error window; count, mean and sample std of the rewards of
+# successful runs in the collapse rule's recent and baseline windows (both end now, as reward_distributions'
+# do). Parameters: error window start, recent window start, baseline window start, scan start, now.
 _SQL = f"""
 WITH live AS (
-    SELECT agent, reward, started_at >= ? AS in_error_window, started_at >= ? AS in_reward_window,
+    SELECT agent, reward, started_at >= ? AS in_error_window, started_at > ? AS in_recent,
+           started_at > ? AS in_baseline,
            error IS NOT NULL OR error_type IS NOT NULL AS failed,
            error IS NULL AND error_type IS NULL AND reward IS NOT NULL AND isfinite(reward) AS succeeded
     FROM agent_events
@@ -132,36 +143,33 @@ WITH live AS (
 SELECT agent,
     count(*) FILTER (WHERE in_error_window AND (failed OR succeeded)),
     count(*) FILTER (WHERE in_error_window AND failed),
-    count(*) FILTER (WHERE in_reward_window AND succeeded),
-    sum(reward) FILTER (WHERE in_reward_window AND succeeded),
-    count(*) FILTER (WHERE NOT in_reward_window AND succeeded),
-    sum(reward) FILTER (WHERE NOT in_reward_window AND succeeded)
+    count(*) FILTER (WHERE in_recent AND succeeded),
+    avg(reward) FILTER (WHERE in_recent AND succeeded),
+    stddev_samp(reward) FILTER (WHERE in_recent AND succeeded),
+    count(*) FILTER (WHERE in_baseline AND succeeded),
+    avg(reward) FILTER (WHERE in_baseline AND succeeded),
+    stddev_samp(reward) FILTER (WHERE in_baseline AND succeeded)
 FROM live
 GROUP BY agent
 """
 
 
-def _mean(total: float, n: int) -> float | None:
-    return total / n if n else None
-
-
 def read_breaker(conn, cfg: GuardrailConfig, now: datetime) -> BreakerReading:
-    """Measure the windows with one aggregate query; no ``agent_events`` table means nothing to measure."""
+    """Measure the windows with one aggregate query; no ``agent_events`` table means nothing to measure. The
+    week the collapse rule needs is scanned only while the breaker applies it."""
     if not has_table(conn, "agent_events"):
         return BreakerReading(now)
     err_start = now - timedelta(seconds=cfg.error_window_sec)
-    rw_start = now - timedelta(seconds=cfg.reward_window_sec)
-    base_start = rw_start - timedelta(seconds=cfg.reward_baseline_sec)
-    start = min(err_start, base_start)
-    rows = conn.execute(_SQL, [err_start, rw_start, start, now]).fetchall()
+    recent_start, base_start = now - RECENT_SPAN, now - BASELINE_SPAN
+    start = min(err_start, base_start) if cfg.breaker_on_reward_collapse else err_start
+    rows = conn.execute(_SQL, [err_start, recent_start, base_start, start, now]).fetchall()
     by_agent: dict[str, tuple[int, int]] = {}
-    events = errors = rn = bn = 0
-    rsum = bsum = 0.0
-    for agent, runs, failed, r_n, r_sum, b_n, b_sum in rows:
+    rewards: dict[str, tuple[WindowStats, WindowStats]] = {}
+    events = errors = 0
+    for agent, runs, failed, r_n, r_mean, r_std, b_n, b_mean, b_std in rows:
         if runs:
             by_agent[agent] = (int(runs), int(failed))
         events, errors = events + int(runs), errors + int(failed)
-        rn, rsum = rn + int(r_n), rsum + float(r_sum or 0.0)
-        bn, bsum = bn + int(b_n), bsum + float(b_sum or 0.0)
-    return evaluate(cfg, now, events=events, errors=errors, reward_n=rn, reward_mean=_mean(rsum, rn),
-                    baseline_n=bn, baseline_mean=_mean(bsum, bn), by_agent=by_agent)
+        if b_n:
+            rewards[str(agent)] = (stats(r_n, r_mean, r_std), stats(b_n, b_mean, b_std))
+    return evaluate(cfg, now, events=events, errors=errors, by_agent=by_agent, rewards=rewards)

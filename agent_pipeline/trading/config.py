@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_pipeline.config_fields import BOOL, INT, NUMBER, TEXTS, ConfigTable, setting
+from agent_pipeline.reward.config import CollapseConfig
 from agent_pipeline.trading.reasons import CODES
 
 APPROVAL_KEY_ENV = "AGENT_PIPELINE_APPROVAL_KEY"
@@ -55,9 +56,21 @@ def _f(default: Any, kind: str, *, optional: bool = False, doc: str = "", le: fl
     return setting(default, optional=optional, doc=doc, **_RULES[kind], **({"le": le} if le is not None else {}))
 
 
+_COLLAPSE = ("reward collapse has one definition, [reward.collapse] (min_runs, drop_std, min_drop, floor), "
+             "judged per agent on the last hour against the last week; the breaker applies it with "
+             "breaker_on_reward_collapse = true")
+
+
 @dataclass(frozen=True)
 class GuardrailConfig(ConfigTable):
     SECTION = "[guardrails]"
+    RETIRED = {
+        "reward_floor": f"set [reward.collapse] floor instead ({_COLLAPSE})",
+        "max_reward_drop": f"set [reward.collapse] min_drop instead ({_COLLAPSE})",
+        "min_reward_samples": f"set [reward.collapse] min_runs instead ({_COLLAPSE})",
+        "reward_window_sec": f"the recent window is fixed at 1h ({_COLLAPSE})",
+        "reward_baseline_sec": f"the baseline window is fixed at 7d ({_COLLAPSE})",
+    }
 
     # -- the prototype's fields and defaults --------------------------------------------------------------------
     paper_only: bool = _f(True, _BOOL, doc="deny any signal whose `paper` is not true")
@@ -113,21 +126,21 @@ class GuardrailConfig(ConfigTable):
     min_errors_for_error_rate: int = _f(3, _INT, doc="failed runs in the window before the rate can breach "
                                                      "(one fault among a handful of runs is noise)")
     breaker_per_agent: bool = _f(True, _BOOL, doc="judge each agent's error rate alone as well as all together")
-    reward_floor: float | None = _f(None, _FINITE, optional=True, doc="rolling mean reward below this trips")
-    max_reward_drop: float | None = _f(None, _POS, optional=True,
-                                       doc="baseline mean minus rolling mean above this trips")
-    reward_window_sec: float = _f(900, _POS, le=MAX_WINDOW_S, doc="window of the rolling mean reward")
-    reward_baseline_sec: float = _f(86_400, _POS, le=MAX_WINDOW_S, doc="window of the baseline mean reward")
-    min_reward_samples: int = _f(10, _INT, doc="rewards in the window before a collapse is judged")
+    breaker_on_reward_collapse: bool = _f(False, _BOOL, doc="an agent's reward collapse ([reward.collapse], on "
+                                                            "the live runs' own rewards) trips as well")
     breaker_consecutive_ticks: int = _f(2, _INT, doc="breaching sensor ticks in a row before a trip")
+    # not a key of [guardrails]: the one collapse rule's parameters, handed in from [reward.collapse] at load
+    reward_collapse: CollapseConfig = dataclasses.field(default_factory=CollapseConfig)
+
+    def check(self, where: str) -> None:
+        if not isinstance(self.reward_collapse, CollapseConfig):
+            raise self.ERROR(f"{where} reward_collapse must be a CollapseConfig ([reward.collapse]), "
+                             f"got {self.reward_collapse!r}")
 
     def with_safe_defaults(self) -> GuardrailConfig:
         """This config with every exposure limit it leaves unset filled from ``SAFE_DEFAULTS``."""
         unset = {name: value for name, value in SAFE_DEFAULTS.items() if getattr(self, name) is None}
         return dataclasses.replace(self, **unset) if unset else self
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 # The limits the pipeline applies when [guardrails] leaves them unset (README "Trading safety" says what each

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent_pipeline.numbers import real_number
+from agent_pipeline.numbers import finite_number, real_number
 from agent_pipeline.trading.approvals import approval_key, builtin_fingerprints, verify
 from agent_pipeline.trading.config import GuardrailConfig
 from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchState, KillSwitchStatus
@@ -175,8 +175,8 @@ class TradeGuardrails:
         A PnL that is not a finite number means the books are unknown: the kill switch trips and ValueError
         is raised.
         """
-        number = real_number(pnl_usd)
-        if number is None or not math.isfinite(number):
+        number = finite_number(pnl_usd)
+        if number is None:
             self.kill.trip(f"record_pnl got a non-finite or non-numeric PnL {pnl_usd!r}; books unknown", by="gate")
             raise ValueError(f"record_pnl: PnL must be a finite number, got {pnl_usd!r}")
         day = trading_date(self._clock())

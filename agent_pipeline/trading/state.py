@@ -75,7 +75,6 @@ class MemoryGateState:
 
     def __init__(self) -> None:
         self._loss: dict[date, float] = defaultdict(float)
-        self._net: dict[date, float] = defaultdict(float)
         self._keys: set[str] = set()
         self._all = _OrderLog()
         self._by_strategy: dict[str, _OrderLog] = defaultdict(_OrderLog)
@@ -86,11 +85,7 @@ class MemoryGateState:
     def daily_loss_usd(self, day: date) -> float:
         return self._loss.get(day, 0.0)
 
-    def daily_pnl_usd(self, day: date) -> float:
-        return self._net.get(day, 0.0)
-
     def add_pnl(self, day: date, pnl_usd: float) -> None:
-        self._net[day] += pnl_usd
         self._loss[day] += max(0.0, -pnl_usd)
 
     def order_key_seen(self, key: str) -> bool:

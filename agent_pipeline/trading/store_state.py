@@ -45,11 +45,6 @@ class StoreGateState:
             row = conn.execute("SELECT sum(loss_usd) FROM daily_pnl WHERE trading_date = ?", [day]).fetchone()
         return float(row[0] or 0.0)
 
-    def daily_pnl_usd(self, day: date) -> float:
-        with self._connection() as conn:
-            row = conn.execute("SELECT sum(realized_pnl_usd) FROM daily_pnl WHERE trading_date = ?", [day]).fetchone()
-        return float(row[0] or 0.0)
-
     def add_pnl(self, day: date, pnl_usd: float) -> None:
         with self._connection() as conn:
             tables.add_daily_pnl(conn, day, pnl_usd, datetime.now(UTC))

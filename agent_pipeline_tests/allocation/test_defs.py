@@ -146,6 +146,8 @@ def test_asset_metadata_explains_each_agent_in_a_table(store):
         assert data["estimate"] == round(estimate, 4) and data["interval_low"] == round(low, 4)
         assert data["interval_high"] == round(high, 4)
     assert by_agent["regime_watcher"]["min_runs"] == 4 and by_agent["cross_venue_arb"]["max_runs"] == 20
+    # how likely each is above the floor: the loser is held back on its posterior, the earner is credibly above
+    assert by_agent["momentum"]["p_above_floor"] < 0.25 < 0.75 < by_agent["cross_venue_arb"]["p_above_floor"]
     assert "| held back |" in meta["quotas"].value
 
 

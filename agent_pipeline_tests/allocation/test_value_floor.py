@@ -188,3 +188,72 @@ def test_decision_record_carries_the_explanation_and_replays_with_the_floor():
     del record["request"]["value_floor"]
     old = replay(record, pairs)
     assert old.held_back == 0 and sum(old.quotas.values()) == 40
+
+
+def _alternating(mean: float, n: int) -> list[float]:
+    """``n`` rewards of exactly this mean and spread 1 (no sampling noise in the evidence itself)."""
+    return [mean + (1.0 if i % 2 else -1.0) for i in range(n)]
+
+
+def _beside_a_capped_winner(policy: str, seed: int, speculative: dict[str, list[float]], budget: int = 50,
+                            **params) -> dict[str, int]:
+    """Slots won by agents below the floor when the one agent credibly above it is capped at 6 runs."""
+    alloc = build(policy, seed=seed, **params)
+    for r in _alternating(0.5, 200):
+        alloc.observe("win", r)
+    for agent, rewards in speculative.items():
+        for r in rewards:
+            alloc.observe(agent, r)
+    result = alloc.allocate(["win", *speculative], max_runs={"win": 6}, total_budget_runs=budget, value_floor=0.0)
+    assert result.quotas["win"] == 6 and result.explanations["win"]["status"] == "capped"
+    assert violations(make_bounds(["win", *speculative], budget, max_runs={"win": 6}), result.quotas,
+                      result.shortfall, result.held_back) == []
+    return {a: result.explanations[a]["slots_won"] for a in speculative}
+
+
+@pytest.mark.parametrize("policy", ["glr_thompson", "thompson"])
+def test_a_clear_losers_leftover_slots_shrink_to_none_as_evidence_grows_an_uncertain_one_still_runs(policy):
+    doubtful = [-1.0, 0.9]  # mean -0.05 from two rewards: it may well be above the floor
+    by_evidence = {n: [_beside_a_capped_winner(policy, seed, {"loser": _alternating(-0.3, n), "doubtful": doubtful})
+                       for seed in range(5)] for n in (2, 8, 32, 256)}
+    loser = {n: [won["loser"] for won in runs] for n, runs in by_evidence.items()}
+    assert sum(loser[2]) >= 5, loser  # two rewards say little: it is still explored
+    assert sum(loser[2]) >= sum(loser[8]) >= sum(loser[32]) >= sum(loser[256]), loser
+    assert sum(loser[32]) == sum(loser[256]) == 0, loser  # its posterior has settled below the floor
+    # the agent near the floor keeps getting runs, in every seed, whatever the loser beside it has shown
+    assert all(won["doubtful"] >= 1 for runs in by_evidence.values() for won in runs), by_evidence
+
+
+@pytest.mark.parametrize("policy", ["glr_thompson", "thompson"])
+def test_leftover_slots_beside_capped_winners_do_not_multiply_a_losers_exploration(policy):
+    """Per-slot draws gave a loser a run in every leftover slot where its draw beat the floor, so the more
+    budget the caps left, the more it was re-explored; its runs are bounded by what its posterior allows."""
+    loser = {"loser": _alternating(-0.3, 6)}
+    small = [_beside_a_capped_winner(policy, seed, loser, budget=30)["loser"] for seed in range(5)]
+    large = [_beside_a_capped_winner(policy, seed, loser, budget=500)["loser"] for seed in range(5)]
+    assert max(small) <= 3 and max(large) <= 3, (small, large)
+
+
+def test_floor_probability_leaves_spending_alone_and_is_validated():
+    runs = []
+    for fp in (0.0, 0.25, 0.5):
+        alloc = build("glr_thompson", seed=3, floor_probability=fp)
+        feed(alloc, {"a": 0.2, "b": -0.1}, 50, np.random.default_rng(9))
+        runs.append(alloc.allocate(["a", "b"], max_runs={"a": 5}, total_budget_runs=40))
+    assert runs[0].quotas == runs[1].quotas == runs[2].quotas and runs[0].samples == runs[2].samples
+    assert runs[1].explanations["a"]["p_above_floor"] is None  # no floor: nothing is measured against one
+    for bad in (-0.1, 0.6, float("nan"), "0.2"):
+        with pytest.raises(ValueError, match="floor_probability"):
+            build("glr_thompson", floor_probability=bad)
+
+
+def test_the_explanation_says_how_likely_each_agent_is_above_the_floor():
+    alloc = build("glr_thompson", seed=1)
+    for agent, mean in (("win", 0.5), ("loser", -0.3)):
+        for r in _alternating(mean, 100):
+            alloc.observe(agent, r)
+    result = alloc.allocate(["win", "loser"], max_runs={"win": 6}, total_budget_runs=30, value_floor=0.0)
+    p = {a: result.explanations[a]["p_above_floor"] for a in ("win", "loser")}
+    assert p["win"] > 0.99 and p["loser"] < 0.01, p
+    assert result.explanations["loser"]["status"] == "held back" and result.quotas["loser"] == 0
+    assert json.loads(json.dumps(result.record()))["explanations"]["loser"]["p_above_floor"] == p["loser"]

@@ -1,4 +1,5 @@
-"""The code location loads, names itself consistently, and every Dagster object explains itself."""
+"""The code location loads, names itself consistently, and every Dagster object explains itself (the one place
+that is checked, for every domain at once)."""
 
 import tomllib
 from pathlib import Path
@@ -29,6 +30,8 @@ def test_every_object_has_a_description():
     graph = repo.asset_graph
     missing += [f"asset {k.to_user_string()}" for k in graph.get_all_asset_keys()
                 if not graph.get(k).description]
+    missing += [f"asset check {k.to_user_string()}" for k in graph.asset_check_keys
+                if not graph.get_check_spec(k).description]
     for key, resource in defs.resources.items():
         if not (type(resource).__doc__ or "").strip():
             missing.append(f"resource {key}")

@@ -13,8 +13,9 @@ import yaml
 
 from agent_pipeline.metrics.publish import exposition
 from agent_pipeline.pipeline_settings import Settings
-from agent_pipeline.reward.checks import BASELINE_WINDOW, RECENT_WINDOW, collapsed_agents
-from agent_pipeline.reward.config import RewardHistoryConfig
+from agent_pipeline.reward.checks import collapsed_agents
+from agent_pipeline.reward.collapse import BASELINE_WINDOW, RECENT_WINDOW
+from agent_pipeline.reward.config import CollapseConfig
 from agent_pipeline.store import Store
 from agent_pipeline_tests.deploy.promql import OPS, alert_rules
 from agent_pipeline_tests.metrics.helpers import event, samples, write
@@ -36,14 +37,19 @@ def _cases(rng: random.Random, min_runs: int) -> list[tuple]:
     return rows
 
 
-def _edges(cfg: RewardHistoryConfig) -> list[tuple]:
-    on_line = 0.2 - max(cfg.collapse_drop_std * 0.01, cfg.collapse_min_drop)
-    return [("on_line", RECENT_WINDOW, cfg.collapse_min_runs, on_line, 0.0),
-            ("on_line", BASELINE_WINDOW, cfg.collapse_min_runs, 0.2, 0.01),
-            ("just_below", RECENT_WINDOW, cfg.collapse_min_runs, on_line - 1e-12, 0.0),
-            ("just_below", BASELINE_WINDOW, cfg.collapse_min_runs, 0.2, 0.01),
+def _edges(cfg: CollapseConfig) -> list[tuple]:
+    on_line = 0.2 - max(cfg.drop_std * 0.01, cfg.min_drop)
+    rows = [("on_line", RECENT_WINDOW, cfg.min_runs, on_line, 0.0),
+            ("on_line", BASELINE_WINDOW, cfg.min_runs, 0.2, 0.01),
+            ("just_below", RECENT_WINDOW, cfg.min_runs, on_line - 1e-12, 0.0),
+            ("just_below", BASELINE_WINDOW, cfg.min_runs, 0.2, 0.01),
             ("no_base_mean", RECENT_WINDOW, 100, -1.0, 0.1),
             ("no_base_mean", BASELINE_WINDOW, 0, None, None)]
+    if cfg.floor is not None:  # exactly on the floor is no collapse, just below it is, with or without a week
+        rows += [("on_floor", RECENT_WINDOW, cfg.min_runs, cfg.floor, 0.0),
+                 ("below_floor", RECENT_WINDOW, cfg.min_runs, cfg.floor - 1e-12, 0.0),
+                 ("below_floor", BASELINE_WINDOW, cfg.min_runs, cfg.floor, 0.0)]
+    return rows
 
 
 def _write_distributions(store: Store, rows: list[tuple]) -> None:
@@ -71,11 +77,11 @@ def test_reward_collapse_rule_fires_for_exactly_the_agents_the_dagster_check_cal
     rng = random.Random(12)
     tests, collapsed_total, judged_total = [], 0, 0
     write(store, event("a", 1))
-    for drop_std, min_drop, min_runs in ((3.0, 0.1, 20), (1.5, 0.02, 5), (0.5, 0.3, 1)):
-        cfg = RewardHistoryConfig(collapse_drop_std=drop_std, collapse_min_drop=min_drop, collapse_min_runs=min_runs)
+    for drop_std, min_drop, min_runs, floor in ((3.0, 0.1, 20, None), (1.5, 0.02, 5, 0.0), (0.5, 0.3, 1, -0.2)):
+        cfg = CollapseConfig(drop_std=drop_std, min_drop=min_drop, min_runs=min_runs, floor=floor)
         (pipeline_home / "config.toml").write_text(
-            f"[reward.history]\ncollapse_drop_std = {drop_std}\ncollapse_min_drop = {min_drop}\n"
-            f"collapse_min_runs = {min_runs}\n")
+            f"[reward.collapse]\ndrop_std = {drop_std}\nmin_drop = {min_drop}\nmin_runs = {min_runs}\n"
+            + ("" if floor is None else f"floor = {floor}\n"))
         rows = _cases(rng, min_runs) + _edges(cfg)
         _write_distributions(store, rows)
         frame = pd.DataFrame(rows, columns=["agent", "window", "n", "mean", "std"])
@@ -83,11 +89,12 @@ def test_reward_collapse_rule_fires_for_exactly_the_agents_the_dagster_check_cal
         verdict = collapsed_agents(frame, cfg)
         collapsed_total += len(verdict)
         judged_total += len({r[0] for r in rows})
-        assert "just_below" in {c["agent"] for c in verdict} and "on_line" not in {c["agent"] for c in verdict}
-        expected = [{"labels": f'{{agent="{c["agent"]}"}}',
-                     "value": c["recent_mean"] - (c["baseline_mean"] - c["margin"])} for c in verdict]
+        names = {c.agent for c in verdict}
+        assert "just_below" in names and "on_line" not in names
+        assert floor is None or ("below_floor" in names and "on_floor" not in names)
+        expected = [{"labels": f'{{agent="{c.agent}"}}', "value": c.gap} for c in verdict]
         tests.append({"name": f"collapse as the check sees it, drop_std={drop_std} min_drop={min_drop} "
-                              f"min_runs={min_runs}",
+                              f"min_runs={min_runs} floor={floor}",
                       "interval": "1m", "input_series": _series(samples(exposition(
                           expectations=Settings.load().alert_inputs()))),
                       "promql_expr_test": [{"expr": rule["expr"], "eval_time": "5m", "exp_samples": expected}]})

@@ -175,7 +175,7 @@ def assert_prometheus_equals_store(stack: Stack, store: Store) -> None:
 
 def test_pipeline_metrics_reach_prometheus_exactly_and_every_panel_and_alert_has_data(stack, store, pipeline_home):
     # every run here is minutes old, so the 1h and 7d windows agree: collapse is judged (one run suffices) and not found
-    (pipeline_home / "config.toml").write_text("[reward.history]\ncollapse_min_runs = 1\n")
+    (pipeline_home / "config.toml").write_text("[reward.collapse]\nmin_runs = 1\n")
     # a dislocated market: the arbitrage agent's orders pass the gate and fill (orders, fills, PnL)
     # (whether an order fills depends on the simulated second; a few runs make at least one fill near-certain)
     for _ in range(3):

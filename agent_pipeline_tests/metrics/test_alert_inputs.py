@@ -51,7 +51,7 @@ def _distributions(conn, rows):
 
 def test_the_reward_collapse_inputs_are_exported_as_the_check_reads_them(store, pipeline_home):
     (pipeline_home / "config.toml").write_text(
-        "[reward.history]\ncollapse_min_runs = 7\ncollapse_drop_std = 2.5\ncollapse_min_drop = 0.05\n")
+        "[reward.collapse]\nmin_runs = 7\ndrop_std = 2.5\nmin_drop = 0.05\n")
     write(store, event("a", 1))
     loop_tables(store)
     with store.connect() as conn:
@@ -69,6 +69,10 @@ def test_the_reward_collapse_inputs_are_exported_as_the_check_reads_them(store, 
     assert value(parsed, "agent_reward_collapse_min_runs") == 7
     assert value(parsed, "agent_reward_collapse_drop_std") == 2.5
     assert value(parsed, "agent_reward_collapse_min_drop") == 0.05
+    assert value(parsed, "agent_reward_collapse_floor") is None  # unset: no series, never a made-up floor
+    (pipeline_home / "config.toml").write_text("[reward.collapse]\nfloor = -0.5\n")
+    parsed = samples(exposition(expectations=Settings.load().alert_inputs()))
+    assert value(parsed, "agent_reward_collapse_floor") == -0.5
 
 
 def test_each_agent_expected_run_interval_follows_its_quota_and_the_period(store, pipeline_home):
@@ -86,7 +90,7 @@ def test_each_agent_expected_run_interval_follows_its_quota_and_the_period(store
     assert value(parsed, "allocator_decided_at_timestamp_seconds") == 1767227407.0
 
 
-@pytest.mark.parametrize("table, key", [("[reward.history]\ncollapse_min_runs = 0\n", "collapse_min_runs"),
+@pytest.mark.parametrize("table, key", [("[reward.collapse]\nmin_runs = 0\n", "min_runs"),
                                         ("[allocation]\nperiod_minutes = 7\n", "period_minutes")])
 def test_an_invalid_config_exports_no_threshold_rather_than_a_made_up_one(store, pipeline_home, table, key):
     (pipeline_home / "config.toml").write_text(table)

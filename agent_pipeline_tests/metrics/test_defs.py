@@ -101,16 +101,6 @@ def test_basic_auth_comes_from_the_environment(store, monkeypatch):
     assert gw.requests[0]["auth"] == "Basic " + base64.b64encode(b"ops:from-env").decode()
 
 
-def test_metrics_defs_are_described_and_running():
-    defs = build_defs(*loaded())
-    repo = defs.get_repository_def()
-    for s in repo.sensor_defs:
-        assert s.description and s.default_status == dg.DefaultSensorStatus.RUNNING
-    for s in repo.schedule_defs:
-        assert s.description and s.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert PushgatewayResource.__doc__
-
-
 def test_the_sensor_tick_message_repeats_no_error_during_an_outage(store):
     """The daemon logs every tick's skip message: only the outage's first failure carries the error."""
     instance = dg.DagsterInstance.ephemeral()

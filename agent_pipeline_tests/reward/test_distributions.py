@@ -16,6 +16,7 @@ from agent_pipeline.reward.checks import (
     plausible_range,
     reward_collapse,
 )
+from agent_pipeline.reward.config import CollapseConfig
 from agent_pipeline.reward.distributions import read_distributions, refresh_distributions
 from agent_pipeline.reward.history import recompute_window
 from agent_pipeline_tests.reward.helpers import ev, write_events
@@ -133,11 +134,11 @@ def test_collapse_check_flags_only_the_collapsed_agent(store):
     write_events(store, events)
     recompute_window(store, AS_OF - timedelta(days=8), AS_OF + timedelta(hours=1), RewardConfig())
     frame = refresh_distributions(store, as_of=AS_OF).frame
-    config = RewardHistoryConfig()
-    assert [c["agent"] for c in collapsed_agents(frame, config)] == ["falling"]
+    config = CollapseConfig()
+    assert [c.agent for c in collapsed_agents(frame, config)] == ["falling"]
     outcome = reward_collapse(frame, config)
     assert not outcome.passed and outcome.metadata["collapsed"] == ["falling"]
-    assert reward_collapse(frame, RewardHistoryConfig(collapse_min_runs=31)).passed  # too few recent runs
+    assert reward_collapse(frame, CollapseConfig(min_runs=31)).passed  # too few recent runs
     assert finite_distributions(frame).passed
     frame.loc[0, "mean"] = float("inf")
     assert not finite_distributions(frame).passed

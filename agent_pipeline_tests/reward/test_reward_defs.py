@@ -193,19 +193,6 @@ def test_schedules_are_on_and_ask_for_the_right_partitions():
     assert request.tags["dagster/asset_partition_range_end"] == "2024-05-02"
 
 
-def test_every_reward_object_has_a_description():
-    defs = reward_defs()
-    for asset in defs.assets:
-        for spec in asset.specs:
-            assert spec.description
-        for check in asset.check_specs:
-            assert check.description
-    for schedule in defs.schedules:
-        assert schedule.description
-    for job in defs.jobs:
-        assert job.description
-
-
 def test_resource_rejects_misspelt_fields():
     from agent_pipeline.defs.reward.resources import RewardConfigResource
 

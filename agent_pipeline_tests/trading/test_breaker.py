@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent_pipeline.reward.config import CollapseConfig
 from agent_pipeline.store.events import AgentEvent, append_frame, events_frame
 from agent_pipeline.store.importer import import_events
 from agent_pipeline.trading import GuardrailConfig
@@ -58,7 +59,7 @@ def test_imported_failures_stamped_now_do_not_trip(store, tmp_path):
 
 
 def test_imported_rewards_do_not_hide_a_live_reward_collapse(store, tmp_path):
-    cfg = GuardrailConfig(reward_floor=0.0)
+    cfg = GuardrailConfig(breaker_on_reward_collapse=True, reward_collapse=CollapseConfig(floor=0.0, min_runs=10))
     live_runs(store, ok=12, reward=-0.5, span_s=600)
     history = write_history(tmp_path / "events.jsonl", [{"agent": "momentum", "reward": 1.0}] * 500)
     import_events(store, history)

@@ -38,7 +38,7 @@ def test_limits_must_be_positive_and_finite(name, bad):
                                       ("max_orders_per_window", 0), ("max_orders_per_window", 2.5),
                                       ("breaker_consecutive_ticks", 0), ("paper_only", 1),
                                       ("trip_on", ["NOT_A_CODE"]), ("trip_on", "PRICE_COLLAR"),
-                                      ("reward_floor", math.nan)])
+                                      ("breaker_on_reward_collapse", 1)])
 def test_invalid_values_fail(name, bad):
     with pytest.raises(ConfigError):
         GuardrailConfig(**{name: bad})

@@ -24,19 +24,6 @@ def trading_defs():
     return domain_defs(trading)
 
 
-def test_every_trading_object_is_described():
-    defs = trading_defs()
-    for job in defs.jobs:
-        assert job.description
-    for sensor in defs.sensors:
-        assert sensor.description
-    for schedule in defs.schedules:
-        assert schedule.description
-    for spec in defs.resolve_all_asset_specs():
-        if spec.key != dg.AssetKey("agent_events"):  # the agents domain's asset (a stub here)
-            assert spec.description, spec.key
-
-
 def test_agent_jobs_send_proposals_through_the_gate(store):
     jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
     job = jobs["agent__momentum"]

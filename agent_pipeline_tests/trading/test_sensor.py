@@ -110,11 +110,13 @@ def test_one_bad_read_does_not_halt(store):
 
 
 def test_reward_collapse_trips_when_configured(store, pipeline_home):
-    (pipeline_home / "config.toml").write_text("[guardrails]\nmax_reward_drop = 0.5\nbreaker_consecutive_ticks = 1\n")
+    (pipeline_home / "config.toml").write_text("[guardrails]\nbreaker_on_reward_collapse = true\n"
+                                               "breaker_consecutive_ticks = 1\n[reward.collapse]\ndrop_std = 1.0\n"
+                                               "min_drop = 0.5\n")
     now = datetime.now(UTC)
-    # a good baseline an hour ago, a collapse in the last 15 minutes
-    history(store, runs=30, reward=1.0, span_s=1800, now=now - timedelta(minutes=30))
-    history(store, runs=12, reward=-0.2, span_s=600, now=now)
+    # a good baseline over the day before the last hour, a collapse in the last 15 minutes
+    history(store, runs=200, reward=1.0, span_s=20 * 3600, now=now - timedelta(hours=2))
+    history(store, runs=22, reward=-0.2, span_s=600, now=now)
     result = tick()
     kill = KillSwitch(default_path())
     assert kill.state is KillSwitchState.HALTED and "mean reward fell" in kill.reason, _skip_text(result)

@@ -52,8 +52,10 @@ EVENTS_FRESH = dg.AssetCheckSpec(
     description="The newest agent event is at most freshness_hours old (agents are running and being recorded).")
 REWARD_COLLAPSE = dg.AssetCheckSpec(
     "reward_collapse", asset=REWARD_DISTRIBUTIONS, blocking=True,
-    description="Fails when an agent's last-hour mean reward fell below its last-week mean by more than "
-                "max(collapse_drop_std x std, collapse_min_drop); allocation must not build on it.")
+    description="Fails when an agent's reward collapsed by the rule of [reward.collapse], judged on the repriced "
+                "rewards: its last-hour mean below its last-week mean by more than max(drop_std x std, min_drop) "
+                "over at least min_runs runs in each window, or below floor when set; allocation must not build "
+                "on it.")
 DISTRIBUTIONS_FINITE = dg.AssetCheckSpec(
     "distributions_finite", asset=REWARD_DISTRIBUTIONS, blocking=True,
     description="No infinite statistic in reward_distributions.")
@@ -172,7 +174,7 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
         return dg.MaterializeResult(
             metadata=metadata,
             check_results=[
-                _check(REWARD_COLLAPSE, checks.reward_collapse(frame, config.history)),
+                _check(REWARD_COLLAPSE, checks.reward_collapse(frame, config.collapse)),
                 _check(DISTRIBUTIONS_FINITE, checks.finite_distributions(frame)),
             ],
         )

@@ -32,8 +32,9 @@ def build_circuit_breaker(cfg: GuardrailConfig) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Reads the live runs in agent_events (read-only, bounded wait; imported history never "
                     "counts) every 20 s: at least min_errors_for_error_rate failed runs making an error rate above "
-                    "max_error_rate_5m over the last 5 minutes (all agents together or any one agent), or a reward "
-                    "collapse (floor / drop against baseline, when configured), for breaker_consecutive_ticks ticks "
+                    "max_error_rate_5m over the last 5 minutes (all agents together or any one agent), or (with "
+                    "breaker_on_reward_collapse) an agent's reward collapse by the rule of [reward.collapse] on its "
+                    "live runs' own rewards, for breaker_consecutive_ticks ticks "
                     "in a row trips the persisted kill switch with the measured numbers in its reason. Never clears "
                     "it. Every no-op tick says why in its skip reason.",
     )
@@ -52,8 +53,10 @@ def build_circuit_breaker(cfg: GuardrailConfig) -> dg.SensorDefinition:
         rate = "n/a" if reading.error_rate is None else f"{reading.error_rate:.2f}"
         numbers = (f"{reading.errors}/{reading.events} live runs failed in the last {cfg.error_window_sec:g} s "
                    f"(rate {rate}, limit {cfg.max_error_rate_5m:g} once at least {cfg.min_errors_for_error_rate} "
-                   f"failed); mean reward {reading.reward_mean} over {reading.reward_n}, baseline "
-                   f"{reading.baseline_mean} over {reading.baseline_n}")
+                   f"failed)")
+        if cfg.breaker_on_reward_collapse:
+            numbers += (f"; mean reward {reading.reward_mean} over {reading.reward_n} runs in the last hour, "
+                        f"{reading.baseline_mean} over {reading.baseline_n} in the last week")
         if reading.events < cfg.min_events_for_error_rate:
             numbers += f" (too few runs to judge the error rate: fewer than {cfg.min_events_for_error_rate})"
         elif reading.errors < cfg.min_errors_for_error_rate:

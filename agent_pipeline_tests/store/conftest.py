@@ -22,7 +22,3 @@ def address(store) -> str:
     """What another process passes to ``Store(...)`` to reach the same store."""
     return getattr(store, "url", None) or str(store.path)
 
-
-def only_duckdb(store, why: str) -> None:
-    if getattr(store, "url", None):
-        pytest.skip(f"DuckDB file only: {why}")

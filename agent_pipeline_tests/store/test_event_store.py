@@ -11,7 +11,7 @@ import pytest
 from agent_pipeline.store import AgentEvent, Store, StoreBusy, append_event, append_frame, database_errors, read_events
 from agent_pipeline.store.events import EVENTS, events_frame
 from agent_pipeline.store.migrations import current_version, migrate
-from agent_pipeline_tests.store.conftest import address, only_duckdb
+from agent_pipeline_tests.store.conftest import address
 
 
 @pytest.fixture
@@ -75,8 +75,8 @@ def test_bulk_append_skips_event_ids_already_stored(store):
         append_frame(store, frame.drop(columns=["run_id"]))
 
 
-def test_readers_get_a_bounded_wait_while_the_store_is_held(store):
-    only_duckdb(store, "PostgreSQL's readers never wait on a writer (next test)")
+def test_readers_of_the_file_get_a_bounded_wait_while_the_store_is_held(pipeline_home):
+    store = Store.at_home(pipeline_home)  # PostgreSQL's readers never wait on a writer (next test)
     append_event(store, event(1))
     with store.connect():
         with pytest.raises(StoreBusy, match="store busy"):
@@ -84,9 +84,8 @@ def test_readers_get_a_bounded_wait_while_the_store_is_held(store):
                 pass
 
 
-def test_readers_of_the_database_see_committed_rows_while_a_writer_holds_the_store(store):
-    if not getattr(store, "url", None):
-        pytest.skip("PostgreSQL only: a DuckDB file lets one process in at a time")
+def test_readers_of_the_database_see_committed_rows_while_a_writer_holds_the_store(postgres_url):
+    store = Store(postgres_url)  # a DuckDB file lets one process in at a time (previous test)
     append_event(store, event(1))
     with store.connect() as writer:
         writer.execute("BEGIN")

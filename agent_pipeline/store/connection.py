@@ -10,7 +10,10 @@ lock) and ``has_table``. They never import a database driver. ``Store(path_or_ur
 listed in ``BACKENDS`` under its URL scheme.
 
 Domain SQL keeps to a portable subset where that is cheap: ``?`` parameters, ``INSERT ... ON CONFLICT DO
-NOTHING``, explicit GROUP BY lists, ``information_schema`` for what exists. What remains DuckDB-specific:
+NOTHING``, explicit GROUP BY lists, ``information_schema`` for what exists. The PostgreSQL backend
+(``store/postgres.py``) translates the rest of what the domains write (types, ``$name`` parameters, ``INSERT OR
+REPLACE``, ``GROUP BY ALL``, the row functions below) and runs the rolling distributions in DuckDB over a bounded
+copy (``analytical``). What remains DuckDB-specific, as written:
 
 - connections follow DuckDB's Python API (``execute(sql, params)`` returning a result with ``fetchone``,
   ``fetchall`` and ``df``), which ``query_df`` and the DuckDB backend's ``insert_frame`` (``register``) rely on;

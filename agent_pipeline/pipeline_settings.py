@@ -9,7 +9,8 @@ applies the pipeline's own defaults where they differ from the bare code default
 
 - ``[guardrails]``: the two-person rule is on and every exposure limit left unset gets its safe default
   (``GuardrailConfig()`` alone keeps the prototype's behaviour);
-- ``$AGENT_PIPELINE_PUSHGATEWAY_URL``, when set, wins over ``[metrics] gateway_url``.
+- ``$AGENT_PIPELINE_PUSHGATEWAY_URL``, when set, wins over ``[metrics] gateway_url``;
+- ``$AGENT_PIPELINE_STORE_URL``, when set, wins over ``[store] url`` (the store's location: ``store_location``).
 
 Keys that name an agent (``AGENT_KEYED``: ``[allocation] min_runs`` and ``max_runs``, ``[tick]
 agent_concurrency_overrides``) must name a registered
@@ -37,6 +38,7 @@ from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfi
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.settings import CONFIG_FILE, ConfigError, load_config, pipeline_home
 from agent_pipeline.store import DB_FILE
+from agent_pipeline.store.config import STORE_URL_ENV, StoreConfig
 from agent_pipeline.store.importer import OLDEST_ACCEPTED
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
 from agent_pipeline.trading.kill_switch import STATE_FILE as KILL_SWITCH_FILE
@@ -50,6 +52,7 @@ TABLES: dict[str, type] = {
     "execution": ExecutionConfig,
     "metrics": MetricsConfig,
     "tick": TickConfig,
+    "store": StoreConfig,
 }
 TOP_LEVEL_KEYS = ("builtin_agents", "agents", *TABLES)
 
@@ -107,6 +110,7 @@ class Settings:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tick: TickConfig = field(default_factory=TickConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
 
     def __post_init__(self) -> None:
@@ -139,6 +143,10 @@ class Settings:
         if env.get(GATEWAY_ENV):
             metrics = MetricsConfig.from_table({**metrics.as_table(), "gateway_url": env[GATEWAY_ENV]},
                                                where=f"${GATEWAY_ENV} ([metrics])")
+        store = StoreConfig.from_table(tables["store"])
+        if env.get(STORE_URL_ENV):
+            store = StoreConfig.from_table({**store.as_table(), "url": env[STORE_URL_ENV]},
+                                           where=f"${STORE_URL_ENV} ([store])")
         settings = cls(
             home=pipeline_home(home),
             market=MarketConfig.from_table(tables["market"]),
@@ -148,6 +156,7 @@ class Settings:
             execution=ExecutionConfig.from_table(tables["execution"]),
             metrics=metrics,
             tick=TickConfig.from_table(tables["tick"]),
+            store=store,
             agents=AgentsConfig.from_document(document.get("builtin_agents", True), document.get("agents", [])),
         )
         check_agent_names({name: getattr(settings, name) for name in TABLES}, settings.agents)
@@ -156,7 +165,13 @@ class Settings:
 
     @property
     def store_path(self) -> Path:
+        """The embedded DuckDB file of the home (the store unless ``[store] url`` names another)."""
         return self.home / DB_FILE
+
+    @property
+    def store_location(self) -> str:
+        """What ``Store(...)`` opens: the configured URL, else the home's DuckDB file."""
+        return self.store.url or str(self.store_path)
 
     @property
     def kill_switch_path(self) -> Path:

@@ -47,7 +47,7 @@ def _import(args: argparse.Namespace, settings) -> int:
     if progress:
         print(f"reading and checking {args.path} ...", file=sys.stderr, flush=True)
     try:
-        report = import_events(Store(settings.store_path) if settings else Store.at_home(), args.path,
+        report = import_events(Store(settings.store_location) if settings else Store.at_home(), args.path,
                                progress=progress)
     except ImportFileError as exc:
         print(f"agent-pipeline import-events: {exc}", file=sys.stderr)

@@ -1,6 +1,9 @@
 """``agent-pipeline kill-switch status|trip|reduce|clear``: operate the persisted kill switch.
 
-The switch is a file under $AGENT_PIPELINE_HOME, so these commands work while the pipeline is writing DuckDB.
+The switch is a file under $AGENT_PIPELINE_HOME, so these commands work while the pipeline is writing DuckDB;
+with a shared store (``[store] url`` or ``$AGENT_PIPELINE_STORE_URL`` naming a database) it is the table in that
+database that every host's gate reads. A config.toml that does not load never stops a trip: the environment
+variable still applies, else the file of the home is used, with a warning.
 Trip, reduce and clear require ``--reason``; every one of them is an audit row with who (claimed, and the OS
 account), when and why. A reduce or clear that cannot be made (damaged lock, audit log not writable) changes
 nothing and exits 2 with a sentence saying why (so does one that was written but does not read as asked, e.g.
@@ -14,8 +17,27 @@ import argparse
 import json
 import sys
 
+from agent_pipeline.settings import ConfigError
 from agent_pipeline.trading.kill_switch import _default_actor, default_path
-from agent_pipeline.trading.kill_switch_anchor import anchored_switch
+from agent_pipeline.trading.kill_switch_store import kill_switch_for
+
+
+def _switch():
+    """The switch the gates of the configured store read."""
+    from agent_pipeline.pipeline_settings import Settings
+
+    try:
+        settings = Settings.load()
+    except ConfigError as exc:
+        print(f"agent-pipeline kill-switch: warning: config.toml does not load ({exc}); using the store named by "
+              f"the environment, else the file of the home", file=sys.stderr)
+        try:
+            settings = Settings.from_document({})
+        except ConfigError as env_exc:
+            print(f"agent-pipeline kill-switch: warning: {env_exc}", file=sys.stderr)
+            return kill_switch_for("", default_path())
+    location = settings.store.url  # empty: the embedded DuckDB file, whose switch is the file of the home
+    return kill_switch_for(location, default_path())
 
 
 def _unreadable(status, rows: list[dict]) -> str:
@@ -28,7 +50,7 @@ def _unreadable(status, rows: list[dict]) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     """Print the state and the latest audit rows; exit 1 (with a sentence) when either cannot be read."""
-    kill = anchored_switch(default_path())
+    kill = _switch()
     status = kill.status()
     rows = kill.audit(args.audit)
     problem = _unreadable(status, rows)
@@ -42,7 +64,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"reason:      {status.reason}")
     if status.by:
         print(f"by:          {status.by} at {status.at}")
-    print(f"file:        {kill.path}")
+    print(f"{'file:' if str(kill.path).startswith('/') else 'store:':12} {kill.path}")
     if rows:
         print("audit (latest last):")
         for row in rows:
@@ -59,7 +81,7 @@ def _change(action: str):
         reason = (args.reason or "").strip()
         if not reason:
             raise ValueError(f"kill-switch {action} needs --reason")
-        status = getattr(anchored_switch(default_path()), action)(reason, by=args.by or _default_actor())
+        status = getattr(_switch(), action)(reason, by=args.by or _default_actor())
         print(f"kill switch: {status.state.value} ({status.reason})")
         for problem in status.problems:
             print(f"agent-pipeline kill-switch {action}: warning: {problem}", file=sys.stderr)

@@ -134,7 +134,7 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
     today = trading_date(datetime.fromtimestamp(clock(), UTC))
     known = known_agents(agents)
     snap = Snapshot(taken_at=clock())
-    if store.path.exists():
+    if store.exists():
         with store.connect(timeout_s=timeout_s) as conn:
             snap.agents = {agent: t for agent, t in rollup.update_rollup(store, conn, now=now).items()
                            if t.has_live or agent in known}
@@ -149,11 +149,11 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
 
 
 def files_and_freshness(home: Path, snapshot: Snapshot | None, *, fresh: bool, now: float,
-                        expectations=None) -> list[Sample]:
+                        expectations=None, store: Store | None = None) -> list[Sample]:
     """What each exposition reads now beside the store's snapshot: the kill switch, the configured thresholds
     (``expectations``, a ``metrics.config.AlertInputs`` from the settings; None gives none), and how old the
     snapshot is (no age without one)."""
-    out = [*domain_tables.kill_switch(home),
+    out = [*domain_tables.kill_switch(home, store),
            *domain_tables.configured_expectations(expectations, snapshot.samples if snapshot else ()),
            Sample("agent_pipeline_metrics_snapshot_fresh", (), 1.0 if fresh else 0.0)]
     if snapshot is not None:
@@ -175,7 +175,7 @@ class StoreCollector:
                  timeout_s: float = DEFAULT_STORE_TIMEOUT_S, answer_within_s: float | None = None,
                  agents: Iterable[str] | None = None, extra=None, expectations=None):
         self.store = store or Store.at_home(home)
-        self.home = home or self.store.path.parent
+        self.home = home or getattr(self.store, "path", None) and self.store.path.parent
         self.timeout_s = timeout_s
         self.answer_within_s = answer_within_s
         self.agents = tuple(sorted(known_agents(agents)))
@@ -228,7 +228,8 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         snap, fresh = self.store_values()
-        extra = [*files_and_freshness(self.home, snap, fresh=fresh, now=time.time(), expectations=self.expectations),
+        extra = [*files_and_freshness(self.home, snap, fresh=fresh, now=time.time(), expectations=self.expectations,
+                                      store=self.store),
                  *(self.extra() if self.extra else ())]
         yield from snap.families(extra) if snap is not None else families({}, extra)
 

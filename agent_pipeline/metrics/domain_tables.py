@@ -180,11 +180,24 @@ def _reader(path: Path, key: str) -> KillSwitch:
     return KillSwitch(path, key=key.encode())
 
 
-def kill_switch(home: Path) -> list[Sample]:
+@functools.lru_cache(maxsize=8)
+def _database_reader(url: str, key: str):
+    # one reader (and its one connection) per database and key for the life of the process, as for the file
+    from agent_pipeline.store import Store
+    from agent_pipeline.trading.kill_switch_store import DatabaseKillSwitch
+
+    return DatabaseKillSwitch(Store(url), key=key.encode())
+
+
+def kill_switch(home: Path, store=None) -> list[Sample]:
     """The persisted kill switch, read through the trading domain's reader, which fails closed (a missing,
-    damaged, forged or special file reads HALTED). Should the reader itself fail, the export says HALTED too."""
+    damaged, forged or special file reads HALTED). Should the reader itself fail, the export says HALTED too.
+    A shared store's switch is the one in its database (``store.shared``), which every host's gate reads."""
     try:
-        status = _reader(default_path(home), secret(KEY_ENV)).status()  # the key may have been taken from env
+        key = secret(KEY_ENV)  # the key may have been taken from the environment at start
+        shared = store is not None and store.shared
+        reader = _database_reader(store.url, key) if shared else _reader(default_path(home), key)
+        status = reader.status()
         state, enabled = status.state.value, status.enabled
     except Exception as exc:  # never "ACTIVE" for a switch nobody could read
         log.warning("metrics: kill switch unreadable (%s); exported as HALTED", exc)

@@ -612,6 +612,11 @@ _STAGING = ("_imp_new", "_imp_matched", "_imp_parsed", "_imp_dups", "_imp_lines"
 
 def import_events(store: Store, path: str | os.PathLike[str], *, progress: Progress | None = None) -> ImportReport:
     """Import one events.jsonl file; raise ImportFileError (changing nothing) when it cannot be imported."""
+    if store.shared:  # the import is DuckDB SQL over the store's own tables
+        raise ImportFileError(f"import-events works on a DuckDB file store only (it runs DuckDB's file readers "
+                              f"over the store's tables), not on {store.location}: import the history into the "
+                              f"DuckDB file before moving the store into the database with `agent-pipeline store "
+                              f"copy --from <that file> --to <the database URL>`")
     started = datetime.now(UTC)
     source = Path(path).expanduser().resolve()
     facts = _check_file(source)

@@ -57,7 +57,7 @@ from agent_pipeline.trading.guardrails import (
     TradeGuardrails,
 )
 from agent_pipeline.trading.kill_switch import KillSwitch, default_path
-from agent_pipeline.trading.kill_switch_anchor import anchored_switch
+from agent_pipeline.trading.kill_switch_store import kill_switch_for
 from agent_pipeline.trading.market_facts import MarketSnapshot, measure_order
 from agent_pipeline.trading.reasons import Reason
 from agent_pipeline.trading.store_state import StoreGateState
@@ -157,7 +157,7 @@ class ExecutionLayer:
         # the safe defaults apply whatever the caller passed: a limit can be loosened, never left off
         self.cfg = dataclasses.replace((guardrails or GuardrailConfig()).with_safe_defaults(), require_order_key=True)
         self.exec_cfg = execution or ExecutionConfig()
-        self.kill = kill_switch if kill_switch is not None else anchored_switch(default_path(), store)
+        self.kill = kill_switch if kill_switch is not None else kill_switch_for(store, default_path())
         self._clock = clock or (lambda: datetime.now(UTC))
         self.state = StoreGateState(store, self.cfg, timeout_s=self.exec_cfg.lock_timeout_s)
         self.guardrails = TradeGuardrails(self.cfg, self.kill, state=self.state, clock=self._clock, environ=environ,

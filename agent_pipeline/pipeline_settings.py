@@ -9,7 +9,12 @@ applies the pipeline's own defaults where they differ from the bare code default
 
 - ``[guardrails]``: the two-person rule is on and every exposure limit left unset gets its safe default
   (``GuardrailConfig()`` alone keeps the prototype's behaviour);
-- ``$AGENT_PIPELINE_PUSHGATEWAY_URL``, when set, wins over ``[metrics] gateway_url``.
+- ``$AGENT_PIPELINE_PUSHGATEWAY_URL``, when set, wins over ``[metrics] gateway_url``;
+- ``$AGENT_PIPELINE_STORE_URL``, when set, wins over ``[store] url`` (the store's location: ``store_location``).
+
+Keys that name an agent (``AGENT_KEYED``: ``[allocation] min_runs`` and ``max_runs``, ``[tick]
+agent_concurrency_overrides``) must name a registered
+agent (enabled or not): a misspelt name would leave that agent at its default without a word.
 
 Domain packages never import this module (a test checks it): they take the config objects as arguments.
 """
@@ -20,17 +25,21 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from agent_pipeline.agents.config import AgentsConfig, AgentSpec
 from agent_pipeline.allocation.config import AllocationConfig
-from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, reject_unknown, rules
+from agent_pipeline.allocation.tick_config import TickConfig
+from agent_pipeline.config_fields import NESTED, NESTED_MAP, ConfigTable, closest, reject_unknown, rules
 from agent_pipeline.market.config import MarketConfig
 from agent_pipeline.metrics.config import GATEWAY_ENV, AlertInputs, MetricsConfig
 from agent_pipeline.reward.config import RewardConfig
 from agent_pipeline.settings import CONFIG_FILE, ConfigError, load_config, pipeline_home
 from agent_pipeline.store import DB_FILE
+from agent_pipeline.store.config import STORE_URL_ENV, StoreConfig
+from agent_pipeline.store.importer import OLDEST_ACCEPTED
 from agent_pipeline.trading.config import ExecutionConfig, GuardrailConfig
 from agent_pipeline.trading.kill_switch import STATE_FILE as KILL_SWITCH_FILE
 
@@ -42,8 +51,43 @@ TABLES: dict[str, type] = {
     "guardrails": GuardrailConfig,
     "execution": ExecutionConfig,
     "metrics": MetricsConfig,
+    "tick": TickConfig,
+    "store": StoreConfig,
 }
 TOP_LEVEL_KEYS = ("builtin_agents", "agents", *TABLES)
+
+# The (table, key) maps whose keys are agent names, checked against the registry at load.
+AGENT_KEYED: tuple[tuple[str, str], ...] = (("allocation", "min_runs"), ("allocation", "max_runs"),
+                                            ("tick", "agent_concurrency_overrides"))
+
+
+def check_agent_names(tables: Mapping[str, ConfigTable], agents: AgentsConfig) -> None:
+    """Every agent-keyed map names registered agents only; ConfigError names the entry and the closest agent."""
+    registered = [spec.name for spec in agents.specs()]
+    for table, key in AGENT_KEYED:
+        for name in getattr(tables[table], key):
+            if name in registered:
+                continue
+            hint = closest(name, registered)
+            raise ConfigError(f"[{table}] {key}.{name}: no agent {name!r} is registered"
+                              + (f"; did you mean {hint!r}?" if hint else "")
+                              + f" (registered: {', '.join(registered) or 'none'})")
+
+
+def check_history_start(history_start: str | None, today: date | None = None) -> None:
+    """The first agent_rewards partition cannot be after today (UTC): no partition would exist, and nothing would
+    be priced; nor before the oldest time an event may have (tens of thousands of empty daily partitions). Unset,
+    the partitions start on the first stored event's day."""
+    if history_start is None:
+        return
+    today = today or datetime.now(UTC).date()
+    if date.fromisoformat(history_start) < OLDEST_ACCEPTED.date():
+        raise ConfigError(f"[reward.history] history_start {history_start} is before "
+                          f"{OLDEST_ACCEPTED.date().isoformat()}, the oldest time an event may have")
+    if date.fromisoformat(history_start) > today:
+        raise ConfigError(f"[reward.history] history_start {history_start} is in the future (today is "
+                          f"{today.isoformat()} UTC); it is the first day of agent_rewards")
+
 
 # "On in the pipeline, off in the bare code default": applied under the user's own [guardrails] values.
 PIPELINE_GUARDRAILS: dict[str, Any] = {"require_approval": True}
@@ -65,6 +109,8 @@ class Settings:
     guardrails: GuardrailConfig = field(default_factory=pipeline_guardrails)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tick: TickConfig = field(default_factory=TickConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
 
     def __post_init__(self) -> None:
@@ -97,7 +143,11 @@ class Settings:
         if env.get(GATEWAY_ENV):
             metrics = MetricsConfig.from_table({**metrics.as_table(), "gateway_url": env[GATEWAY_ENV]},
                                                where=f"${GATEWAY_ENV} ([metrics])")
-        return cls(
+        store = StoreConfig.from_table(tables["store"])
+        if env.get(STORE_URL_ENV):
+            store = StoreConfig.from_table({**store.as_table(), "url": env[STORE_URL_ENV]},
+                                           where=f"${STORE_URL_ENV} ([store])")
+        settings = cls(
             home=pipeline_home(home),
             market=MarketConfig.from_table(tables["market"]),
             reward=RewardConfig.from_table(tables["reward"]),
@@ -105,12 +155,23 @@ class Settings:
             guardrails=pipeline_guardrails(tables["guardrails"]),
             execution=ExecutionConfig.from_table(tables["execution"]),
             metrics=metrics,
+            tick=TickConfig.from_table(tables["tick"]),
+            store=store,
             agents=AgentsConfig.from_document(document.get("builtin_agents", True), document.get("agents", [])),
         )
+        check_agent_names({name: getattr(settings, name) for name in TABLES}, settings.agents)
+        check_history_start(settings.reward.history.history_start)
+        return settings
 
     @property
     def store_path(self) -> Path:
+        """The embedded DuckDB file of the home (the store unless ``[store] url`` names another)."""
         return self.home / DB_FILE
+
+    @property
+    def store_location(self) -> str:
+        """What ``Store(...)`` opens: the configured URL, else the home's DuckDB file."""
+        return self.store.url or str(self.store_path)
 
     @property
     def kill_switch_path(self) -> Path:

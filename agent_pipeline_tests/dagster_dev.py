@@ -57,8 +57,11 @@ class DagsterDev:
 
 @contextmanager
 def running_dagster_dev(workdir: Path, pipeline_home: Path, extra_env: dict | None = None,
-                        timeout_s: float = 180) -> Iterator[DagsterDev]:
-    """`dagster dev` on a free loopback port with its own DAGSTER_HOME, up once /server_info answers."""
+                        timeout_s: float = 180, launcher: tuple[str, ...] = ()) -> Iterator[DagsterDev]:
+    """`dagster dev` on a free loopback port with its own DAGSTER_HOME, up once /server_info answers.
+
+    ``launcher`` goes before the command, as `make run` puts ``bash ops/run-dev.sh`` before it; SIGTERM to the
+    whole session stops both."""
     dagster_home = workdir / "dagster_home"
     dagster_home.mkdir(exist_ok=True)
     port = free_port()
@@ -66,7 +69,8 @@ def running_dagster_dev(workdir: Path, pipeline_home: Path, extra_env: dict | No
            **(extra_env or {})}
     log_path = workdir / "dagster_dev.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen([str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        proc = subprocess.Popen([*launcher, str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
+                                 "-p", str(port)],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     dev = DagsterDev(port, proc, log_path)
     try:
@@ -85,7 +89,7 @@ def running_dagster_dev(workdir: Path, pipeline_home: Path, extra_env: dict | No
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

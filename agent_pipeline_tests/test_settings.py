@@ -319,16 +319,20 @@ def test_the_allocation_cron_and_the_scheduler_sensors_use_the_same_period(pipel
     write(pipeline_home, "[allocation]\nperiod_minutes = 30\n")
     defs = build_location(Settings.load())
     repo = defs.get_repository_def()
-    assert repo.get_schedule_def("allocator_quotas_schedule").cron_schedule == "*/30 * * * *"
+    quotas = defs.resolve_assets_def("allocator_quotas")
+    assert "*/30 * * * *" in quotas.automation_conditions_by_key[quotas.key].get_label()
     write(pipeline_home, "[allocation]\nperiod_minutes = 60\n")  # an edit after load changes neither
     period = period_start_for(datetime.now(UTC), 30)
     _decide(store, {"momentum": 2}, period)
     monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=16))
-    sensor = repo.get_sensor_def("agent_scheduler__momentum")
+    sensor = repo.get_sensor_def("agent_tick_sensor")
     result = sensor(dg.build_sensor_context(resources=defs.resources))
     # a 30-minute period: both slots (minute 0 and 15) are due at minute 16, under the 30-minute period's key
-    assert [r.tags["allocation/period"] for r in result.run_requests] == [period.isoformat()] * 2
-    assert repo.get_schedule_def("allocator_quotas_schedule").cron_schedule == "*/30 * * * *"
+    (request,) = result.run_requests
+    assert request.tags["allocation/period"] == period.isoformat()
+    assert len(request.run_config["ops"]["plan_tick"]["config"]["slots"]) == 2
+    quotas = defs.resolve_assets_def("allocator_quotas")
+    assert "*/30 * * * *" in quotas.automation_conditions_by_key[quotas.key].get_label()
 
 
 def test_an_agent_run_prices_with_the_settings_the_location_loaded(pipeline_home, store):

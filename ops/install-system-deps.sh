@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages that `make run` starts beside dagster dev and the integration tests start for real:
-# Prometheus (with promtool) and the Pushgateway, from Debian's packages. Does nothing when they are already there;
+# Prometheus (with promtool) and the Pushgateway, and PostgreSQL (the shared store's tests start their own server
+# from its binaries under /usr/lib/postgresql/<major>/bin), from Debian's packages. Does nothing when they are already there;
 # says what is missing and fails when apt-get is not available (`make run` then continues without them).
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

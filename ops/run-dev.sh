@@ -96,6 +96,9 @@ fi
 if [ -n "${AGENT_PIPELINE_PUSHGATEWAY_URL:-}" ]; then say "pushing metrics to $AGENT_PIPELINE_PUSHGATEWAY_URL"; fi
 if [ -n "$interrupted" ]; then exit 130; fi  # interrupted while the stack started: no dagster dev
 
+# `dagster dev` says `dg dev` supersedes it; dg is not a dependency of this project, so that warning only adds noise.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Function \`dev_command\` is superseded"
+
 # Job control puts dagster dev in a process group of its own, where a Ctrl-C meant for make reaches it only through
 # forward(), and keeps SIGINT at its default there (a plain background job of a script starts with it ignored).
 set -m

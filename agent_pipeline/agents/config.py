@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent_pipeline.agent_names import NAME_PATTERN, NAME_RULE
 from agent_pipeline.agents.builtin import BUILTIN_REFS
 from agent_pipeline.agents.protocol import AgentKind
 from agent_pipeline.config_fields import BOOL, NUMBER, TABLE, TEXT, ConfigTable, setting
@@ -29,7 +30,6 @@ from agent_pipeline.settings import ConfigError
 DEFAULT_TIMEOUT_SEC = 30.0
 MAX_TIMEOUT_SEC = 3_600.0  # a run longer than an hour is a hung run, whatever the agent does
 KINDS = tuple(k.value for k in AgentKind)
-NAME_PATTERN = r"[a-z][a-z0-9_]{0,62}"
 REF_PATTERN = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
 
 
@@ -45,7 +45,7 @@ class AgentSpec(ConfigTable):
     ERROR = AgentRegistryError
 
     name: str = setting(kind=TEXT, pattern=NAME_PATTERN, doc="unique; names its jobs and ops",
-                        pattern_doc="be lowercase letters, digits and _ (starting with a letter, at most 63)")
+                        pattern_doc=f"be {NAME_RULE}")
     ref: str = setting(kind=TEXT, pattern=REF_PATTERN, pattern_doc="look like 'package.module:callable'",
                        doc="a class (built with params), an agent object, or a function(ctx)")
     kind: str | None = setting(None, TEXT, optional=True, choices=KINDS,
@@ -59,9 +59,11 @@ class AgentSpec(ConfigTable):
     description: str = setting("", TEXT, doc="free text")
 
     def fingerprint(self) -> str:
-        """Identity of the strategy's code reference and configuration (what an approval is bound to)."""
-        body = json.dumps({"ref": self.ref, "kind": self.kind, "strategy": self.strategy, "params": self.params},
-                          sort_keys=True, default=str)
+        """Identity of the agent (its name), its code reference and configuration: what an approval and the
+        built-ins' exemption are bound to, so another agent with the same code, or a user agent named like a
+        built-in, inherits neither."""
+        body = json.dumps({"name": self.name, "ref": self.ref, "kind": self.kind, "strategy": self.strategy,
+                           "params": self.params}, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()
 
 

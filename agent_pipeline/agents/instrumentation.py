@@ -36,8 +36,9 @@ from typing import Any
 from agent_pipeline import output_bounds
 from agent_pipeline.agents.protocol import AgentContext, AgentResult
 from agent_pipeline.agents.registry import LoadedAgent
-from agent_pipeline.numbers import finite_number
+from agent_pipeline.numbers import finite_number, real_number
 from agent_pipeline.reward import RewardConfig, score_output
+from agent_pipeline.safe_text import utf8_safe
 from agent_pipeline.store.events import AgentEvent
 
 MAX_ABANDONED_PER_AGENT = 2
@@ -59,13 +60,23 @@ class AgentThreadLimit(RuntimeError):
 
 
 def _number_or_error(item: dict, key: str, where: str) -> None:
+    """The gate's meaning of a number (``agent_pipeline.numbers``): numpy, Decimal and Fraction are numbers, a
+    bool (Python's or numpy's) is not, and the value must be finite."""
     if key not in item:
         return
     value = item[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AgentOutputError(f"{where}[{key!r}] must be a number, got {value!r}")
+    if real_number(value) is None:
+        raise AgentOutputError(f"{where}[{key!r}] must be a number, got {type(value).__name__} {value!r:.40}")
     if finite_number(value) is None:
-        raise AgentOutputError(f"{where}[{key!r}] must be finite, got {value!r}")
+        raise AgentOutputError(f"{where}[{key!r}] must be finite, got {value!r:.40}")
+
+
+def _json_default(value: Any) -> Any:
+    """How an output's values that JSON does not know are stored: real numbers as floats (so a numpy or
+    Decimal notional stays a number for the gate; a NaN among them then fails ``allow_nan=False``), the rest
+    as text."""
+    number = real_number(value)
+    return number if number is not None else str(value)
 
 
 def _within_output_bounds(output: Any, text: str | None = None) -> None:
@@ -90,7 +101,7 @@ def normalize_result(raw: Any) -> tuple[list[dict[str, Any]], float | None]:
         for key in ("profit_pct", "notional_usd", "expected_edge_bps", "confidence", "data_age_sec"):
             _number_or_error(item, key, f"output[{i}]")
     try:
-        text = json.dumps(output, allow_nan=False, default=str)
+        text = json.dumps(output, allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise AgentOutputError(f"output is not JSON-serialisable: {exc}") from exc
     _within_output_bounds(output, text)
@@ -185,13 +196,15 @@ def _leave_behind(agent: LoadedAgent, attempt: _Attempt) -> None:
 
 # -- one run, one event -----------------------------------------------------------------------------------------
 def _max_data_age(output: list[dict[str, Any]]) -> float | None:
-    ages = [float(o["data_age_sec"]) for o in output if isinstance(o.get("data_age_sec"), (int, float))]
+    ages = [age for o in output if (age := finite_number(o.get("data_age_sec"))) is not None]
     return max(ages) if ages else None
 
 
 def _detached(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plain JSON data (the stored form), so nothing downstream calls back into the agent's objects."""
-    return json.loads(json.dumps(output, allow_nan=False, default=str))
+    """Plain JSON data (the stored form), so nothing downstream calls back into the agent's objects; text
+    that is not valid Unicode (a lone surrogate such as ``"\\ud800"``) is escaped, so the event can be written."""
+    return utf8_safe(json.loads(json.dumps(output, allow_nan=False, default=_json_default)))
+
 
 
 def _must_propagate(error: BaseException, in_agent_thread: bool) -> bool:
@@ -258,7 +271,7 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
     propagate = None if error is None else (error if _must_propagate(error, in_agent_thread) else None)
     if record is not None:
         try:
-            record(event)
+            event = _record_or_fallback(record, event, agent, run_id, started, latency, source)
         except BaseException as exc:
             if propagate is None:
                 raise
@@ -266,6 +279,24 @@ def run_and_record(agent: LoadedAgent, prepare: Prepare, *, run_id: str,
     if propagate is not None:
         raise propagate
     return AgentRun(event, attempt.thread_running)
+
+
+def _record_or_fallback(record: Callable[[AgentEvent], None], event: AgentEvent, agent: LoadedAgent, run_id: str,
+                        started: datetime, latency: float | None, source: str) -> AgentEvent:
+    """Store the event; if the store refuses it (text it cannot encode, a value it cannot convert), store a
+    failed-run event in its place that says why, without the output: every run leaves an event. A store that
+    refuses that too (it is down) raises."""
+    try:
+        record(event)
+        return event
+    except Exception as exc:  # noqa: BLE001 - the event's content was refused: the fallback says why
+        refused = exc
+    fallback = error_event(agent, run_id, refused, started, latency or 0.0, source=source,
+                           note="the run's own event could not be stored"
+                                + (f"; the run had failed with {event.error}" if event.error else ""))
+    fallback = dataclasses.replace(fallback, error=utf8_safe(fallback.error))
+    record(fallback)
+    return fallback
 
 
 def run_instrumented(agent: LoadedAgent, ctx: AgentContext, reward_config: RewardConfig,
@@ -311,14 +342,7 @@ def error_event(agent: LoadedAgent, run_id: str, error: BaseException, started: 
     text = f"{name}: {message}" if message else name
     if note:
         text = f"{text} ({note})"
-    return AgentEvent(run_id=run_id, agent=agent.spec.name, strategy=_label(agent, "strategy"),
-                      kind=_label(agent, "kind"), started_at=started, latency_seconds=latency, source=source,
+    return AgentEvent(run_id=run_id, agent=agent.spec.name, strategy=agent.strategy,
+                      kind=agent.kind, started_at=started, latency_seconds=latency, source=source,
                       reward=None, error=text, error_type=name)
 
-
-def _label(agent: LoadedAgent, attr: str) -> str | None:
-    """The agent's strategy or kind; an agent object that broke its own attribute falls back to the spec's."""
-    try:
-        return getattr(agent, attr)
-    except Exception:  # noqa: BLE001 - a failed run's event must still be written
-        return getattr(agent.spec, attr)

@@ -29,22 +29,34 @@ class FunctionAgent:
         return self._fn(ctx)
 
 
+def _plain_label(value: Any) -> str:
+    """A label as an exact ``str``: a str subclass (its own ``__eq__``, ``__str__``) is copied out of it."""
+    return str.__str__(value) if isinstance(value, str) else str.__str__(str(value))
+
+
 @dataclass(frozen=True)
 class LoadedAgent:
+    """A registered agent and the identity it trades under, fixed when it is loaded.
+
+    ``strategy`` and ``kind`` are read once here (the spec's, else the agent object's, else the name) as plain
+    strings: an agent that renames itself while it runs (an attribute set in ``run``, a property answering
+    differently on each read) cannot make its events, its orders or its approvals belong to another strategy.
+    """
+
     spec: AgentSpec
     agent: Agent
+    strategy: str = ""
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        strategy = self.strategy or self.spec.strategy or getattr(self.agent, "strategy", None) or self.spec.name
+        kind = self.kind or self.spec.kind or getattr(self.agent, "kind", None) or AgentKind.SIGNAL
+        object.__setattr__(self, "strategy", _plain_label(strategy))
+        object.__setattr__(self, "kind", _plain_label(kind))
 
     @property
     def name(self) -> str:
         return self.spec.name
-
-    @property
-    def kind(self) -> str:
-        return str(self.agent.kind)
-
-    @property
-    def strategy(self) -> str:
-        return str(self.agent.strategy)
 
 
 def _resolve(spec: AgentSpec) -> Any:

@@ -1,7 +1,8 @@
 """When each run of a period is due: a quota of q runs is spread evenly over the period, the first at its start.
 
-The scheduler sensor asks ``due_slots`` on every tick and launches the slots that came due since its cursor;
-run keys name the agent, the period and the slot, so a repeated tick can never launch a slot twice.
+The tick sensor asks ``due_slots`` (through ``allocation.tick.plan_tick``) on every tick and launches the slots
+that came due since its cursor; a slot's key names the agent, the period and the slot, and its event id derives
+from it, so a slot is stored once however often it is launched.
 """
 
 from __future__ import annotations

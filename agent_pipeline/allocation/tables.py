@@ -89,12 +89,16 @@ def read_recent_rewards(conn, agents: Sequence[str], window: int, until: datetim
         return [], source
     failed = " AND error IS NULL" if source == "agent_events" else ""
     placeholders = ", ".join("?" for _ in agents)
-    rows = conn.execute(
+    rows = conn.execute(  # a ranked subquery rather than QUALIFY: the same SQL on every backend
         f"""
-        SELECT agent, reward FROM {source}
-        WHERE reward IS NOT NULL AND isfinite(reward){failed}
-          AND agent IN ({placeholders}) AND started_at <= ? AND started_at >= ?
-        QUALIFY row_number() OVER (PARTITION BY agent ORDER BY started_at DESC, event_id DESC) <= ?
+        SELECT agent, reward FROM (
+            SELECT agent, reward, started_at, event_id,
+                   row_number() OVER (PARTITION BY agent ORDER BY started_at DESC, event_id DESC) AS recency
+            FROM {source}
+            WHERE reward IS NOT NULL AND isfinite(reward){failed}
+              AND agent IN ({placeholders}) AND started_at <= ? AND started_at >= ?
+        ) AS ranked
+        WHERE recency <= ?
         ORDER BY started_at, event_id
         """,
         [*agents, until, since if since is not None else datetime(1970, 1, 1, tzinfo=UTC), window],

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "agent_pipeline.cli.kill_switch",
     "agent_pipeline.cli.approvals",
     "agent_pipeline.cli.events",
+    "agent_pipeline.cli.store",
 )
 
 

@@ -13,6 +13,7 @@ from agent_pipeline.agents.instrumentation import run_and_record
 from agent_pipeline.cli import REQUIRED
 from agent_pipeline.market import make_market
 from agent_pipeline.store import Store, append_event, read_events
+from agent_pipeline.trading.secrets import take_secrets
 
 LIST_COLUMNS = ("name", "kind", "strategy", "enabled", "timeout_sec", "ref")
 
@@ -41,9 +42,10 @@ def _run(args: argparse.Namespace, settings) -> int:
     specs = settings.agents.enabled()
     if args.name not in specs:
         raise ValueError(f"no agent named {args.name!r}; registered: {sorted(specs)}")
+    take_secrets()  # the keys leave os.environ before the agent's code is imported (trading/secrets.py)
     loaded = build_agent(specs[args.name])  # only this agent's code is imported
     run_id = f"cli:{datetime.now(UTC).isoformat()}"
-    store = Store(settings.store_path)
+    store = Store(settings.store_location)
 
     def prepare():
         market = make_market(settings.market, consumer=loaded.name)
@@ -60,8 +62,8 @@ def _run(args: argparse.Namespace, settings) -> int:
     return 1 if event.error else 0
 
 
-def _events(args: argparse.Namespace) -> int:
-    frame = read_events(Store.at_home(), agent=args.agent)
+def _events(args: argparse.Namespace, settings) -> int:
+    frame = read_events(Store(settings.store_location), agent=args.agent, read_only=True)
     cols = ["started_at", "agent", "reward", "latency_seconds", "cost_usd", "error"]
     print(frame[cols].tail(args.limit).to_string(index=False) if not frame.empty else "no events yet")
     return 0
@@ -78,4 +80,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     events = agents_sub.add_parser("events", help="the most recent events")
     events.add_argument("--agent")
     events.add_argument("--limit", type=int, default=20)
-    events.set_defaults(func=_events)
+    events.set_defaults(func=_events, settings=REQUIRED)

@@ -47,7 +47,7 @@ def _approve(args: argparse.Namespace, settings) -> int:
                              f"got {args.strategy_hash!r}")
         strategy_hash = args.strategy_hash
     approval = issue(strategy_hash, args.approver, agent=args.agent, ttl=timedelta(days=days))
-    store_approval(Store(settings.store_path), approval)
+    store_approval(Store(settings.store_location), approval)
     print(json.dumps({"agent": args.agent, "approver": approval.approver, "identity": approval.identity,
                       "os_user": approval.os_user, "strategy_hash": strategy_hash,
                       "expires_at_epoch": approval.expires_at, "token": approval.token}, indent=2))

@@ -47,7 +47,7 @@ def _import(args: argparse.Namespace, settings) -> int:
     if progress:
         print(f"reading and checking {args.path} ...", file=sys.stderr, flush=True)
     try:
-        report = import_events(Store(settings.store_path) if settings else Store.at_home(), args.path,
+        report = import_events(Store(settings.store_location) if settings else Store.at_home(), args.path,
                                progress=progress)
     except ImportFileError as exc:
         print(f"agent-pipeline import-events: {exc}", file=sys.stderr)
@@ -97,6 +97,10 @@ def _advise_history_start(report, settings, settings_error) -> None:
         return
     start = settings.reward.history.history_start
     first_day = report.first_started_at.astimezone(UTC).date()
+    if start is None:  # the partitions follow the stored events, from the next load of the code location
+        print(f"  note: agent_rewards partitions start on the first stored event's day ({first_day.isoformat()} or "
+              "earlier) once the code location reloads (UI: Deployment > Reload, or restart `make run`)")
+        return
     if first_day >= date.fromisoformat(start):
         return
     advised = first_day.isoformat()  # zero-padded YYYY-MM-DD, the form the config accepts

@@ -1,5 +1,5 @@
-"""Resources shared by every domain, each carrying concrete values built from the loaded settings: the DuckDB
-store, the market source, the reward configuration and the persisted kill switch.
+"""Resources shared by every domain, each carrying concrete values built from the loaded settings: the store
+(the DuckDB file, or the database ``[store] url`` names), the market source, the reward configuration and the persisted kill switch.
 
 ``shared_resources(settings)`` is what ``agent_pipeline.definitions`` binds. A path field left empty means the
 file in ``$AGENT_PIPELINE_HOME`` at use (what a bare ``StoreResource()`` in a test gives); the definitions always
@@ -23,17 +23,21 @@ from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.reward import RewardConfig
 from agent_pipeline.settings import pipeline_home
 from agent_pipeline.store import DB_FILE, Store
-from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.store.config import STORE_URL_ENV, redact
+from agent_pipeline.trading.kill_switch import default_path
+from agent_pipeline.trading.kill_switch_store import kill_switch_for
 
 
 class StoreResource(DuckDBResource):
-    """The project's DuckDB file, reached through the store's lock so concurrent op processes queue, not fail.
+    """The project's store, reached through the store's lock so concurrent op processes queue, not fail.
 
     Unlike the stock DuckDBResource (read-write connect with ~100 s of blind retries), every connection here
-    waits on one advisory lock with a bounded timeout and is closed as soon as the block ends.
+    waits on one advisory lock (a file lock, or the database's own) with a bounded timeout and is closed as soon
+    as the block ends.
     """
 
-    database: str = Field(default="", description="DuckDB file; empty means $AGENT_PIPELINE_HOME/" + DB_FILE)
+    database: str = Field(default="", description="DuckDB file or postgresql:// URL; empty means "
+                                                  "$AGENT_PIPELINE_HOME/" + DB_FILE)
     lock_timeout_s: float = Field(default=120.0, gt=0, description="How long a writer waits for the store lock.")
 
     def store(self) -> Store:
@@ -59,20 +63,32 @@ class RewardConfigResource(config_resource(RewardConfig)):
 
 
 class KillSwitchResource(dg.ConfigurableResource):
-    """The persisted kill switch every gate, sensor and control job reads and writes (one file per home)."""
+    """The persisted kill switch every gate, sensor and control job reads and writes: one file per home with the
+    embedded store, the store's own table with a shared database (so a trip on one host halts every host)."""
 
     path: str = Field(default="", description="The kill-switch file; empty means $AGENT_PIPELINE_HOME/"
                                               "kill_switch.json.")
+    database: str = Field(default="", description="The store: a shared store's postgresql:// URL, where the switch "
+                                                  "lives; else the DuckDB file that anchors the switch file's "
+                                                  "version (so its files cannot be rolled back together). Empty: "
+                                                  "the store beside the kill-switch file.")
 
-    def switch(self) -> KillSwitch:
-        return KillSwitch(self.path or default_path())
+    def switch(self):
+        return kill_switch_for(self.database, self.path or default_path())
+
+
+def _store_location(settings: Settings):
+    """The store's location; a URL with a password is handed over as the environment variable it came from, so
+    the Dagster UI shows the variable's name, never the password."""
+    location = settings.store_location
+    return dg.EnvVar(STORE_URL_ENV) if redact(location) != location else location
 
 
 def shared_resources(settings: Settings) -> dict[str, object]:
     """The resources every domain's definitions use, with the values of ``settings``."""
     return {
-        "store": StoreResource(database=str(settings.store_path)),
+        "store": StoreResource(database=_store_location(settings)),
         "market": MarketResource.from_config(settings.market),
         "reward_config": RewardConfigResource.from_config(settings.reward),
-        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path)),
+        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path), database=_store_location(settings)),
     }

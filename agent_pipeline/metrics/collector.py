@@ -2,9 +2,10 @@
 
 Nothing is counted in process memory: every value is derived from stored rows (cumulative per-agent totals from
 ``rollup``, the loop's tables from ``domain_tables``), so the same numbers come out of any process, at any time, and
-a counter can never go backwards because a short-lived process exited. Known label sets (the agents the caller
-names, those in the store, every reason code and outcome) are exported at 0 before their first increment, so that
-the first one shows in ``increase()`` and ``rate()``.
+a counter can never go backwards because a short-lived process exited. Label sets come from the agents the caller
+names (the registry) and the agents with live runs, never from imported history alone, so a file of made-up
+names cannot multiply the series. Known label sets (those agents, every reason code and outcome) are exported at 0
+before their first increment, so that the first one shows in ``increase()`` and ``rate()``.
 
 The kill switch and the configured thresholds are files, read fresh for every exposition; the store values come
 from a snapshot, and every exposition says how old it is (``agent_pipeline_metrics_snapshot_age_seconds``) and
@@ -123,8 +124,8 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
                   now: float | None = None) -> Snapshot:
     """Fold new events into the rollup and read the loop's tables, all under one short hold of the store lock.
 
-    ``agents``: the registry's agent names (each gets its counters at 0 before its first run); the agents in the
-    store are known either way. ``now`` (Unix seconds, default the clock) is "today" for the PnL and the bound
+    ``agents``: the registry's agent names (each gets its counters at 0 before its first run); the agents with
+    live runs are known either way, agents known only from imported history are not exported. ``now`` (Unix seconds, default the clock) is "today" for the PnL and the bound
     no last value may pass. Raises ``StoreBusy`` when the lock is not free within ``timeout_s``. A store that does
     not exist yet gives a snapshot of nothing (the known agents at 0) rather than creating the file.
     """
@@ -133,9 +134,10 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
     today = trading_date(datetime.fromtimestamp(clock(), UTC))
     known = known_agents(agents)
     snap = Snapshot(taken_at=clock())
-    if store.path.exists():
+    if store.exists():
         with store.connect(timeout_s=timeout_s) as conn:
-            snap.agents = rollup.update_rollup(store, conn, now=now)
+            snap.agents = {agent: t for agent, t in rollup.update_rollup(store, conn, now=now).items()
+                           if t.has_live or agent in known}
             snap.samples = domain_tables.read_tables(conn, agents=known | set(snap.agents), today=today)
         snap.taken_at = clock()
     else:  # read as an empty store: the known counters at 0
@@ -147,11 +149,11 @@ def take_snapshot(store: Store | None = None, *, home: Path | None = None,
 
 
 def files_and_freshness(home: Path, snapshot: Snapshot | None, *, fresh: bool, now: float,
-                        expectations=None) -> list[Sample]:
+                        expectations=None, store: Store | None = None) -> list[Sample]:
     """What each exposition reads now beside the store's snapshot: the kill switch, the configured thresholds
     (``expectations``, a ``metrics.config.AlertInputs`` from the settings; None gives none), and how old the
     snapshot is (no age without one)."""
-    out = [*domain_tables.kill_switch(home),
+    out = [*domain_tables.kill_switch(home, store),
            *domain_tables.configured_expectations(expectations, snapshot.samples if snapshot else ()),
            Sample("agent_pipeline_metrics_snapshot_fresh", (), 1.0 if fresh else 0.0)]
     if snapshot is not None:
@@ -173,7 +175,7 @@ class StoreCollector:
                  timeout_s: float = DEFAULT_STORE_TIMEOUT_S, answer_within_s: float | None = None,
                  agents: Iterable[str] | None = None, extra=None, expectations=None):
         self.store = store or Store.at_home(home)
-        self.home = home or self.store.path.parent
+        self.home = home or getattr(self.store, "path", None) and self.store.path.parent
         self.timeout_s = timeout_s
         self.answer_within_s = answer_within_s
         self.agents = tuple(sorted(known_agents(agents)))
@@ -226,7 +228,8 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         snap, fresh = self.store_values()
-        extra = [*files_and_freshness(self.home, snap, fresh=fresh, now=time.time(), expectations=self.expectations),
+        extra = [*files_and_freshness(self.home, snap, fresh=fresh, now=time.time(), expectations=self.expectations,
+                                      store=self.store),
                  *(self.extra() if self.extra else ())]
         yield from snap.families(extra) if snap is not None else families({}, extra)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from datetime import date
@@ -24,6 +23,7 @@ from agent_pipeline.numbers import finite_number
 from agent_pipeline.store import database_errors, has_table
 from agent_pipeline.trading.kill_switch import KEY_ENV, KillSwitch, KillSwitchState, default_path
 from agent_pipeline.trading.reasons import Reason
+from agent_pipeline.trading.secrets import secret
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,11 @@ _DISTRIBUTION_METRICS = (("mean", "agent_reward_rolling_mean"), ("win_rate", "ag
                          ("std", "agent_reward_rolling_std"), ("n", "agent_reward_rolling_runs"))
 
 
-def reward_distributions(conn) -> list[Sample]:
-    """Per agent and window, from the latest computation: mean, win rate, and the std and n that the
-    reward-collapse alert compares with. Undefined statistics (NULL, NaN) are absent."""
+def reward_distributions(conn, agents: Collection[str]) -> list[Sample]:
+    """Per agent of ``agents`` and window, from the latest computation: mean, win rate, and the std and n that the
+    reward-collapse alert compares with. Undefined statistics (NULL, NaN) are absent. Distributions are computed for
+    every agent in the store, imported ones too; only the known agents get series (no label set per made-up
+    name of an imported file)."""
     if not has_table(conn, "reward_distributions"):
         return []
     columns = "".join(f", arg_max({c}, computed_at)" for c, _ in _DISTRIBUTION_METRICS)
@@ -118,6 +120,8 @@ def reward_distributions(conn) -> list[Sample]:
                         'GROUP BY agent, "window" ORDER BY agent, "window"').fetchall()
     out = []
     for agent, window, *values in rows:
+        if _agent(agent) not in agents:
+            continue
         labels = (("agent", _agent(agent)), ("window", str(window)))
         for (_, metric), v in zip(_DISTRIBUTION_METRICS, values, strict=True):
             v = finite_number(v)
@@ -140,13 +144,14 @@ def agent_labels(samples: Iterable[Sample]) -> set[str]:
 
 
 def read_tables(conn, *, agents: Iterable[str], today: date) -> list[Sample]:
-    """Every table's series. ``agents`` (and the agents the allocator gave quotas) get each trading counter at 0
-    until their first decision, order and fill, so that the first one shows in ``increase()``."""
+    """Every table's series. ``agents`` (the registry's and those with live runs) and the agents the allocator gave
+    quotas get each trading counter at 0 until their first decision, order and fill, so that the first one shows
+    in ``increase()``; they are also the only agents whose reward distributions are exported."""
     quotas = _answered(allocator_quotas, conn)
     known = sorted(set(agents) | agent_labels(quotas))
     return [*quotas,
             *_answered(gate_decisions, conn, known), *_answered(orders, conn, known), *_answered(fills, conn, known),
-            *_answered(daily_pnl, conn, today), *_answered(reward_distributions, conn)]
+            *_answered(daily_pnl, conn, today), *_answered(reward_distributions, conn, set(known))]
 
 
 def configured_expectations(expectations, samples: Iterable[Sample]) -> list[Sample]:
@@ -175,11 +180,24 @@ def _reader(path: Path, key: str) -> KillSwitch:
     return KillSwitch(path, key=key.encode())
 
 
-def kill_switch(home: Path) -> list[Sample]:
+@functools.lru_cache(maxsize=8)
+def _database_reader(url: str, key: str):
+    # one reader (and its one connection) per database and key for the life of the process, as for the file
+    from agent_pipeline.store import Store
+    from agent_pipeline.trading.kill_switch_store import DatabaseKillSwitch
+
+    return DatabaseKillSwitch(Store(url), key=key.encode())
+
+
+def kill_switch(home: Path, store=None) -> list[Sample]:
     """The persisted kill switch, read through the trading domain's reader, which fails closed (a missing,
-    damaged, forged or special file reads HALTED). Should the reader itself fail, the export says HALTED too."""
+    damaged, forged or special file reads HALTED). Should the reader itself fail, the export says HALTED too.
+    A shared store's switch is the one in its database (``store.shared``), which every host's gate reads."""
     try:
-        status = _reader(default_path(home), os.environ.get(KEY_ENV, "")).status()
+        key = secret(KEY_ENV)  # the key may have been taken from the environment at start
+        shared = store is not None and store.shared
+        reader = _database_reader(store.url, key) if shared else _reader(default_path(home), key)
+        status = reader.status()
         state, enabled = status.state.value, status.enabled
     except Exception as exc:  # never "ACTIVE" for a switch nobody could read
         log.warning("metrics: kill switch unreadable (%s); exported as HALTED", exc)

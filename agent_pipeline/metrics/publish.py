@@ -1,8 +1,9 @@
 """Publishing: PUT the store-computed snapshot to the Pushgateway, or serve it on /metrics for scraping.
 
 The Pushgateway replaces a group on PUT and never adds, so every push sends the complete cumulative state under
-one fixed grouping key (``job=agent_pipeline``). Pushes are serialised by a file lock in $AGENT_PIPELINE_HOME that
-is held from computing the snapshot until the PUT returns: a snapshot computed later is pushed later, so an older
+one fixed grouping key (``job=agent_pipeline``). Pushes are serialised by a file lock in $AGENT_PIPELINE_HOME (with
+a shared store: a lock in its database, and the push state is a row there, so publishers on every host take
+turns and count together) that is held from computing the snapshot until the PUT returns: a snapshot computed later is pushed later, so an older
 snapshot never overwrites a newer one. When the store is busy or unreadable the group keeps the last pushed
 snapshot, and only what is read from files (the kill switch, the configured thresholds), that snapshot's age and
 "not fresh" are POSTed into it: POST replaces the families it names and keeps the others. A gateway that is down or slow never raises: the failure is counted in a
@@ -44,13 +45,21 @@ from agent_pipeline.metrics.spec import Sample
 from agent_pipeline.numbers import finite_number
 from agent_pipeline.safe_files import read_regular, replace_atomically
 from agent_pipeline.settings import pipeline_home
-from agent_pipeline.store import LockBusy, Store, StoreBusy, database_errors, file_lock
+from agent_pipeline.store import LockBusy, Schema, Store, StoreBusy, database_errors, file_lock
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "metrics_push_state.json"
 LOCK_FILE = "metrics_push.lock"
 MAX_STATE_BYTES = 65_536
+# A shared store keeps the push state in its database (one row), read and written under its push lock.
+PUSH_STATE = Schema("metrics_push", ["""
+    CREATE TABLE metrics_push_state (
+        id INTEGER PRIMARY KEY,
+        state VARCHAR NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+"""])
 
 
 @dataclass
@@ -92,6 +101,36 @@ class PushState:
         if number is None or number < 0:
             raise ValueError(f"{name} is not a finite non-negative number: {value!r}")
         return int(number) if name in ("pushes", "failures", "skipped_busy") else number
+
+    @classmethod
+    def load(cls, store: Store, path: Path) -> PushState:
+        """The state of the store's publishers: the row in a shared store's database, else the file."""
+        if not store.shared:
+            return cls.read(path)
+        try:
+            with store.connect(timeout_s=10.0, exclusive=False) as conn:
+                store.ensure(conn, PUSH_STATE)
+                row = conn.execute("SELECT state FROM metrics_push_state WHERE id = 1").fetchone()
+            raw = json.loads(row[0]) if row else {}
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
+            return cls(**{name: cls._field(name, raw[name]) for name in cls.__dataclass_fields__ if name in raw})
+        except (StoreBusy, ValueError, TypeError, *database_errors()) as exc:
+            log.warning("metrics: unreadable push state in %s (%s); starting from zero", store.location, exc)
+            return cls()
+
+    def save(self, store: Store, path: Path) -> None:
+        """Keep the state where ``load`` reads it; a failure is logged, never raised."""
+        if not store.shared:
+            self.write(path)
+            return
+        try:
+            with store.connect(timeout_s=10.0, exclusive=False) as conn:
+                store.ensure(conn, PUSH_STATE)
+                conn.execute("INSERT OR REPLACE INTO metrics_push_state (id, state, updated_at) VALUES (1, ?, now())",
+                             [json.dumps(asdict(self), sort_keys=True)])
+        except (StoreBusy, *database_errors()) as exc:
+            log.warning("metrics: cannot save push state in %s (%s); its counters are not kept", store.location, exc)
 
     def write(self, path: Path) -> None:
         """Replace the state file (never writing through a link); a failure is logged, never raised."""
@@ -181,11 +220,12 @@ def publish(config: MetricsConfig | None = None, *, auth: tuple[str | None, str 
     t0 = time.perf_counter()
     with ExitStack() as held:
         try:
-            held.enter_context(file_lock(home_path / LOCK_FILE, cfg.lock_timeout_s, what="push lock"))
+            held.enter_context(store.lock("metrics_push", cfg.lock_timeout_s) if store.shared else
+                               file_lock(home_path / LOCK_FILE, cfg.lock_timeout_s, what="push lock"))
         except LockBusy:
             log.warning("metrics: another publisher held the push lock too long; this push is skipped")
             return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
-        except OSError as exc:  # the lock file is a FIFO, a directory, a link...: skip, never hang or raise
+        except (OSError, *database_errors()) as exc:  # a FIFO, a directory, a link, no database: skip, never hang
             log.warning("metrics: push lock unusable (%s); this push is skipped", exc)
             return PushResult("lock_unusable", gateway_url, error=f"push lock unusable: {exc}",
                               seconds=time.perf_counter() - t0)
@@ -199,17 +239,17 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
                     agents: Iterable[str] | None) -> PushResult:
     """``publish`` under the push lock: snapshot, order check, PUT, state update."""
     state_path = home_path / STATE_FILE
-    state = PushState.read(state_path)
+    state = PushState.load(store, state_path)
     try:
         snap = take_snapshot(store, home=home_path, timeout_s=store_timeout_s, agents=agents)
     except (StoreBusy, OSError, *database_errors()) as exc:
         state.skipped_busy += 1
         log.warning("metrics: store unreadable (%s); the kill switch is pushed, the rest waits for the next push",
                     exc)
-        result = _push_kill_switch(state, home_path, gateway_url, job, timeout_s=timeout_s, handler=handler,
+        result = _push_kill_switch(state, home_path, gateway_url, job, timeout_s=timeout_s, handler=handler, store=store,
                                    expectations=expectations)
         result.error = "; ".join(e for e in (str(exc), result.error) if e)
-        state.write(state_path)
+        state.save(store, state_path)
         result.state, result.seconds = state, time.perf_counter() - t0
         return result
     if snap.taken_at < state.last_snapshot_at:  # only if the wall clock stepped back
@@ -217,7 +257,8 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
         return PushResult("stale", gateway_url, snapshot_at=snap.taken_at, events=snap.events,
                           seconds=time.perf_counter() - t0, state=state)
     registry = CollectorRegistry(auto_describe=False)
-    extra = [*files_and_freshness(home_path, snap, fresh=True, now=time.time(), expectations=expectations),
+    extra = [*files_and_freshness(home_path, snap, fresh=True, now=time.time(), expectations=expectations,
+                                  store=store),
              *state.samples()]
     registry.register(SnapshotCollector(snap, extra))
     payload = len(generate_latest(registry))
@@ -230,19 +271,19 @@ def _publish_locked(store: Store, home_path: Path, gateway_url: str, job: str, t
     else:
         _record_success(state, result, gateway_url)
         state.last_snapshot_at = snap.taken_at
-    state.write(state_path)
+    state.save(store, state_path)
     result.state, result.seconds = state, time.perf_counter() - t0
     return result
 
 
 def _push_kill_switch(state: PushState, home_path: Path, gateway_url: str, job: str, *, timeout_s: float,
-                      handler, expectations: AlertInputs | None) -> PushResult:
+                      handler, expectations: AlertInputs | None, store: Store | None = None) -> PushResult:
     """With no snapshot to push: POST the kill switch (read now), the configured thresholds, "not fresh" and the
     last pushed snapshot's age into the group, which keeps every other family of that snapshot."""
     last = Snapshot(taken_at=state.last_snapshot_at) if state.last_snapshot_at > 0 else None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(None, [*files_and_freshness(home_path, last, fresh=False, now=time.time(),
-                                                                    expectations=expectations),
+                                                                    expectations=expectations, store=store),
                                                *state.samples()]))
     result = PushResult("store_unavailable", gateway_url, payload_bytes=len(generate_latest(registry)), partial=True)
     try:

@@ -1,12 +1,23 @@
 """Cumulative per-agent aggregates of ``agent_events``, maintained incrementally in the metrics domain's own table.
 
-Counters and histogram buckets are totals over every event ever stored, so they never go backwards no matter
-which process publishes. Re-scanning ten million events per publish would cost ~a second, so the totals are
-kept in ``metrics_event_rollup`` and each publish folds in only the events ingested since its watermark
-(``ingested_at`` is assigned by the writer's transaction under the store lock, so it only grows). If the table
-ever holds more rows than the rollup has seen (a row arrived with an older ``ingested_at``), or the histogram
+Counters and histogram buckets are totals over the live runs ever stored (``source`` in ``LIVE_SOURCES``): an
+imported history is no run of this pipeline, so importing a year of it must not show as a burst in
+``increase()``/``rate()``, and an import of 10,000 made-up agent names must not create 10,000 series. They never
+go backwards no matter which process publishes. Re-scanning ten million events per publish would cost ~a second,
+so the totals are kept in ``metrics_event_rollup`` and each publish folds in only the events ingested since its
+watermark (``ingested_at`` is assigned by the writer's transaction under the store lock, so it only grows). If the
+table ever holds more rows than the rollup has seen (a row arrived with an older ``ingested_at``), or the histogram
 bounds in ``spec`` differ from the ones the rollup was kept with (an upgrade that adds buckets), the rollup is rebuilt
-from scratch; counts then only grow. Deleted events are never subtracted: counters must not go backwards.
+from scratch, and each total is then at least what it was before: deleted events are never subtracted, because a
+counter that goes down reads to Prometheus as a reset and ``increase()`` would count the whole total again.
+
+The rollup is marked with the rule its counters were kept under (``count_rule``). A rollup kept under the earlier
+rule (every stored event counted, imports included) keeps its totals on upgrade, so no counter drops under a
+running Prometheus; only live runs are added from then on. The totals carried over still include the history
+imported before the upgrade (``increase()`` and ``rate()`` are unaffected: they see no change at the upgrade).
+Each agent's row says whether it has a live run (``has_live``); only such agents, and the registry's agents the
+caller names, are exported, so an agent known only from an import has no series (an upgraded one goes stale
+rather than dropping to 0).
 
 The last-run and last-value gauges say what an agent is doing now, so they come from live runs only (``source`` in
 ``LIVE_SOURCES``; imported history, dated or not, is no evidence) by start time, and never from a run that claims to
@@ -58,6 +69,11 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE metrics_rollup_state ADD COLUMN bucket_bounds VARCHAR;",
     # The rule the last-run and last-value columns were computed under; NULL (kept before this column): the old one.
     "ALTER TABLE metrics_rollup_state ADD COLUMN last_rule VARCHAR;",
+    # Which events the counters count (NULL: every stored event, the earlier rule), and which agents ran live.
+    """
+    ALTER TABLE metrics_rollup_state ADD COLUMN count_rule VARCHAR;
+    ALTER TABLE metrics_event_rollup ADD COLUMN has_live BOOLEAN NOT NULL DEFAULT true;
+    """,
 ]
 
 FUTURE_TOLERANCE_S = 60.0  # clock skew between the process that ran an agent and the store's clock
@@ -72,6 +88,11 @@ _PREFIX = {"latency_seconds": "latency", "cost_usd": "cost", "reward": "reward"}
 def bucket_bounds() -> str:
     """The bounds of every histogram, as stored beside the rollup: a change means its arrays no longer line up."""
     return json.dumps({h.name: [float(b) for b in h.buckets] for h in HISTOGRAMS}, sort_keys=True)
+
+
+def count_rule() -> str:
+    """Which rows the counters and histograms count, as stored beside the rollup."""
+    return json.dumps({"sources": sorted(LIVE_SOURCES)}, sort_keys=True)
 
 
 def last_rule() -> str:
@@ -116,6 +137,7 @@ class AgentTotals:
     hists: dict[str, Hist] = field(default_factory=dict)  # keyed by histogram metric name
     last_run_us: int | None = None
     last: dict[str, Last] = field(default_factory=dict)  # keyed by events column
+    has_live: bool = True  # False: a row carried over from the earlier rule for an agent never run live
 
     @classmethod
     def zero(cls, agent: str) -> AgentTotals:
@@ -131,7 +153,26 @@ class AgentTotals:
             last_run_us=max(runs) if runs else None,
             last={h.column: self.last.get(h.column, Last()).newer(other.last.get(h.column, Last()))
                   for h in HISTOGRAMS},
+            has_live=self.has_live or other.has_live,
         )
+
+    def at_least(self, kept: AgentTotals) -> AgentTotals:
+        """These totals (a rebuild) raised to ``kept`` wherever ``kept`` counted more: a rebuild never lowers a
+        counter. Buckets of the same bounds are raised one by one (each stays cumulative and within the count);
+        the last values are this rebuild's."""
+        hists = {}
+        for h in HISTOGRAMS:
+            mine, old = self.hists.get(h.name, _empty(h)), kept.hists.get(h.name, _empty(h))
+            if old.count <= mine.count and all(o <= m for o, m in zip(old.buckets, mine.buckets, strict=False)):
+                hists[h.name] = mine
+            elif len(old.buckets) == len(mine.buckets):
+                hists[h.name] = Hist(max(mine.count, old.count), old.sum if old.count > mine.count else mine.sum,
+                                     [max(m, o) for m, o in zip(mine.buckets, old.buckets, strict=True)])
+            else:
+                hists[h.name] = Hist(max(mine.count, old.count), mine.sum, mine.buckets)
+        return AgentTotals(agent=self.agent, runs=max(self.runs, kept.runs), errors=max(self.errors, kept.errors),
+                           hists=hists, last_run_us=self.last_run_us, last=self.last,
+                           has_live=self.has_live or kept.has_live)
 
 
 def _empty(h: HistogramSpec) -> Hist:
@@ -143,7 +184,8 @@ def _finite(col: str) -> str:
 
 
 def _delta_sql(where: str) -> str:
-    # counters and histograms count every stored event; the last values only live runs that are not future-dated
+    # counters and histograms count live runs; the last values only those that are not future-dated
+    where = f"{where} AND list_contains($live, source)" if where else "WHERE list_contains($live, source)"
     parts = ["agent", "count(*)", "count(error)", f"epoch_us(max(started_at) FILTER (WHERE {_LIVE_AND_PAST}))"]
     for h in HISTOGRAMS:
         v = _finite(h.column)
@@ -175,15 +217,42 @@ def _now_us(now: float | None) -> int:
     return int((time.time() if now is None else now) * 1e6)
 
 
+_AFTER_WATERMARK = ("WHERE ingested_at > coalesce((SELECT ingested_through FROM metrics_rollup_state WHERE id = 1), "
+                    "TIMESTAMPTZ '1970-01-01 00:00:00+00')")
+
+
 def aggregate_events(conn, *, after_watermark: bool = False, now: float | None = None) -> dict[str, AgentTotals]:
-    """Per-agent totals of all events, or of those ingested after the rollup's watermark; ``now`` (Unix seconds,
-    default the clock) bounds the last values."""
-    where = ""
-    if after_watermark:
-        where = ("WHERE ingested_at > coalesce((SELECT ingested_through FROM metrics_rollup_state WHERE id = 1), "
-                 "TIMESTAMPTZ '1970-01-01 00:00:00+00')")
+    """Per-agent totals of the live runs, or of those ingested after the rollup's watermark; ``now`` (Unix
+    seconds, default the clock) bounds the last values."""
+    where = _AFTER_WATERMARK if after_watermark else ""
     params = {"live": list(LIVE_SOURCES), "now_us": _now_us(now)}
     return {t.agent: t for t in map(_parse_delta, conn.execute(_delta_sql(where), params).fetchall())}
+
+
+def _rows_after_watermark(conn) -> int:
+    """Every event ingested after the watermark, live or not: what the watermark has seen is counted in rows."""
+    return int(conn.execute(f"SELECT count(*) FROM agent_events {_AFTER_WATERMARK}").fetchone()[0])
+
+
+def _rebuilt(conn, kept: dict[str, AgentTotals], now: float | None) -> dict[str, AgentTotals]:
+    """The totals recomputed from the stored live runs, never below what was counted before."""
+    fresh = aggregate_events(conn, now=now)
+    out = {agent: (t.at_least(kept[agent]) if agent in kept else t) for agent, t in fresh.items()}
+    for agent, t in kept.items():
+        if agent not in out:  # every counted event deleted since (or none live): keep the totals, not the values
+            out[agent] = AgentTotals.zero(agent).at_least(t)
+            out[agent].has_live = t.has_live
+    return out
+
+
+def _carry_over(conn, totals: dict[str, AgentTotals]) -> None:
+    """Upgrade from the rule that counted every stored event: keep the totals (no counter goes down), mark the
+    agents that never ran live, and count live runs only from now on."""
+    log.info("metrics rollup: counters now count live runs only; totals counted before are kept")
+    live = {row[0] for row in conn.execute("SELECT DISTINCT agent FROM agent_events WHERE list_contains(?, source)",
+                                           [list(LIVE_SOURCES)]).fetchall()}
+    for agent, t in totals.items():
+        t.has_live = agent in live
 
 
 def _ahead_of(t: AgentTotals, limit_us: int) -> bool:
@@ -216,8 +285,8 @@ def _rollup_columns() -> list[str]:
 def _read_rollup(conn) -> dict[str, AgentTotals]:
     cols = _rollup_columns()
     out: dict[str, AgentTotals] = {}
-    for row in conn.execute(f"SELECT {', '.join(cols)} FROM metrics_event_rollup").fetchall():
-        t = AgentTotals(agent=row[0], runs=int(row[1]), errors=int(row[2]), last_run_us=row[3])
+    for row in conn.execute(f"SELECT {', '.join(cols)}, has_live FROM metrics_event_rollup").fetchall():
+        t = AgentTotals(agent=row[0], runs=int(row[1]), errors=int(row[2]), last_run_us=row[3], has_live=row[-1])
         for k, h in enumerate(HISTOGRAMS):
             count, total, buckets, last_value, last_us = row[4 + 5 * k: 9 + 5 * k]
             t.hists[h.name] = Hist(int(count), float(total), [int(b) for b in buckets])
@@ -234,9 +303,9 @@ def _write_rollup(conn, totals: dict[str, AgentTotals]) -> None:
         for h in HISTOGRAMS:
             hist, last = t.hists[h.name], t.last[h.column]
             row += [hist.count, hist.sum, hist.buckets, last.value, last.at_us]
-        rows.append(row)
+        rows.append([*row, t.has_live])
     if rows:
-        cols = _rollup_columns()
+        cols = [*_rollup_columns(), "has_live"]
         conn.executemany(f"INSERT INTO metrics_event_rollup ({', '.join(cols)}) "
                          f"VALUES ({', '.join('?' for _ in cols)})", rows)
 
@@ -251,34 +320,38 @@ def update_rollup(store, conn, *, now: float | None = None) -> dict[str, AgentTo
     if not has_table(conn, "agent_events"):
         return {}
     with begin(conn):
-        state = conn.execute("SELECT events, bucket_bounds, last_rule FROM metrics_rollup_state WHERE id = 1").fetchone()
-        seen = int(state[0]) if state else 0
+        state = conn.execute("SELECT events, bucket_bounds, last_rule, count_rule FROM metrics_rollup_state "
+                             "WHERE id = 1").fetchone()
+        seen = int(state[0]) if state else 0  # rows the watermark has passed, live or not
         bounds = bucket_bounds()
         delta = aggregate_events(conn, after_watermark=True, now=now)
         stored = conn.execute("SELECT count(*) FROM agent_events").fetchone()[0]
-        new = sum(t.runs for t in delta.values())
+        new = _rows_after_watermark(conn)
+        totals = _read_rollup(conn)
+        upgraded = bool(state) and state[3] != count_rule()
+        if upgraded:
+            _carry_over(conn, totals)
         rebuilt = False
         if state and state[1] != bounds:
             log.info("metrics rollup: histogram buckets differ from the ones it was kept with; rebuilding")
-            totals, rebuilt = aggregate_events(conn, now=now), True
+            totals, rebuilt = _rebuilt(conn, totals, now), True
         elif seen + new < stored:
             log.info("metrics rollup: %d events arrived behind the watermark; rebuilding", stored - seen - new)
-            totals, rebuilt = aggregate_events(conn, now=now), True
+            totals, rebuilt = _rebuilt(conn, totals, now), True
         else:
             if seen + new > stored:
                 log.warning("metrics rollup: agent_events holds fewer rows (%d) than counted (%d); counters keep "
                             "their totals", stored, seen + new)
-            totals = _read_rollup(conn)
             for agent, d in delta.items():
                 totals[agent] = totals[agent].merged(d) if agent in totals else d
         repaired = not rebuilt and _repair_last_values(conn, totals, state, now)
-        if delta or rebuilt or repaired or not state:
+        if new or delta or rebuilt or repaired or upgraded or not state:
             _write_rollup(conn, totals)
             conn.execute(
                 """INSERT OR REPLACE INTO metrics_rollup_state
-                       (id, ingested_through, events, rebuilt_at, updated_at, bucket_bounds, last_rule)
+                       (id, ingested_through, events, rebuilt_at, updated_at, bucket_bounds, last_rule, count_rule)
                    SELECT 1, (SELECT max(ingested_at) FROM agent_events), ?,
                           CASE WHEN ? THEN now() ELSE (SELECT rebuilt_at FROM metrics_rollup_state WHERE id = 1) END,
-                          now(), ?, ?""",
-                [sum(t.runs for t in totals.values()), rebuilt, bounds, last_rule()])
+                          now(), ?, ?, ?""",
+                [stored if rebuilt else seen + new, rebuilt, bounds, last_rule(), count_rule()])
     return totals

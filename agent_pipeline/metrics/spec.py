@@ -44,7 +44,7 @@ HISTOGRAMS: tuple[HistogramSpec, ...] = (
 )
 
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("agent_runs_total", "counter", ("agent",), "Agent runs recorded in agent_events."),
+    MetricSpec("agent_runs_total", "counter", ("agent",), "Live agent runs recorded in agent_events (imported history is not counted)."),
     MetricSpec("agent_errors_total", "counter", ("agent",), "Agent runs that ended in an error."),
     *(MetricSpec(h.name, "histogram", ("agent",), h.help, h.buckets) for h in HISTOGRAMS),
     MetricSpec("agent_last_reward", "gauge", ("agent",), "Reward of the agent's most recent scored live run (by start time)."),

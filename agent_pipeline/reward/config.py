@@ -49,7 +49,8 @@ _MOVED = "reward collapse has one table, [reward.collapse]: set its {key} instea
 class RewardHistoryConfig(ConfigTable):
     """How reward history is summarised and guarded (``[reward.history]``); not part of the price of a reward.
 
-    ``history_start`` is the first day of the agent_rewards partitions; ``last_n_runs`` sizes the "last N runs"
+    ``history_start`` is the first day of the agent_rewards partitions (unset: the day of the first stored event,
+    read when the code location loads); ``last_n_runs`` sizes the "last N runs"
     distribution window. Rewards outside ``[min_reward, max_reward]`` fail the plausibility check; no event for
     ``freshness_hours`` fails the freshness check. Reward collapse is ``[reward.collapse]``.
     """
@@ -59,7 +60,9 @@ class RewardHistoryConfig(ConfigTable):
                "collapse_drop_std": _MOVED.format(key="drop_std"),
                "collapse_min_drop": _MOVED.format(key="min_drop")}
 
-    history_start: str = setting("2024-01-01", DATE, doc="first daily partition of agent_rewards")
+    history_start: str | None = setting(None, DATE, optional=True,
+                                        doc="first daily partition of agent_rewards (unset: the first stored "
+                                            "event's day)")
     last_n_runs: int = setting(100, INT, ge=1, le=1_000_000, doc="size of the 'last N runs' window")
     min_reward: float = setting(-100.0, NUMBER, doc="lowest plausible reward")
     max_reward: float = setting(100.0, NUMBER, doc="highest plausible reward")

@@ -127,6 +127,17 @@ ORDER BY a.agent, ws.ord
 """
 
 
+def rows_read(as_of: datetime, last_n_runs: int) -> tuple[str, list]:
+    """The rows of ``agent_rewards`` the query reads (portable SQL): the last week before ``as_of``, and each
+    agent's last N runs however old. A store that is not DuckDB copies just these into DuckDB to run it."""
+    return (f"""SELECT event_id, agent, strategy, kind, started_at, reward, pricing, params_hash, computed_at, failed,
+                      cost_usd, latency_seconds
+               FROM (SELECT *, row_number() OVER (PARTITION BY agent ORDER BY started_at DESC) AS recency
+                     FROM agent_rewards WHERE started_at <= ?) AS ranked
+               WHERE started_at > ? OR recency <= {int(last_n_runs)}""",
+            [as_of, as_of - timedelta(seconds=LOOKBACK_SECONDS)])
+
+
 @dataclass(frozen=True)
 class DistributionSnapshot:
     frame: pd.DataFrame
@@ -153,7 +164,8 @@ def refresh_distributions(store: Store, *, as_of: datetime | None = None, last_n
     t0 = time.perf_counter()
     with store.connect(timeout_s=timeout_s) as conn:
         REWARDS.ensure(store, conn)
-        frame = compute_distributions(conn, as_of=as_of, last_n_runs=last_n_runs)
+        with store.analytical(conn, REWARDS, {"agent_rewards": rows_read(as_of, last_n_runs)}) as analysis:
+            frame = compute_distributions(analysis, as_of=as_of, last_n_runs=last_n_runs)
         events, first, last = conn.execute(
             "SELECT count(*), min(started_at), max(started_at) FROM agent_rewards WHERE started_at <= ?",
             [as_of]).fetchone()

@@ -10,7 +10,10 @@ lock) and ``has_table``. They never import a database driver. ``Store(path_or_ur
 listed in ``BACKENDS`` under its URL scheme.
 
 Domain SQL keeps to a portable subset where that is cheap: ``?`` parameters, ``INSERT ... ON CONFLICT DO
-NOTHING``, explicit GROUP BY lists, ``information_schema`` for what exists. What remains DuckDB-specific:
+NOTHING``, explicit GROUP BY lists, ``information_schema`` for what exists. The PostgreSQL backend
+(``store/postgres.py``) translates the rest of what the domains write (types, ``$name`` parameters, ``INSERT OR
+REPLACE``, ``GROUP BY ALL``, the row functions below) and runs the rolling distributions in DuckDB over a bounded
+copy (``analytical``). What remains DuckDB-specific, as written:
 
 - connections follow DuckDB's Python API (``execute(sql, params)`` returning a result with ``fetchone``,
   ``fetchall`` and ``df``), which ``query_df`` and the DuckDB backend's ``insert_frame`` (``register``) rely on;
@@ -51,7 +54,9 @@ DEFAULT_WRITE_TIMEOUT_S = 120.0
 _POLL_S = 0.005
 
 # URL scheme -> "module:class" of the backend; a location without a scheme is a DuckDB file path.
-BACKENDS: dict[str, str] = {"duckdb": "agent_pipeline.store.duckdb_file:DuckDBStore"}
+BACKENDS: dict[str, str] = {"duckdb": "agent_pipeline.store.duckdb_file:DuckDBStore",
+                            "postgresql": "agent_pipeline.store.postgres:PostgresStore",
+                            "postgres": "agent_pipeline.store.postgres:PostgresStore"}
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -113,7 +118,12 @@ def _rollback(conn, cause: BaseException) -> None:
 
 
 def has_table(conn, name: str) -> bool:
-    """Whether the table exists: readers of another domain's tables treat a missing one as "no data yet"."""
+    """Whether the table exists: readers of another domain's tables treat a missing one as "no data yet".
+
+    A backend's connection may answer itself (PostgreSQL looks in the current schema only)."""
+    own = getattr(conn, "has_table", None)
+    if callable(own):
+        return bool(own(name))
     return bool(conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
 
@@ -200,13 +210,24 @@ class Store(abc.ABC):
     def exists(self) -> bool:
         """Whether the store has been created (readers of a store that does not exist yet see no data)."""
 
+    shared: bool = False
+    """Whether several hosts reach this store: then no state that goes with it may live on one host's disk (the
+    kill switch, the metrics push state), it lives in the store's database instead."""
+
+    @property
+    def location(self) -> str:
+        """Where the store is, fit to show (a URL without its password)."""
+        return str(getattr(self, "path", type(self).__name__))
+
     @abc.abstractmethod
-    def connect(self, *, read_only: bool = False, timeout_s: float | None = None):
+    def connect(self, *, read_only: bool = False, timeout_s: float | None = None, exclusive: bool = True):
         """A context manager holding an open connection (and the store's write lock) for the block.
 
         Keep the block short: other processes wait on it. ``read_only`` is for readers that must never write
         (sensors); it raises ``FileNotFoundError`` when the store does not exist. Raises ``StoreBusy`` after
-        ``timeout_s`` (default ``DEFAULT_WRITE_TIMEOUT_S``) of waiting.
+        ``timeout_s`` (default ``DEFAULT_WRITE_TIMEOUT_S``) of waiting. ``exclusive=False`` says the block's
+        writes need no serialisation against other writers (inserts under a unique key); a backend whose
+        database serialises them itself may then let writers in side by side (the DuckDB file cannot).
         """
 
     @abc.abstractmethod
@@ -222,6 +243,14 @@ class Store(abc.ABC):
     # -- built on those ---------------------------------------------------------------------------------------
     def has_table(self, conn, name: str) -> bool:
         return has_table(conn, name)
+
+    @contextmanager
+    def analytical(self, conn, schema: Schema, rows: dict[str, tuple[str, Sequence[Any]]]) -> Iterator[Any]:
+        """A DuckDB connection on which DuckDB's analytical SQL (lists, ``quantile_cont``, lambdas) can read
+        ``schema``'s tables. ``rows[table]`` is a query (``SELECT * FROM table WHERE ...``) selecting at least the
+        rows the analysis reads: a database that is not DuckDB copies them into an in-process DuckDB (a
+        bounded window, never the whole history); the DuckDB file is already that, and answers itself."""
+        yield conn
 
     def ensure(self, conn, schema: Schema) -> None:
         """Bring a component's tables, and those of the schemas it requires, up to date (once per store object).

@@ -49,7 +49,8 @@ class DuckDBStore(Store):
         return self.path.exists()
 
     @contextmanager
-    def connect(self, *, read_only: bool = False, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, read_only: bool = False, timeout_s: float | None = None,
+                exclusive: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:  # a file has one writer anyway
         wait = DEFAULT_WRITE_TIMEOUT_S if timeout_s is None else timeout_s
         with file_lock(self.lock_path, wait, busy=StoreBusy, what="store"):
             if read_only and not self.path.exists():

@@ -126,10 +126,11 @@ def append_event(store: Store, event: AgentEvent, *, timeout_s: float | None = N
     """Write one run's event in its own short transaction.
 
     Opening DuckDB costs ~15 ms whatever the file; a long-lived worker that writes many events can pass the
-    ``conn`` of a ``store.connect()`` block it holds and pay only the insert (<1 ms).
+    ``conn`` of a ``store.connect()`` block it holds and pay only the insert (<1 ms). One row under its own key
+    needs no writer lock: a database that serialises writes itself (PostgreSQL) lets runs write side by side.
     """
     if conn is None:
-        with store.connect(timeout_s=timeout_s) as own:
+        with store.connect(timeout_s=timeout_s, exclusive=False) as own:
             append_event(store, event, conn=own)
         return
     EVENTS.ensure(store, conn)

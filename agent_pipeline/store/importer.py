@@ -5,11 +5,18 @@ million lines take seconds. Every non-blank line ends up in exactly one place: `
 there with identical content) or ``import_quarantine`` (with the file, line number, reason and, for a conflict,
 the event id). Nothing is dropped silently.
 
-Accepted keys per line (aliases in brackets): ``agent`` (required), ``reward`` (required unless ``error`` says
+Accepted keys per line (aliases in brackets): ``agent`` (required, an agent name of the registry's form:
+``agent_pipeline.agent_names``, else ``invalid_agent_name``), ``reward`` (required unless ``error`` says
 the run failed), ``started_at`` [``timestamp``, ``ts``, ``time``], ``latency_seconds`` [``latency_s``,
 ``latency_ms``, ``lat_ms``], ``cost_usd`` [``cost``], ``error`` [``err``], ``error_type``, ``output``,
 ``strategy``, ``kind``, ``run_id``, ``event_id`` (a non-empty string; anything else is ignored), ``capital_usd``,
-``max_loss_usd``, ``data_age_sec``.
+``max_loss_usd``, ``data_age_sec``. A field present (not null) with a value it cannot have (a number field that is
+not a finite number >= 0, a text field that is not a string) quarantines the line as ``invalid_field``: storing
+it as absent would say something else (a string cost would be repriced as free).
+
+A line that repeats a key, itself or in an object at any depth of its ``output`` or ``error``, is quarantined
+(``duplicate_key``): DuckDB's reader keeps the first value and Python's ``json`` the last, so the line has no one
+meaning. (Fields the importer does not read are not stored, and not checked.)
 
 Encoding: UTF-8; a byte-order mark is dropped; a line that is not valid UTF-8 is quarantined alone
 (``invalid_utf8``, its bytes kept as ``\\xNN`` escapes) and the rest of the file imports. A file that is valid UTF-8
@@ -62,6 +69,7 @@ from pathlib import Path
 
 import duckdb
 
+from agent_pipeline.agent_names import NAME_PATTERN, NAME_RULE
 from agent_pipeline.output_bounds import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH
 from agent_pipeline.store.connection import Store, begin, has_table
 from agent_pipeline.store.events import EVENTS, IMPORT_SOURCE, UNDATED_IMPORT_SOURCE
@@ -118,7 +126,9 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "not valid UTF-8 (kept here with its bytes escaped as \\xNN)",
     "invalid_json": "not valid JSON",
     "not_an_object": "valid JSON but not an object",
-    "missing_agent": "no `agent`, or it is not a non-empty string",
+    "duplicate_key": "an object of the line (at any depth) has the same key twice: which value is meant is unknown",
+    "missing_agent": "no `agent`, or it is not a string",
+    "invalid_agent_name": f"`agent` is not an agent name: {NAME_RULE}, as in the registry",
     "missing_reward": "no `reward` and no `error` saying the run failed",
     "non_numeric_reward": "`reward` is not a number",
     "non_finite_reward": "`reward` is NaN or infinite",
@@ -127,6 +137,8 @@ REASONS: dict[str, str] = {
     "timestamp_too_old": f"the timestamp is before {OLDEST_ACCEPTED:%Y-%m-%d} UTC",
     "timestamp_in_future": f"the timestamp is more than {FUTURE_TOLERANCE.total_seconds() / 60:g} minutes after "
                            "the import started",
+    "invalid_field": "a field is present with a value it cannot have (a number field that is not a finite number "
+                     ">= 0, a text field that is not a string): dropping it would store something else",
     "output_too_large": f"`output` is more than {MAX_OUTPUT_BYTES:,} bytes ({MAX_OUTPUT_BYTES // 1024} KiB) of JSON",
     "output_too_deep": f"`output` nests deeper than {MAX_OUTPUT_DEPTH} levels",
     "id_conflict": "`event_id` is already stored, or used by an earlier line, with different content",
@@ -261,6 +273,23 @@ def _first(*exprs: str) -> str:
     return f"coalesce({', '.join(exprs)})"
 
 
+# Optional fields that must be a finite number >= 0, and those that must be text, when present and not null.
+_NUMBER_FIELDS = ("latency_seconds", "latency_s", "latency_ms", "lat_ms", "cost_usd", "cost", "capital_usd",
+                  "max_loss_usd", "data_age_sec")
+_TEXT_FIELDS = ("strategy", "kind", "run_id", "error_type")
+
+
+def _invalid_fields_sql() -> str:
+    """The names of the fields present with a value they cannot have, comma-separated (NULL when none)."""
+    checks = [f"CASE WHEN coalesce(json_type(k.{f}), 'NULL') <> 'NULL' AND NOT coalesce(json_type(k.{f}) IN "
+              f"('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') AND isfinite(TRY_CAST(k.{f} AS DOUBLE)) "
+              f"AND TRY_CAST(k.{f} AS DOUBLE) >= 0, false) THEN '{f} ' || left(CAST(k.{f} AS VARCHAR), 40) END"
+              for f in _NUMBER_FIELDS]
+    checks += [f"CASE WHEN coalesce(json_type(k.{f}), 'NULL') NOT IN ('NULL', 'VARCHAR') "
+               f"THEN '{f} ' || left(CAST(k.{f} AS VARCHAR), 40) END" for f in _TEXT_FIELDS]
+    return f"nullif(concat_ws(', ', {', '.join(checks)}), '')"
+
+
 # Stage 1: one row per line (the last row is what follows the final newline). Valid UTF-8 files are split as
 # text; a file with an invalid byte is read as a blob, whose VARCHAR form escapes every byte that is not printable
 # ASCII (newline, backslash and quote included) as \xNN, so splitting on the text '\x0A' splits on newline bytes
@@ -334,6 +363,24 @@ def _too_deep_sql(expr: str) -> str:
             f"WHEN {openings} <= {MAX_OUTPUT_DEPTH} THEN false ELSE strlen({skeleton}) > 0 END")
 
 
+# Duplicate keys: DuckDB's reader keeps the first value of a repeated key, Python's json (repricing) the last, so
+# such a line says two things. Candidates, cheaply: the line's own keys (json_keys, escapes decoded), and the objects
+# inside the two stored values that can hold some (``output``, ``error``). In a value without a backslash no
+# string holds a quote, so every '":' ends a key, and the key is the text after the quote before it; a value with a
+# backslash or with space before a colon is a candidate as it is. Only the candidates are walked with json_tree.
+def _nested_duplicate_sql(expr: str) -> str:
+    keys = f"""string_split({expr}, '":')"""
+    return (f"""(contains({expr}, '{{') AND (contains({expr}, chr(92)) OR regexp_matches({expr}, '"\\s+:') OR """
+            f"""list_unique(list_transform({keys}[1:-2], lambda x: reverse(split_part(reverse(x), '"', 1)))) """
+            f"""<> len({keys}) - 1))""")
+
+
+_MAYBE_DUPLICATE_KEY = ("CASE WHEN jtype = 'OBJECT' THEN list_unique(json_keys(line)) <> len(json_keys(line)) "
+                        f"OR coalesce({_nested_duplicate_sql('CAST(k.output AS VARCHAR)')}, false) "
+                        f"OR coalesce({_nested_duplicate_sql('CAST(coalesce(k.error, k.err) AS VARCHAR)')}, false) "
+                        "ELSE false END")
+
+
 # Stage 2: parse each line once into a struct of JSON values (one per key or alias), then read those.
 _KEYS = ("agent", "reward", "started_at", "timestamp", "ts", "time", "latency_seconds", "latency_s", "latency_ms",
          "lat_ms", "cost_usd", "cost", "error", "err", "error_type", "output", "strategy", "kind", "run_id",
@@ -351,8 +398,8 @@ WITH p AS (
 ), s AS (
     SELECT *, json_transform(CASE WHEN jtype = 'OBJECT' THEN line END, '{_STRUCTURE}') AS k FROM o
 ), f AS (
-    SELECT lineno, line, line_md5, utf8, valid, jtype,
-           {_str("k.agent")} AS agent,
+    SELECT lineno, line, line_md5, utf8, valid, jtype, {_MAYBE_DUPLICATE_KEY} AS maybe_duplicate_key,
+           CASE WHEN json_type(k.agent) = 'VARCHAR' THEN k.agent ->> '$' END AS agent,
            json_type(k.reward) AS reward_type,
            TRY_CAST(k.reward AS DOUBLE) AS reward_raw,
            {_TS} AS ts_json,
@@ -369,7 +416,8 @@ WITH p AS (
            {_str("k.event_id")} AS given_event_id,
            {_num("k.capital_usd")} AS capital_usd,
            {_num("k.max_loss_usd")} AS max_loss_usd,
-           {_num("k.data_age_sec")} AS data_age_sec
+           {_num("k.data_age_sec")} AS data_age_sec,
+           {_invalid_fields_sql()} AS invalid_fields
     FROM s
 ), t AS (
     SELECT *,
@@ -393,11 +441,13 @@ WITH p AS (
                WHEN NOT valid THEN 'invalid_json'
                WHEN jtype <> 'OBJECT' THEN 'not_an_object'
                WHEN agent IS NULL THEN 'missing_agent'
+               WHEN NOT regexp_full_match(agent, '{NAME_PATTERN}') THEN 'invalid_agent_name'
                WHEN ts_type IS NOT NULL AND ts_type <> 'NULL' AND ts_parsed IS NULL THEN 'invalid_timestamp'
                WHEN coalesce(ts_parsed, $2::TIMESTAMPTZ) < $3::TIMESTAMPTZ THEN 'timestamp_too_old'
                WHEN coalesce(ts_parsed, $2::TIMESTAMPTZ) > $4::TIMESTAMPTZ THEN 'timestamp_in_future'
                WHEN strlen(output) > {MAX_OUTPUT_BYTES} THEN 'output_too_large'
                WHEN {_too_deep_sql("output")} THEN 'output_too_deep'
+               WHEN invalid_fields IS NOT NULL THEN 'invalid_field'
                -- a failed run (error set) has no reward: whatever it recorded is not checked, and not kept
                WHEN error IS NOT NULL THEN NULL
                WHEN reward_type IS NULL OR reward_type = 'NULL' THEN 'missing_reward'
@@ -406,8 +456,11 @@ WITH p AS (
            END AS reason
     FROM t
 )
-SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run_id_given),
-       CAST(NULL AS VARCHAR) AS note,
+SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run_id_given, invalid_fields),
+       CASE WHEN reason = 'invalid_agent_name'
+            THEN 'agent ' || CASE WHEN strlen(agent) > 80 THEN CAST(to_json(left(agent, 60)) AS VARCHAR) || ' ... ('
+                                  || strlen(agent) || ' bytes)' ELSE CAST(to_json(agent) AS VARCHAR) END
+            WHEN reason = 'invalid_field' THEN invalid_fields END AS note,
        coalesce(d.occurrence, 1) AS occurrence,
        coalesce(run_id_given, 'import') AS run_id,
        CASE WHEN error IS NULL THEN reward_raw END AS reward,
@@ -416,6 +469,19 @@ SELECT r.* EXCLUDE (line, error_json, ts_json, reward_raw, error_type_given, run
        coalesce(given_event_id, 'imp_' || left(line_md5, {ID_MD5_CHARS}) || '_' || $1
                 || CASE WHEN d.occurrence > 1 THEN '_' || d.occurrence ELSE '' END) AS event_id
 FROM r LEFT JOIN _imp_dups d USING (lineno)
+"""
+
+# The first repeated key of each such line (json_tree decodes escaped keys).
+_DUPLICATE_KEYS_SQL = """
+UPDATE _imp_parsed p SET reason = 'duplicate_key', note = d.note
+FROM (SELECT lineno, arg_min('key ' || CAST(to_json(left(key, 80)) AS VARCHAR) || ' appears ' || n || ' times in ' || path, id)
+             AS note
+      FROM (SELECT q.lineno, t.key, t.parent, min(t.path) AS path, min(t.id) AS id, count(*) AS n
+            FROM _imp_parsed q JOIN _imp_lines l USING (lineno), json_tree(l.line) t
+            WHERE q.maybe_duplicate_key AND t.key IS NOT NULL
+            GROUP BY q.lineno, t.key, t.parent HAVING count(*) > 1)
+      GROUP BY lineno) d
+WHERE d.lineno = p.lineno
 """
 
 # The fields that make two versions of an event "identical" (see the module docstring).
@@ -546,6 +612,11 @@ _STAGING = ("_imp_new", "_imp_matched", "_imp_parsed", "_imp_dups", "_imp_lines"
 
 def import_events(store: Store, path: str | os.PathLike[str], *, progress: Progress | None = None) -> ImportReport:
     """Import one events.jsonl file; raise ImportFileError (changing nothing) when it cannot be imported."""
+    if store.shared:  # the import is DuckDB SQL over the store's own tables
+        raise ImportFileError(f"import-events works on a DuckDB file store only (it runs DuckDB's file readers "
+                              f"over the store's tables), not on {store.location}: import the history into the "
+                              f"DuckDB file before moving the store into the database with `agent-pipeline store "
+                              f"copy --from <that file> --to <the database URL>`")
     started = datetime.now(UTC)
     source = Path(path).expanduser().resolve()
     facts = _check_file(source)
@@ -666,6 +737,8 @@ def _stage_parse(conn: duckdb.DuckDBPyConnection, source: Path, file_key: str, f
                  started: datetime) -> None:
     conn.execute(_DUPS_SQL)
     conn.execute(_PARSED_SQL, [file_key, file_time, OLDEST_ACCEPTED, started + FUTURE_TOLERANCE])
+    if conn.execute("SELECT count(*) FROM _imp_parsed WHERE maybe_duplicate_key").fetchone()[0]:
+        conn.execute(_DUPLICATE_KEYS_SQL)
     objects, not_utf8 = conn.execute("SELECT count(*) FILTER (WHERE valid AND jtype = 'OBJECT'), "
                                      "count(*) FILTER (WHERE NOT utf8) FROM _imp_parsed").fetchone()
     if objects == 0:

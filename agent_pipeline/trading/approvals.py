@@ -37,7 +37,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,6 +75,13 @@ class ApprovalKeys:
         return bool(self.shared or self.approvers or self.problem)
 
 
+def _secrets() -> dict[str, str]:
+    """The keys as configured (``trading.secrets``: from the environment, or taken from it at start)."""
+    from agent_pipeline.trading.secrets import secret_environ
+
+    return secret_environ()
+
+
 def _approver_keys(raw: str) -> dict[str, bytes]:
     """Parse ``AGENT_PIPELINE_APPROVER_KEYS``; raises ApprovalError naming what is wrong."""
     try:
@@ -94,26 +100,34 @@ def _approver_keys(raw: str) -> dict[str, bytes]:
             raise ApprovalError(f"{APPROVER_KEYS_ENV}: the key of {name!r} must be a non-empty string")
         if skeleton(identity) in keys:
             raise ApprovalError(f"{APPROVER_KEYS_ENV}: two entries are the same person ({identity!r})")
+        if key.encode() in keys.values():  # whoever holds it signs as both: one person counted twice
+            raise ApprovalError(f"{APPROVER_KEYS_ENV}: {identity!r} has the same key as another approver; each "
+                                f"approver needs a key of their own")
         keys[skeleton(identity)] = key.encode()
     return keys
 
 
 def approval_key(environ=None) -> ApprovalKeys | None:
     """The verifier's keys from the environment, or None when no key is configured at all."""
-    env = environ if environ is not None else os.environ
+    env = environ if environ is not None else _secrets()
     shared = env.get(APPROVAL_KEY_ENV, "").encode() or None
     raw = env.get(APPROVER_KEYS_ENV, "")
     if not raw:
         return ApprovalKeys(shared) if shared else None
     try:
-        return ApprovalKeys(shared, _approver_keys(raw))
+        keys = _approver_keys(raw)
     except ApprovalError as exc:
         return ApprovalKeys(shared, problem=f"{exc}: approvals cannot be verified")
+    if shared is not None and shared in keys.values():
+        return ApprovalKeys(shared, problem=f"the shared {APPROVAL_KEY_ENV} is also an approver's key in "
+                                            f"{APPROVER_KEYS_ENV}: whoever has the shared key could sign as them; "
+                                            f"approvals cannot be verified")
+    return ApprovalKeys(shared, keys)
 
 
 def signing_key(identity: str, environ=None) -> bytes:
     """The key this process signs ``identity``'s approval with: the approver's own key before the shared one."""
-    env = environ if environ is not None else os.environ
+    env = environ if environ is not None else _secrets()
     own = env.get(APPROVER_KEY_ENV, "")
     if own:
         return own.encode()
@@ -260,14 +274,18 @@ def _identity_of(token: object, strategy_hash: str, keys: ApprovalKeys, stamp: f
                        f"a token approves strategy {str(bound)[:12]}, not {strategy_hash[:12]}")
     if not math.isfinite(expires) or expires <= stamp:
         raise _Refused(Reason.APPROVAL_EXPIRED, f"{identity}'s approval expired")
+    if math.isfinite(issued) and issued > stamp + _LIFETIME_SLACK_S:
+        raise _Refused(Reason.APPROVAL_NOT_YET_VALID, f"{identity}'s approval is issued "
+                       f"{issued - stamp:.0f} s in the future (a clock set ahead, or a token made to outlive its "
+                       f"lifetime): it does not count yet")
     if not math.isfinite(issued) or expires - issued > MAX_TTL.total_seconds() + _LIFETIME_SLACK_S:
         raise _Refused(Reason.APPROVAL_EXPIRED,
                        f"{identity}'s approval claims a lifetime beyond the {MAX_TTL.days}-day maximum")
     return identity
 
 
-_DENIAL_ORDER = (Reason.APPROVAL_FORGED, Reason.APPROVAL_APPROVER_INVALID, Reason.APPROVAL_EXPIRED,
-                 Reason.APPROVAL_MISMATCH)
+_DENIAL_ORDER = (Reason.APPROVAL_FORGED, Reason.APPROVAL_APPROVER_INVALID, Reason.APPROVAL_NOT_YET_VALID,
+                 Reason.APPROVAL_EXPIRED, Reason.APPROVAL_MISMATCH)
 
 
 def verify(tokens: Iterable[str] | None, strategy_hash: str, *, key: bytes | ApprovalKeys | None,

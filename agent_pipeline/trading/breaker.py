@@ -7,7 +7,9 @@ store, before the next tick). Windows end at ``now``.
 What counts: live runs only, i.e. rows the pipeline wrote as runs ended (``source`` in ``LIVE_SOURCES``: the
 Dagster op and ``agent-pipeline agents run``), never imported history (``source = 'import'`` /
 ``origin = 'imported'``: 500 old lines stamped "now" would otherwise dilute 10/10 failures to 10/510), and
-never a row whose ``started_at`` is after ``now``. A run is a failure when it carries an error; a success when it
+never a row whose ``started_at`` is after ``now``. A run belongs to the windows by the time it ended
+(``started_at + latency_seconds``), not by its start: failures that hung for longer than a window (up to the
+agents' one-hour timeout) are counted when they fail, instead of landing before the window opens. A run is a failure when it carries an error; a success when it
 carries no error and a finite reward; a row that is neither is not evidence of health and counts as neither.
 
 The error-rate rule, sound on small samples: over the last ``error_window_sec`` a breach needs all of
@@ -129,16 +131,23 @@ _LIVE = ", ".join(f"'{s}'" for s in LIVE_SOURCES)
 
 # One row per agent: judged runs and failures in the error window; count, mean and sample std of the rewards of
 # successful runs in the collapse rule's recent and baseline windows (both end now, as reward_distributions'
-# do). Parameters: error window start, recent window start, baseline window start, scan start, now.
+# do). A run is placed by the time it ended (start + latency; a latency that is missing, negative or not finite
+# counts as 0): a 20-minute hang that fails now is evidence now, not 20 minutes ago.
+# Parameters: now, error window start, recent window start, baseline window start, scan start.
 _SQL = f"""
-WITH live AS (
-    SELECT agent, reward, started_at >= ? AS in_error_window, started_at > ? AS in_recent,
-           started_at > ? AS in_baseline,
+WITH runs AS (
+    SELECT agent, reward, error, error_type, started_at,
+           started_at + CASE WHEN isfinite(latency_seconds) AND latency_seconds > 0 THEN latency_seconds ELSE 0 END
+               * INTERVAL '1 second' AS ended_at
+    FROM agent_events
+    WHERE started_at <= ? AND source IN ({_LIVE}) AND origin <> 'imported'
+), live AS (
+    SELECT agent, reward, ended_at >= ? AS in_error_window, ended_at > ? AS in_recent,
+           ended_at > ? AS in_baseline,
            error IS NOT NULL OR error_type IS NOT NULL AS failed,
            error IS NULL AND error_type IS NULL AND reward IS NOT NULL AND isfinite(reward) AS succeeded
-    FROM agent_events
-    WHERE started_at >= ? AND started_at <= ?
-      AND source IN ({_LIVE}) AND origin <> 'imported'
+    FROM runs
+    WHERE ended_at >= ?
 )
 SELECT agent,
     count(*) FILTER (WHERE in_error_window AND (failed OR succeeded)),
@@ -162,7 +171,7 @@ def read_breaker(conn, cfg: GuardrailConfig, now: datetime) -> BreakerReading:
     err_start = now - timedelta(seconds=cfg.error_window_sec)
     recent_start, base_start = now - RECENT_SPAN, now - BASELINE_SPAN
     start = min(err_start, base_start) if cfg.breaker_on_reward_collapse else err_start
-    rows = conn.execute(_SQL, [err_start, recent_start, base_start, start, now]).fetchall()
+    rows = conn.execute(_SQL, [now, err_start, recent_start, base_start, start]).fetchall()
     by_agent: dict[str, tuple[int, int]] = {}
     rewards: dict[str, tuple[WindowStats, WindowStats]] = {}
     events = errors = 0

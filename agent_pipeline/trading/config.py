@@ -180,3 +180,6 @@ class ExecutionConfig(ConfigTable):
     max_fill_deviation_bps: float = setting(50.0, NUMBER, gt=0,
                                             doc="a fill this much worse than the order's price is refused")
     lock_timeout_s: float = setting(30.0, NUMBER, gt=0, le=600, doc="how long the gate waits for the store lock")
+    allocation_grace_sec: float = setting(300.0, NUMBER, gt=0, le=DAY_S,
+                                          doc="after the allocation period in force ends with no newer decision, "
+                                              "orders are denied (ALLOCATION_STALE) once this has passed")

@@ -33,13 +33,16 @@ import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent_pipeline.allocation.tables import capital_in_force
+from agent_pipeline.allocation.config import AllocationConfig
+from agent_pipeline.allocation.tables import capital_in_force, period_in_force
 from agent_pipeline.market.base import MarketSource
 from agent_pipeline.numbers import finite_number
+from agent_pipeline.safe_text import utf8_safe
 from agent_pipeline.store import Store
 from agent_pipeline.trading import tables
 from agent_pipeline.trading.approval_store import approval_tokens
@@ -54,6 +57,7 @@ from agent_pipeline.trading.guardrails import (
     TradeGuardrails,
 )
 from agent_pipeline.trading.kill_switch import KillSwitch, default_path
+from agent_pipeline.trading.kill_switch_store import kill_switch_for
 from agent_pipeline.trading.market_facts import MarketSnapshot, measure_order
 from agent_pipeline.trading.reasons import Reason
 from agent_pipeline.trading.store_state import StoreGateState
@@ -61,6 +65,9 @@ from agent_pipeline.trading.store_state import StoreGateState
 # Keys only this layer sets: an agent's values for them are dropped (its market facts are kept as claims).
 RESERVED_KEYS = ("order_key", "strategy", "strategy_hash", "approvals", "capital_usd", "agent",
                  "proposed_notional_usd", "event_id", "run_id", "market")
+
+
+DEFAULT_PERIOD_SEC = AllocationConfig().period_minutes * 60.0
 
 
 def is_trade_proposal(item: Any) -> bool:
@@ -71,6 +78,40 @@ def order_key(agent: str, event_id: str, index: int, item: Mapping[str, Any]) ->
     parts = [agent, str(event_id), str(index)] + [str(item.get(k, "")) for k in ("symbol", "side", "venue",
                                                                                   "sell_venue")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _plain(value: Any) -> str:
+    """Text as an exact ``str`` (a str subclass with its own ``__eq__``, ``__hash__`` or ``__str__`` is copied
+    out of it); None and other objects are ``""``, so they are missing, never a match."""
+    return str.__str__(value) if isinstance(value, str) else ""
+
+
+def plain_item(item: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
+    """The agent's item as plain data before any check reads it: str subclasses (an ``__eq__`` that is always
+    true, a ``__str__`` or ``lower`` that lies) become exact ``str`` copies of their characters, in keys and in
+    values, nested too; a key that is not text is dropped (no check reads it). Numbers stay as they are
+    (``agent_pipeline.numbers`` judges them)."""
+    return {utf8_safe(k): _plain_value(v, depth + 1) for k, v in item.items() if isinstance(k, str)}
+
+
+def _plain_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return utf8_safe(value)  # an exact str, lone surrogates escaped (the key hashes it, the store writes it)
+    if depth > 8:  # deeper than any field a check reads: kept out of the way
+        return repr(type(value))
+    if isinstance(value, Mapping):
+        return plain_item(value, depth)
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v, depth + 1) for v in value]
+    return value
+
+
+def _safe_repr(value: Any, limit: int = 500) -> str:
+    """``repr`` for the record; an object whose ``repr`` raises is named by its type."""
+    try:
+        return str.__str__(repr(value))[:limit]
+    except Exception:  # noqa: BLE001 - only for the record
+        return f"<unprintable {type(value).__qualname__}>"[:limit]
 
 
 def _finite_positive(value: Any) -> bool:
@@ -109,25 +150,41 @@ class ExecutionLayer:
 
     def __init__(self, store: Store, market: MarketSource, *, guardrails: GuardrailConfig | None = None,
                  execution: ExecutionConfig | None = None, kill_switch: KillSwitch | None = None,
-                 clock: Callable[[], datetime] | None = None, environ: Mapping[str, str] | None = None):
+                 clock: Callable[[], datetime] | None = None, environ: Mapping[str, str] | None = None,
+                 allocation_period_sec: float = DEFAULT_PERIOD_SEC):
         self.store = store
+        self.allocation_period_sec = float(allocation_period_sec)  # [allocation] period_minutes, as seconds
         # the safe defaults apply whatever the caller passed: a limit can be loosened, never left off
         self.cfg = dataclasses.replace((guardrails or GuardrailConfig()).with_safe_defaults(), require_order_key=True)
         self.exec_cfg = execution or ExecutionConfig()
-        self.kill = kill_switch if kill_switch is not None else KillSwitch(default_path())
+        self.kill = kill_switch if kill_switch is not None else kill_switch_for(store, default_path())
         self._clock = clock or (lambda: datetime.now(UTC))
         self.state = StoreGateState(store, self.cfg, timeout_s=self.exec_cfg.lock_timeout_s)
         self.guardrails = TradeGuardrails(self.cfg, self.kill, state=self.state, clock=self._clock, environ=environ,
                                           require_market=True)
         self._broker = PaperBroker(market, self.exec_cfg, self._clock, max_quote_age_sec=self.cfg.max_staleness_sec)
 
-    def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None) -> ExecutionReport:
-        """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate."""
-        agent = str(result.get("agent") or "")
-        strategy = str(result.get("strategy") or agent)
-        event_id = result.get("event_id")
+    def execute(self, result: Mapping[str, Any], *, run_id: str, strategy_hash: str | None = None,
+                agent: str | None = None, strategy: str | None = None, conn=None) -> ExecutionReport:
+        """Send one agent run's output (the agent op's dict: agent, strategy, event_id, output) through the gate.
+
+        ``agent`` and ``strategy`` are the registry's (the execution op passes them): an order's identity comes
+        from the registry, never from the run's output, so no agent spends another strategy's limits,
+        positions, capital or approvals. Without them the run's dict is used (tests, benchmarks); a dict naming
+        another agent than the registered one is refused.
+
+        ``conn``: an open transaction of this store (with the trading tables migrated) to join instead of opening
+        one, so a caller that writes many runs (the quota tick) pays one connection and one commit for all.
+        """
+        claimed_agent = _plain(result.get("agent"))
+        agent = _plain(agent) if agent is not None else claimed_agent
+        strategy = _plain(strategy) if strategy is not None else (_plain(result.get("strategy")) or agent)
+        raw_event = result.get("event_id")
+        event_id = _plain(raw_event) if isinstance(raw_event, str) else (str(raw_event) if raw_event else "")
         if not agent or not event_id:
             raise ValueError("execute needs the agent run's 'agent' and 'event_id' (the order keys derive from them)")
+        if claimed_agent and claimed_agent != agent:
+            raise ValueError(f"execute for registered agent {agent!r} got the run of {claimed_agent[:80]!r}")
         output = result.get("output")
         items = output if isinstance(output, list) else []
         proposals = [(i, item) for i, item in enumerate(items) if is_trade_proposal(item)]
@@ -137,27 +194,55 @@ class ExecutionLayer:
             return report
         snapshot = self._broker.prefetch()  # one snapshot per batch, read before any lock is taken
         try:
-            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash, snapshot)
+            return self._execute(report, proposals, agent, strategy, str(event_id), run_id, strategy_hash, snapshot,
+                                 conn)
         finally:
             self._broker.release()
 
     def _execute(self, report: ExecutionReport, proposals: list, agent: str, strategy: str, event_id: str,
-                 run_id: str, strategy_hash: str | None, snapshot: MarketSnapshot) -> ExecutionReport:
+                 run_id: str, strategy_hash: str | None, snapshot: MarketSnapshot, shared=None) -> ExecutionReport:
         with self.kill.guard() as status:
             report.kill_switch_state = status.state.value
-            with self.store.transaction(timeout_s=self.exec_cfg.lock_timeout_s, schema=tables.TRADING) as conn:
+            with self._transaction(shared) as conn:
                 with self.state.bind(conn):
                     capital, decided = capital_in_force(conn, agent)
                     report.capital_source = "allocator_quotas" if decided else "[execution] default_capital_usd"
                     if not decided:
                         capital = self.exec_cfg.default_capital_usd
                     report.capital_usd = capital
+                    stale = self._stale_allocation(conn) if decided else None
                     tokens = approval_tokens(conn, agent, strategy_hash)
                     for index, item in proposals:
                         self._one(conn, report, index, item, agent, strategy, event_id, run_id, capital,
-                                  strategy_hash, tokens, snapshot)
+                                  strategy_hash, tokens, snapshot, stale)
         report.kill_switch_state = self.kill.state.value
         return report
+
+    def _stale_allocation(self, conn) -> str | None:
+        """Why the allocation period in force may no longer be spent, or None while it (or its grace) lasts.
+
+        The period in force is the latest decided one; once it has ended and ``allocation_grace_sec`` has passed
+        with no newer decision, its capital was decided for another time: fail closed. A period start that cannot
+        be read as a time counts as stale too."""
+        start = period_in_force(conn)[0]
+        grace = self.exec_cfg.allocation_grace_sec
+        if not isinstance(start, datetime) or start.tzinfo is None:
+            return f"the allocation period in force has no usable start ({start!r:.40}): its capital is not spent"
+        now = self._clock()
+        ends = start + timedelta(seconds=self.allocation_period_sec)
+        if now <= ends + timedelta(seconds=grace):
+            return None
+        return (f"the allocation period in force started {start.isoformat()} and ended {ends.isoformat()}; no newer "
+                f"decision for {(now - ends).total_seconds():.0f} s, more than [execution] allocation_grace_sec "
+                f"{grace:g} s: its capital is not spent until the allocator decides again")
+
+    @contextmanager
+    def _transaction(self, shared):
+        if shared is not None:  # the caller's transaction: it commits (or rolls back) every batch in it at once
+            yield shared
+            return
+        with self.store.transaction(timeout_s=self.exec_cfg.lock_timeout_s, schema=tables.TRADING) as conn:
+            yield conn
 
     # -- one proposal ----------------------------------------------------------------------------------------
     def _signal(self, item: Mapping[str, Any], key: str, agent: str, strategy: str, event_id: str,
@@ -174,16 +259,20 @@ class ExecutionLayer:
 
     def _one(self, conn, report: ExecutionReport, index: int, item: Mapping[str, Any], agent: str, strategy: str,
              event_id: str, run_id: str, capital: float | None, strategy_hash: str | None,
-             tokens: list[str], snapshot: MarketSnapshot) -> None:
-        key = order_key(agent, event_id, index, item)
+             tokens: list[str], snapshot: MarketSnapshot, stale: str | None = None) -> None:
+        key = order_key(agent, event_id, index, {})
         try:
+            item = plain_item(item)  # before the key and every check: text is its own characters
+            key = order_key(agent, event_id, index, item)
             signal = self._signal(item, key, agent, strategy, event_id, capital, strategy_hash, tokens, snapshot)
         except Exception as exc:  # building the signal failed: recorded as a denial, never a pass
-            signal = {"order_key": key, "agent": agent, "strategy": strategy, "item": repr(item)[:500]}
+            signal = {"order_key": key, "agent": agent, "strategy": strategy, "item": _safe_repr(item)}
             decision = self._denial(Reason.CHECK_ERROR, f"could not build the signal: {type(exc).__name__}: {exc}",
                                     None, signal)
         else:
             decision = self.guardrails.check(signal)  # the kill switch and bad input outrank a missing capital
+            if decision.ok and stale is not None:
+                decision = self._denial(Reason.ALLOCATION_STALE, stale, "capital_usd", signal)
             if decision.ok and not _finite_positive(capital):
                 decision = self._denial(Reason.NO_CAPITAL, f"agent {agent} has no capital ({capital!r}) from the "
                                         "allocator", "capital_usd", signal)
@@ -212,10 +301,10 @@ class ExecutionLayer:
             report.rejected += 1
             return
         report.filled += 1
-        pnl = sum((tables.record_fill(conn, order_id=order_id, strategy=strategy, fill=fill, at=now) for fill in fills),
-                  0.0)
-        report.realized_pnl_usd += pnl
-        self.guardrails.record_pnl(pnl)
+        for fill in fills:  # each fill's loss counts on its own: one leg's gain does not hide another's loss
+            pnl = tables.record_fill(conn, order_id=order_id, strategy=strategy, fill=fill, at=now)
+            report.realized_pnl_usd += pnl
+            self.guardrails.record_pnl(pnl)
 
 
 def measured_signal(item: Mapping[str, Any], *, snapshot: MarketSnapshot, capital: float | None, now: datetime,

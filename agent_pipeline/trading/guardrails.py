@@ -49,7 +49,7 @@ from agent_pipeline.trading.approvals import approval_key, builtin_fingerprints,
 from agent_pipeline.trading.config import GuardrailConfig
 from agent_pipeline.trading.kill_switch import KillSwitch, KillSwitchState, KillSwitchStatus
 from agent_pipeline.trading.market_facts import FILL_NOTIONAL_TOLERANCE, MarketFacts
-from agent_pipeline.trading.positions import position_after
+from agent_pipeline.trading.positions import Position, apply_fill, position_after
 from agent_pipeline.trading.reasons import ALWAYS_TRIP, Reason
 from agent_pipeline.trading.state import GateState, MemoryGateState, trading_date
 
@@ -296,6 +296,8 @@ class TradeGuardrails:
         loss = self.state.daily_loss_usd(day)
         if not math.isfinite(loss) or loss > cfg.max_daily_loss_usd:
             raise _Deny(Reason.DAILY_LOSS_LIMIT, self._loss_message(loss, day))
+        if facts is not None:
+            self._check_fill_losses(signal, facts, loss, day)
         if cfg.breaker_in_gate:
             breach = self.state.breaker_breach(now)
             if breach:
@@ -435,6 +437,26 @@ class TradeGuardrails:
                             f"{leg.side} fill price {leg.fill_price:.8g} on {leg.venue} (bid {leg.bid:.8g}, ask "
                             f"{leg.ask:.8g}; limit {self.cfg.max_limit_distance_bps:g} bps)", key)
         return facts
+
+    def _check_fill_losses(self, signal: Mapping[str, Any], facts: MarketFacts, loss: float, day) -> None:
+        """Today's loss plus what this order's fills would realise stays within the daily limit, fill by fill.
+
+        Each leg is booked against the held position with the ledger's own accounting (``positions.apply_fill``)
+        at the measured fill price and fee, as the broker will fill it; a leg's gain never offsets another's loss
+        (the ledger books each fill's loss on its own).
+        """
+        strategy, symbol = _text(signal, "strategy"), _text(signal, "symbol")
+        qty, avg = self.state.position(strategy, symbol)
+        held = Position(qty, avg)
+        total = loss
+        for leg in facts.legs:
+            fee = leg.fill_price * leg.size * leg.fee_bps / 10_000.0
+            held, pnl = apply_fill(held, side=leg.side, size=leg.size, price=leg.fill_price, fee_usd=fee)
+            total += max(0.0, -pnl)
+            if not (math.isfinite(total) and total <= self.cfg.max_daily_loss_usd):
+                raise _Deny(Reason.DAILY_LOSS_LIMIT, f"daily loss limit: this order's fills would realise {total - loss:.2f} USD of "
+                            f"loss on top of {loss:.2f} USD already lost on {day} (UTC): {total:.2f} USD exceeds "
+                            f"{self.cfg.max_daily_loss_usd:g} USD", "size")
 
     def _check_notional_agrees(self, signal: Mapping[str, Any], notional: float, measured: bool) -> None:
         """``notional_usd`` and ``size x price`` are one amount: a disagreement means a broken or hostile agent.

@@ -16,6 +16,10 @@ is compared:
 
 Only letters, digits (any script's digits count as their value) and `` .-_'@+`` are allowed; anything else
 (symbols, emoji, control characters, invisible braille blanks) is refused with an error naming the character.
+Letters that pass for plain Latin ones are refused too: Latin letters beyond a-z (small capitals, IPA letters,
+clicks, reversed letters; a stroke letter such as "ł" or a ligature such as "æ" counts as its base letters) and
+scripts outside ``_NAME_SCRIPTS`` (Cherokee "ᎪᏞᏆᏟᎬ", Lisu, Armenian, ...). Katakana that render as Han ideographs
+("ロ" and "口") are one letter in the skeleton.
 
 Two names are the same person when their ``skeleton`` is the same: the canonical identity without separators
 (`` .-_'``: "alice smith", "alice.smith" and "alicesmith" are one person) and with the Latin look-alikes of UTS #39
@@ -62,6 +66,19 @@ _LOWER_LOOKALIKES = str.maketrans({
     # Latin letters that look like other Latin letters
     "ɑ": "a", "ı": "i", "ɡ": "g", "ȷ": "j", "ɩ": "i", "ʟ": "l",
 })
+# Latin letters beyond a-z that are a base letter with a stroke or a ligature (NFD does not take them apart);
+# any other Latin letter (small capitals, IPA letters, clicks, turned and reversed letters) renders as a plain
+# letter it is not, and is refused.
+_LATIN_LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ƀ": "b", "ƶ": "z", "æ": "ae",
+                                "œ": "oe", "ð": "d", "þ": "th", "ŀ": "l"})
+_PLAIN_LATIN = frozenset("abcdefghijklmnopqrstuvwxyz")
+# Scripts a name may be written in: those with letters that do not pass for Latin ones, plus Cyrillic and Greek
+# (their look-alikes are mapped above). Scripts whose letters imitate Latin capitals or small letters (Cherokee,
+# Lisu, Armenian, Coptic, Canadian syllabics, ...) and any script not listed are refused: fail closed.
+_NAME_SCRIPTS = frozenset({
+    "LATIN", "CYRILLIC", "GREEK", "HAN", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO", "ARABIC", "HEBREW",
+    "DEVANAGARI", "BENGALI", "GURMUKHI", "GUJARATI", "ORIYA", "TAMIL", "TELUGU", "KANNADA", "MALAYALAM", "SINHALA",
+    "THAI", "LAO", "ETHIOPIC"})
 _COMPATIBLE_SCRIPTS = (frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}), frozenset({"LATIN", "HAN", "BOPOMOFO"}),
                        frozenset({"LATIN", "HAN", "HANGUL"}))
 _SCRIPT_ALIASES = {"CJK": "HAN", "IDEOGRAPHIC": "HAN", "KATAKANA-HIRAGANA": "KATAKANA", "HALFWIDTH": "KATAKANA"}
@@ -105,10 +122,20 @@ def canonical_identity(name: object) -> str:
             raise IdentityError(f"approver name {shown!r} contains {ch!r} (U+{ord(ch):04X}, "
                                 f"{unicodedata.name(ch, 'unnamed')}); use letters, digits and "
                                 f"{ALLOWED_PUNCTUATION.strip()!r} only")
+    for script, ch in scripts.items():
+        if script not in _NAME_SCRIPTS:
+            raise IdentityError(f"approver name {shown!r} is written in {script} ({ch!r}, U+{ord(ch):04X}), whose "
+                                f"letters can pass for Latin ones; type it in Latin letters")
     if len(scripts) > 1 and not any(scripts.keys() <= allowed for allowed in _COMPATIBLE_SCRIPTS):
         letters = ", ".join(f"{script} {ch!r} (U+{ord(ch):04X})" for script, ch in sorted(scripts.items()))
         raise IdentityError(f"approver name {shown!r} mixes scripts ({letters}); type it in one script")
     text = "".join(out).translate(_UPPER_LOOKALIKES).casefold().translate(_LOWER_LOOKALIKES)
+    text = text.translate(_LATIN_LETTERS)
+    for ch in text:
+        if ch.isalpha() and _script(ch) == "LATIN" and ch not in _PLAIN_LATIN:
+            raise IdentityError(f"approver name {shown!r} contains {ch!r} (U+{ord(ch):04X}, "
+                                f"{unicodedata.name(ch, 'unnamed')}), which renders as a plain letter it is not; "
+                                f"type the plain letter")
     text = unicodedata.normalize("NFC", " ".join(text.split()))
     if not any(ch.isalnum() for ch in text):
         raise IdentityError(f"approver name {shown!r} has no letters or digits")
@@ -118,11 +145,15 @@ def canonical_identity(name: object) -> str:
 _SEPARATORS = str.maketrans("", "", " .-_'")
 _SKELETON_LETTERS = str.maketrans({"0": "o", "1": "l", "i": "l"})
 _SKELETON_PAIRS = (("rn", "m"), ("vv", "w"), ("cl", "d"))
+# Katakana (and Hangul jamo) that render as Han ideographs or as Hiragana: 山ロ is 山口 on screen.
+_SKELETON_KANA = str.maketrans({"ロ": "口", "エ": "工", "カ": "力", "ニ": "二", "ハ": "八", "ト": "卜", "タ": "夕",
+                                "ー": "一", "ノ": "丿", "ム": "厶", "ヌ": "又", "メ": "乂", "ヘ": "へ", "ベ": "べ",
+                                "ペ": "ぺ", "リ": "り", "\u1173": "一", "\u1175": "丨"})
 
 
 def skeleton(identity: str) -> str:
     """What a canonical identity looks like, for comparison: separators dropped, Latin look-alikes folded."""
-    text = identity.translate(_SEPARATORS).translate(_SKELETON_LETTERS)
+    text = identity.translate(_SEPARATORS).translate(_SKELETON_LETTERS).translate(_SKELETON_KANA)
     for pair, single in _SKELETON_PAIRS:
         text = text.replace(pair, single)
     return text

@@ -192,7 +192,10 @@ def _clip(text: str) -> str:
 
 
 def _env_key() -> bytes | None:
-    raw = os.environ.get(KEY_ENV, "")
+    """The configured MAC key (``secrets.secret``: the environment, or what was taken from it at start)."""
+    from agent_pipeline.trading.secrets import secret
+
+    raw = secret(KEY_ENV)
     return raw.encode() if raw else None
 
 
@@ -210,8 +213,9 @@ class KillSwitch:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout_s: float = 10.0,
-                 clock: Callable[[], datetime] | None = None, key: bytes | None = None):
+                 clock: Callable[[], datetime] | None = None, key: bytes | None = None, anchor: Any = None):
         self.path = Path(path) if path is not None else None
+        self.anchor = anchor  # kill_switch_anchor.StoreAnchor: the version the files must match (None: files only)
         self.lock_timeout_s = lock_timeout_s
         self._clock = clock or (lambda: datetime.now(UTC))
         self._key = _env_key() if key is None else (key or None)
@@ -294,7 +298,15 @@ class KillSwitch:
             elif self._high_water:
                 disk.status = self._unreadable(f"state file disappeared after version {self._high_water} was seen")
             else:
-                disk.status = KillSwitchStatus(KillSwitchState.ACTIVE, reason="never tripped")
+                anchored, problem = self._anchored()
+                if problem:
+                    disk.status = self._unreadable(problem)
+                elif anchored is not None:
+                    disk.audit_version = max(disk.audit_version, anchored)
+                    disk.status = self._unreadable(f"the state file and its audit log are missing although the "
+                                                   f"store anchors version {anchored} (both were deleted or moved)")
+                else:
+                    disk.status = KillSwitchStatus(KillSwitchState.ACTIVE, reason="never tripped")
             return disk
         except (OSError, FileTooLarge, _Bad) as exc:
             disk.status = self._unreadable(str(exc) if isinstance(exc, _Bad) else f"{type(exc).__name__}: {exc}")
@@ -312,10 +324,34 @@ class KillSwitch:
             disk.status = self._unreadable(f"state version {version} is older than version {self._high_water} "
                                            f"this process already saw (rolled back)")
             return disk
-        self._high_water = version
+        anchored, problem = self._anchored()
+        if anchored is not None:
+            disk.audit_version = max(disk.audit_version, anchored)  # a writer's next version passes the anchor
+        if not problem and anchored is None and self.anchor is not None and getattr(self._tls, "depth", 0) == 0:
+            problem = (f"state version {version} has no anchor in the store (the files were replaced, or written "
+                       f"before anchoring): a person's `kill-switch clear` anchors a new version")
+        elif not problem and anchored is not None and anchored != version:
+            problem = (f"state version {version} is older than version {anchored} anchored in the store (the state "
+                       f"file and its audit log were rolled back together)" if anchored > version else
+                       f"state version {version} is newer than version {anchored} anchored in the store (its "
+                       f"anchor was never written)")
+        if problem:
+            disk.status = self._unreadable(problem)
+            return disk
+        self._high_water = max(version, anchored or 0)
         disk.status = KillSwitchStatus(KillSwitchState(body["state"]), body["reason"], body["by"], body["at"],
                                        version)
         return disk
+
+    def _anchored(self) -> tuple[int | None, str]:
+        """(the anchored version, why it cannot be read). Inside ``guard()`` (the execution layer holds the store)
+        it is not read again: the version checked on entry is this process's high-water mark."""
+        if self.anchor is None or getattr(self._tls, "depth", 0) > 0:
+            return None, ""
+        try:
+            return self.anchor.read(), ""
+        except Exception as exc:  # noqa: BLE001 - an anchor nobody can read vouches for nothing
+            return None, f"the store's kill-switch anchor cannot be read ({type(exc).__name__}: {exc})"
 
     def _state_body(self, disk: _Disk) -> dict[str, Any]:
         """The parsed, checksum-verified state file; raises _Bad (or OSError) saying what is wrong with it."""
@@ -530,8 +566,21 @@ class KillSwitch:
                                       f"file {self.path} cannot be replaced ({exc}); the switch reads HALTED until "
                                       f"a change succeeds") from None
             problems.append(f"the state file {self.path} cannot be replaced ({exc})")
+        if self.anchor is not None:
+            try:
+                self.anchor.advance(version, after.state.value)
+            except Exception as exc:  # noqa: BLE001 - the files now run ahead of the anchor: reads HALTED
+                if action != "trip":
+                    raise KillSwitchError(f"kill switch not {_PAST[action]}: its files were written but the store "
+                                          f"anchor cannot be advanced ({type(exc).__name__}: {exc}); the switch "
+                                          f"reads HALTED until a change is anchored") from None
+                problems.append(f"the store anchor cannot be advanced ({type(exc).__name__}: {exc}); the switch "
+                                f"reads HALTED until a change is anchored")
         self._cache = None
         status = self._read()
+        if action != "trip" and status.state is not after.state:
+            raise KillSwitchError(f"kill switch not {_PAST[action]}: after writing the change it reads "
+                                  f"{status.state.value} ({status.reason}); repair the files named there")
         return dataclasses.replace(status, problems=tuple(problems))
 
     def _append_audit(self, row: dict[str, Any], start_new_line: bool) -> None:
@@ -579,9 +628,10 @@ class KillSwitch:
             lock = None
             self._tls.override = KillSwitchStatus(KillSwitchState.HALTED, f"kill switch lock unusable ({exc}); "
                                                   f"no orders until it is repaired", readable=False)
+        entry = self.status()  # read (with the anchor) before the depth is set: the caller's store is not open yet
         self._tls.depth = 1
         try:
-            yield self.status()
+            yield entry
         finally:
             self._tls.depth = 0
             if lock is not None:
@@ -640,16 +690,48 @@ class KillSwitch:
 
 
 def _last_lines(audit_path: Path) -> tuple[list[bytes], bool]:
-    """The complete non-empty lines at the end of the audit log (at least the last two when there are two) and
-    whether its last line lacks a newline. Reads a small tail first and a larger one only for long rows."""
-    for limit in (_SMALL_TAIL_BYTES, AUDIT_TAIL_BYTES):
-        tail, truncated = read_tail(audit_path, limit)
-        lines = [line for line in tail.split(b"\n") if line.strip()]
-        if truncated:
-            lines = lines[1:]  # the first piece is (most likely) the end of a longer line
-        if not truncated or len(lines) >= 2:
-            return lines, bool(tail) and not tail.endswith(b"\n")
-    raise _Bad("the audit log's last rows are longer than any this code writes")
+    """The last two non-blank lines of the audit log (fewer when it has fewer), oldest first, and whether its
+    last line lacks a newline.
+
+    Read backwards from the end in chunks, so blank padding (newlines, spaces, tabs), after the newest row or
+    between the last two, can neither push a row out of the window read nor make an older row the last one.
+    Fail closed: a line longer than ``AUDIT_TAIL_BYTES`` (no row this code writes is) or more than
+    ``MAX_AUDIT_LIST_BYTES`` scanned without finding two rows is damage (``_Bad``).
+    """
+    fd = open_regular(audit_path)
+    try:
+        size = os.fstat(fd).st_size
+        ends_open = size > 0 and _pread(fd, size - 1, 1) != b"\n"
+        lines: list[bytes] = []
+        pos, partial, step = size, b"", _SMALL_TAIL_BYTES
+        while pos > 0 and len(lines) < 2:
+            if size - pos > MAX_AUDIT_LIST_BYTES:
+                raise _Bad(f"the audit log's last {MAX_AUDIT_LIST_BYTES} bytes hold fewer than two rows (blank "
+                           f"padding or damage)")
+            start = max(0, pos - step)
+            pieces = (_pread(fd, start, pos - start) + partial).split(b"\n")
+            partial, pos, step = pieces[0], start, 65_536  # the first piece may continue before `start`
+            for piece in reversed(pieces[1:]):
+                if piece.strip() and len(lines) < 2:
+                    lines.insert(0, piece)
+            if len(partial) > AUDIT_TAIL_BYTES:
+                raise _Bad("the audit log's last rows are longer than any this code writes")
+        if pos == 0 and partial.strip() and len(lines) < 2:
+            lines.insert(0, partial)
+        return lines, ends_open
+    finally:
+        os.close(fd)
+
+
+def _pread(fd: int, offset: int, length: int) -> bytes:
+    chunks, done = [], 0
+    while done < length:
+        chunk = os.pread(fd, length - done, offset + done)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        done += len(chunk)
+    return b"".join(chunks)
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:

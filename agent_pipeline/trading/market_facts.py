@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agent_pipeline.numbers import finite_number
@@ -60,6 +60,15 @@ def venue_fee_bps(market: Any, venue: str, default: float) -> float:
     return default
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of a market source's exception; rendering it never raises."""
+    try:
+        text = str.__str__(str(exc))[:300]
+    except Exception:  # noqa: BLE001 - only for the message
+        text = "<unprintable>"
+    return f"{type(exc).__qualname__}: {text}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """Why a market cannot be traded: a reason code, a message with the numbers, the field it concerns."""
@@ -72,17 +81,25 @@ class Problem:
 class MarketSnapshot:
     """The quotes of one batch, read once before any lock is taken, and the depth the batch has taken since.
 
-    ``take`` never raises: an outage is kept as ``error`` and every order of the batch is refused with it.
+    ``take`` never raises (an interrupt aside): an outage is kept as ``error`` (``MARKET_DATA_MISSING``), and a
+    source that answers with something the snapshot cannot even index (quotes whose venue or symbol cannot be
+    read, a clock or fee table that raises) as ``MARKET_UNREADABLE``; every order of the batch is refused with it.
+    A quote whose venue or symbol is not text is left out: no order can be looked up against it.
     """
 
     def __init__(self, quotes: Iterable[Any], fetched_at: datetime, *, error: str | None = None,
-                 fees: Mapping[str, float] | None = None, default_fee_bps: float = 0.0):
+                 error_code: Reason = Reason.MARKET_DATA_MISSING, fees: Mapping[str, float] | None = None,
+                 default_fee_bps: float = 0.0):
         self.fetched_at = fetched_at
         self.error = error
+        self.error_code = error_code
         self._quotes: dict[tuple[str, str], Any] = {}
         self._duplicates: set[tuple[str, str]] = set()
         for quote in quotes:
-            key = (getattr(quote, "venue", None), getattr(quote, "symbol", None))
+            venue, symbol = getattr(quote, "venue", None), getattr(quote, "symbol", None)
+            if not isinstance(venue, str) or not isinstance(symbol, str):
+                continue
+            key = (str.__str__(venue), str.__str__(symbol))
             if key in self._quotes:  # two books for one venue and symbol: which one is real is unknown
                 self._duplicates.add(key)
             self._quotes[key] = quote
@@ -92,14 +109,27 @@ class MarketSnapshot:
 
     @classmethod
     def take(cls, market: Any, clock: Callable[[], datetime], cfg: ExecutionConfig) -> MarketSnapshot:
-        fetched_at = clock()
+        """The batch's one read of the market; whatever goes wrong becomes the snapshot's ``error``."""
+        try:
+            fetched_at = clock()
+        except Exception:  # noqa: BLE001 - an unusable clock is an unreadable market, the decision time is now
+            fetched_at = datetime.now(UTC)
+            return cls([], fetched_at, error="the decision clock raised", error_code=Reason.MARKET_UNREADABLE)
         try:
             quotes = list(market.quotes(fetched_at))
-        except Exception as exc:  # outage: the batch's orders are refused, nothing fills
-            return cls([], fetched_at, error=f"no market data: {type(exc).__name__}: {exc}")
-        venues = {getattr(q, "venue", None) for q in quotes}
-        fees = {v: venue_fee_bps(market, v, cfg.default_fee_bps) for v in venues if isinstance(v, str)}
-        return cls(quotes, fetched_at, fees=fees, default_fee_bps=cfg.default_fee_bps)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - outage: the batch's orders are refused, nothing fills
+            return cls([], fetched_at, error=f"no market data: {_describe(exc)}")
+        try:
+            venues = {getattr(q, "venue", None) for q in quotes}
+            fees = {v: venue_fee_bps(market, v, cfg.default_fee_bps) for v in venues if isinstance(v, str)}
+            return cls(quotes, fetched_at, fees=fees, default_fee_bps=cfg.default_fee_bps)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the answer cannot even be indexed: fail closed
+            return cls([], fetched_at, error=f"the market source's quotes cannot be read: {_describe(exc)}",
+                       error_code=Reason.MARKET_UNREADABLE)
 
     def quote(self, venue: str, symbol: str) -> Any | None:
         return self._quotes.get((venue, symbol))
@@ -271,7 +301,7 @@ def leg_facts(snapshot: MarketSnapshot, venue: Any, symbol: Any, side: Any, now:
               ) -> tuple[LegFacts | None, Problem | None]:
     """One leg measured from the snapshot, or why it cannot be."""
     if snapshot.error is not None:
-        return None, Problem(Reason.MARKET_DATA_MISSING, snapshot.error)
+        return None, Problem(snapshot.error_code, snapshot.error)
     if not isinstance(venue, str) or not isinstance(symbol, str) or side not in SIDES:
         return None, Problem(Reason.MARKET_DATA_MISSING, f"cannot look up a quote for venue {venue!r:.40}, symbol "
                              f"{symbol!r:.40}, side {side!r:.20}", "venue")

@@ -53,16 +53,19 @@ class Reason(StrEnum):
     EMPTY_BOOK = "EMPTY_BOOK"                    # nothing quoted (or nothing left in this batch) on a side
     LIMIT_PRICE_OFF_MARKET = "LIMIT_PRICE_OFF_MARKET"  # the order's limit is far from the price it would fill at
     MARKET_CLAIM_MISMATCH = "MARKET_CLAIM_MISMATCH"  # an agent's claim about the market is far from the measurement
+    MARKET_UNREADABLE = "MARKET_UNREADABLE"      # the market source's answer (or the clock) could not be read at all
     # two-person rule
     APPROVAL_MISSING = "APPROVAL_MISSING"
     APPROVAL_KEY_MISSING = "APPROVAL_KEY_MISSING"
     APPROVAL_FORGED = "APPROVAL_FORGED"
     APPROVAL_EXPIRED = "APPROVAL_EXPIRED"
+    APPROVAL_NOT_YET_VALID = "APPROVAL_NOT_YET_VALID"  # issued more than a minute after the decision time
     APPROVAL_MISMATCH = "APPROVAL_MISMATCH"      # signed for another strategy hash
     APPROVAL_SINGLE_APPROVER = "APPROVAL_SINGLE_APPROVER"
     APPROVAL_APPROVER_INVALID = "APPROVAL_APPROVER_INVALID"  # name refused (mixed scripts, ...) or without own key
     # execution layer
     NO_CAPITAL = "NO_CAPITAL"                    # the allocator gave this agent no capital
+    ALLOCATION_STALE = "ALLOCATION_STALE"        # the allocation period in force ended (plus its grace), none newer
     CHECK_ERROR = "CHECK_ERROR"                  # a check raised: denied, never passed
 
 

@@ -36,6 +36,7 @@ from datetime import date, datetime
 from typing import Any
 
 from agent_pipeline.numbers import finite_number
+from agent_pipeline.safe_text import utf8_safe
 from agent_pipeline.store import Schema, insert_sql
 from agent_pipeline.trading.positions import Position, apply_fill
 
@@ -149,8 +150,10 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     """A JSON-storable copy: non-finite floats and odd objects become strings, so inputs are kept as seen."""
     if depth > 6:
         return repr(value)[:200]
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return utf8_safe(value)
     if isinstance(value, int):
         return value if abs(value) < 2 ** 63 else repr(value)[:40] + "..."
     if isinstance(value, float):
@@ -161,7 +164,7 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     if callable(as_record) and not isinstance(value, type):
         return json_safe(as_record(), depth + 1)
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+        return {utf8_safe(k if isinstance(k, str) else repr(k)): json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v, depth + 1) for v in value]
     try:
@@ -184,7 +187,7 @@ def record_decision(conn, decision, *, run_id: str | None, event_id: str | None,
 
     def text(key: str) -> str | None:
         value = inputs.get(key)
-        return value if isinstance(value, str) else None
+        return utf8_safe(value) if isinstance(value, str) else None
 
     notional = finite_number(inputs.get("notional_usd"))
     stored = dict(inputs)
@@ -194,7 +197,8 @@ def record_decision(conn, decision, *, run_id: str | None, event_id: str | None,
     conn.execute(
         _INSERT_DECISION,
         [decision_id, decision.decided_at, run_id, event_id, agent, strategy, text("order_key"), text("symbol"),
-         text("side"), notional, decision.ok, decision.code.value, decision.reason, decision.kill_switch_state,
+         text("side"), notional, decision.ok, decision.code.value, utf8_safe(str.__str__(decision.reason)),
+         decision.kill_switch_state,
          json.dumps(json_safe(stored), allow_nan=False)])
     return decision_id
 

@@ -233,4 +233,50 @@ def test_an_agent_that_breaks_its_own_labels_still_gets_an_event():
     loaded = LoadedAgent(AgentSpec(name="shifty", ref="tests:Shifty", strategy="s_spec"), Shifty())
     recorded = []
     event = run_instrumented(loaded, CTX, RewardConfig(), record=recorded.append)
-    assert recorded == [event] and not event.ok and event.strategy == "s_spec" and "no strategy" in event.error
+    # the labels were fixed when the agent was loaded: breaking them while running changes nothing
+    assert recorded == [event] and event.ok and event.strategy == "s_spec" and event.kind == "signal"
+
+
+# -- hidden case 6 of issue 9: text the store cannot encode ------------------------------------------------------
+def _stored(store):
+    with store.connect() as conn:
+        return conn.execute("SELECT error, output FROM agent_events").fetchall()
+
+
+@pytest.mark.parametrize("output", [
+    [{"profit_pct": 0.5, "note": "\ud800"}],
+    [{"profit_pct": 0.5, "\udfff": 1}],
+    [{"profit_pct": 0.5, "symbol": "BTC\udc80USD", "nested": ["a\ud83d"]}],
+])
+def test_lone_surrogates_in_an_output_still_leave_the_event(store, output):
+    from agent_pipeline.store import append_event
+
+    event = run_instrumented(agent(lambda ctx: output), CTX, RewardConfig(),
+                             record=lambda e: append_event(store, e))
+    assert event.ok, event.error
+    (error, stored), = _stored(store)
+    assert error is None and "\\ud" in stored.lower()  # escaped, not lost
+
+
+def test_lone_surrogates_in_an_error_still_leave_the_event(store):
+    from agent_pipeline.store import append_event
+
+    def fails(ctx):
+        raise RuntimeError("broken \ud800 text")
+
+    event = run_instrumented(agent(fails), CTX, RewardConfig(), record=lambda e: append_event(store, e))
+    (error, _), = _stored(store)
+    assert not event.ok and error.startswith("RuntimeError: broken")
+
+
+def test_an_event_the_store_refuses_is_replaced_by_a_failed_run_event_saying_why():
+    recorded = []
+
+    def picky(event):
+        if event.output:
+            raise ValueError("cannot convert this output")
+        recorded.append(event)
+
+    event = run_instrumented(agent(lambda ctx: [{"profit_pct": 0.5}]), CTX, RewardConfig(), record=picky)
+    assert recorded == [event] and not event.ok
+    assert "cannot convert this output" in event.error and "could not be stored" in event.error

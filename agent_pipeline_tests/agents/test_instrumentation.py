@@ -3,7 +3,10 @@
 import math
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
 
+import numpy as np
 import pytest
 
 from agent_pipeline.agents import AgentContext, AgentResult, AgentSpec, build_agent, run_instrumented
@@ -75,3 +78,29 @@ def test_builtin_agents_produce_scored_events():
         assert event.ok, event.error
         assert math.isfinite(event.reward)
         assert isinstance(event.output, list)
+
+
+# -- hidden case 12 of issue 9: one meaning of "a number" in instrumentation too ---------------------------------
+@pytest.mark.parametrize("value", [np.int64(1_000), np.float32(1_000.0), Decimal("1000"), Fraction(1_000, 1)])
+def test_numbers_the_gate_accepts_are_numbers_here_too_and_are_stored_as_numbers(value):
+    event = run_instrumented(agent_returning(lambda ctx: [{"profit_pct": 0.5, "notional_usd": value,
+                                                           "data_age_sec": value}]), CTX, RewardConfig())
+    assert event.ok, event.error
+    stored = event.output[0]["notional_usd"]
+    assert type(stored) in (int, float) and stored == 1_000
+    assert event.data_age_sec == 1_000.0
+
+
+@pytest.mark.parametrize("value", [np.bool_(True), True, Decimal("NaN"), np.float64("nan"), Decimal("sNaN"),
+                                   10 ** 400, "1000"])
+def test_what_the_gate_refuses_as_a_number_is_an_error_event_here(value):
+    event = run_instrumented(agent_returning(lambda ctx: [{"profit_pct": 0.5, "notional_usd": value}]), CTX,
+                             RewardConfig())
+    assert not event.ok and "notional_usd" in event.error
+
+
+@pytest.mark.parametrize("cost", [np.float64(0.25), Decimal("0.25"), np.int64(0)])
+def test_costs_in_any_real_number_type_are_recorded_as_floats(cost):
+    event = run_instrumented(agent_returning(lambda ctx: AgentResult([{"profit_pct": 0.5}], cost_usd=cost)), CTX,
+                             RewardConfig())
+    assert event.ok and type(event.cost_usd) is float and event.cost_usd == float(cost)

@@ -11,6 +11,7 @@ from agent_pipeline.allocation import Allocation, AllocationConfig
 from agent_pipeline.allocation.decision import AgentInfo, period_start_for
 from agent_pipeline.allocation.schedule import due_slots
 from agent_pipeline.allocation.tables import ALLOCATION, write_decision
+from agent_pipeline.allocation.tick_config import TickConfig
 from agent_pipeline.defs.allocation import scheduler
 from agent_pipeline.defs.allocation.assets import build_allocator_quotas, period_cron
 from agent_pipeline.defs.resources import StoreResource
@@ -49,11 +50,11 @@ def test_definitions_build_with_the_agents_domain():
     defs = domain_defs(agents, allocation)
     repo = defs.get_repository_def()
     assert "allocator_quotas_job" in repo.job_names
-    sensor = repo.get_sensor_def("agent_scheduler__momentum")
-    assert sensor.job_name == "agent__momentum" and sensor.minimum_interval_seconds
+    sensor = repo.get_sensor_def("agent_tick_sensor")
+    assert sensor.job_name == "agent_tick" and sensor.minimum_interval_seconds == 15
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    schedule = repo.get_schedule_def("allocator_quotas_schedule")
-    assert schedule.cron_schedule == "10 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    condition = defs.resolve_assets_def("allocator_quotas").automation_conditions_by_key[dg.AssetKey("allocator_quotas")]
+    assert "10 * * * *" in condition.get_label()  # decided once per period by the loop's automation
     assert period_cron(15) == "*/15 * * * *" and period_cron(120) == "10 */2 * * *"
 
 
@@ -187,20 +188,25 @@ def test_asset_reads_only_the_last_window_from_agent_rewards(store, pipeline_hom
 
 
 def test_asset_refuses_while_reward_collapse_fails(store):
-    @dg.asset(key="reward_distributions", description="stand-in upstream")
-    def reward_distributions():
-        return None
+    """A materialization by hand meets the blocking check the automation respects: the allocator evaluates
+    reward_collapse again on the stored reward_distributions (the rows the failed check judged) and refuses."""
+    from agent_pipeline.reward import RewardConfig
+    from agent_pipeline.reward.distributions import refresh_distributions
+    from agent_pipeline.reward.history import recompute_window
+    from agent_pipeline_tests.reward.helpers import ev, write_events
 
-    @dg.asset_check(asset="reward_distributions", name="reward_collapse", blocking=True, description="stand-in")
-    def reward_collapse():
-        return dg.AssetCheckResult(passed=False)
-
-    instance = dg.DagsterInstance.ephemeral()
-    dg.materialize([reward_distributions, reward_collapse], instance=instance, raise_on_error=False)
-    result = dg.materialize([allocator_quotas()], instance=instance, resources={"store": StoreResource()},
-                            raise_on_error=False)
+    now = datetime.now(UTC)
+    start = now - timedelta(days=6)
+    steady = [ev("momentum", start + timedelta(minutes=10 * i), reward=0.5, imported=True) for i in range(6 * 24 * 6)]
+    collapsed = [ev("momentum", now - timedelta(minutes=i + 1), reward=-2.0, imported=True) for i in range(30)]
+    write_events(store, steady + collapsed)  # a steady week, then a collapsed last hour
+    recompute_window(store, start - timedelta(days=1), now + timedelta(minutes=1), RewardConfig())
+    refresh_distributions(store)
+    result = dg.materialize([allocator_quotas()], resources={"store": StoreResource()}, raise_on_error=False)
     assert not result.success
-    assert "reward_collapse failed" in str(result.all_events)
+    assert "reward_collapse" in str(result.all_events) and "previous quotas stay in force" in str(result.all_events)
+    assert not _rows(store, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'allocator_quotas'"
+                     )[0][0]  # nothing decided
 
 
 def _decide(store, quotas: dict[str, int], period: datetime):
@@ -215,49 +221,54 @@ def _tick(sensor, cursor=None):
     return sensor(ctx)
 
 
+def _slots(result):
+    (request,) = result.run_requests
+    return [(s["agent"], s["index"]) for s in request.run_config["ops"]["plan_tick"]["config"]["slots"]]
+
+
 def test_scheduler_launches_each_agents_quota_spread_over_the_period(store, monkeypatch):
     period = period_start_for(datetime.now(UTC), 60)
     _decide(store, {"momentum": 12, "idle": 0}, period)
-    sensor = scheduler.build_scheduler_sensor("momentum", "agent__momentum", PERIOD)
+    sensor = scheduler.build_tick_sensor(PERIOD, TickConfig(max_slots_per_tick=5))
 
     monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=1))
     first = _tick(sensor)
-    assert [r.run_key for r in first.run_requests] == [f"allocation:momentum:{period:%Y%m%dT%H%MZ}:0"]
-    assert json.loads(first.cursor)["launched"] == 1
-    again = _tick(sensor, first.cursor)  # same minute: nothing new, a reason says when the next is due
-    assert isinstance(again, dg.SkipReason) and "next due at" in again.skip_message
+    assert first.run_requests[0].run_key == f"tick:{period:%Y%m%dT%H%MZ}:4" and _slots(first) == [("momentum", 0)]
+    assert json.loads(first.cursor)["launched"] == {"momentum": 1}
+    again = _tick(sensor, first.cursor)  # same window: nothing new, a reason says when the next window opens
+    assert isinstance(again, dg.SkipReason) and "already launched" in again.skip_message
 
     monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=30))
     second = _tick(sensor, first.cursor)  # slots 1..6 are due by minute 30; at most 5 per tick
-    assert [r.tags["allocation/slot"] for r in second.run_requests] == ["1", "2", "3", "4", "5"]
+    assert _slots(second) == [("momentum", i) for i in range(1, 6)]
+    monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=30, seconds=15))
     third = _tick(sensor, second.cursor)
-    assert [r.tags["allocation/slot"] for r in third.run_requests] == ["6"]
+    assert _slots(third) == [("momentum", 6)]
     assert due_slots(period, 60, 12, period + timedelta(minutes=30)) == 7
 
-    monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=59, seconds=59))
-    launched, cursor = 7, third.cursor
+    launched, cursor, now = 7, third.cursor, period + timedelta(minutes=59)
+    monkeypatch.setattr(scheduler, "_now", lambda: now)
     while not isinstance(result := _tick(sensor, cursor), dg.SkipReason):
-        launched += len(result.run_requests)
+        launched += len(_slots(result))
         cursor = result.cursor
-    assert launched == 12 and "all 12 runs" in result.skip_message
+        now += timedelta(seconds=15)  # the next window
+    assert launched == 12 and "12/12 launched" in result.skip_message
 
     # the next period starts over under its own run keys, with the quota still in force
     monkeypatch.setattr(scheduler, "_now", lambda: period + timedelta(minutes=60))
     nxt = _tick(sensor, cursor)
-    assert nxt.run_requests[0].run_key.endswith(f"{period + timedelta(hours=1):%Y%m%dT%H%MZ}:0")
-
-    idle = _tick(scheduler.build_scheduler_sensor("idle", "agent__idle", PERIOD))
-    assert isinstance(idle, dg.SkipReason) and "quota 0" in idle.skip_message
+    assert nxt.run_requests[0].run_key == f"tick:{period + timedelta(hours=1):%Y%m%dT%H%MZ}:0"
+    assert _slots(nxt) == [("momentum", 0)]  # quota 0 (idle) launches nothing
 
 
 def test_scheduler_skips_without_quotas_or_when_the_store_is_busy(store):
-    sensor = scheduler.build_scheduler_sensor("momentum", "agent__momentum", PERIOD)
+    sensor = scheduler.build_tick_sensor(PERIOD, TickConfig())
     assert "no store yet" in _tick(sensor).skip_message
     with store.connect():
         pass  # the file now exists, without allocator tables
-    assert "no allocator_quotas yet" in _tick(sensor).skip_message
-    _decide(store, {"other": 3}, period_start_for(datetime.now(UTC), 60))
-    assert "has no quota" in _tick(sensor).skip_message
+    assert "no allocation yet" in _tick(sensor).skip_message
+    _decide(store, {"other": 0}, period_start_for(datetime.now(UTC), 60))
+    assert "no slot due" in _tick(sensor).skip_message
     with store.connect():  # another process would hold this lock while writing
         busy = _tick(sensor)
     assert isinstance(busy, dg.SkipReason) and "store busy" in busy.skip_message

@@ -28,8 +28,10 @@ def test_agent_runs_job_lands_one_event_per_agent(pipeline_home, monkeypatch):
     materialized = [m for m in result.get_asset_materialization_events()
                     if m.asset_key == dg.AssetKey("agent_events")]
     assert len(materialized) == 3
-    meta = materialized[0].materialization.metadata
-    assert {"agent", "event_id", "latency_seconds", "reward"} <= set(meta)
+    by_agent = {m.materialization.metadata["agent"].value: m.materialization.metadata for m in materialized}
+    for agent, meta in by_agent.items():  # numbers labelled per agent: the asset's plots draw one line each
+        assert {"agent", "event_id", f"latency_seconds ({agent})", f"reward ({agent})"} <= set(meta)
+        assert not [k for k in meta if k.startswith("latency_seconds") and k != f"latency_seconds ({agent})"]
 
 
 def test_a_failing_user_agent_records_its_event_and_fails_its_op(pipeline_home, monkeypatch, tmp_path):
@@ -58,8 +60,10 @@ def test_a_failing_user_agent_records_its_event_and_fails_its_op(pipeline_home, 
 
 
 def test_a_market_that_cannot_be_built_is_still_an_event(pipeline_home):
-    (pipeline_home / "config.toml").write_text('[market]\nsource = "replay"\nreplay_path = "/nonexistent.csv"\n')
+    quotes = pipeline_home / "quotes.csv"  # there, so the config loads, but not quotes
+    quotes.write_text("when,what\n1,2\n")
+    (pipeline_home / "config.toml").write_text(f'[market]\nsource = "replay"\nreplay_path = "{quotes}"\n')
     result = load_defs().resolve_job_def("agent__momentum").execute_in_process(raise_on_error=False)
     assert not result.success
     row = read_events(Store.at_home()).iloc[0]
-    assert row["error_type"] == "MarketDataError" and "does not exist" in row["error"]
+    assert row["error_type"] == "MarketDataError" and "missing column" in row["error"]

@@ -83,13 +83,13 @@ def test_dagster_dev_serves_the_loop_runs_agents_and_backfills_rewards(tmp_path,
     with running_dagster_dev(tmp_path, pipeline_home) as dev:
         repo = load_repository(dev.port)
         jobs = {j["name"] for j in repo["jobs"]}
-        assert {"agent_runs", "agent__momentum", "agent__cross_venue_arb", "agent__regime_watcher"} <= jobs
+        assert {"agent_runs", "agent_tick", "agent__momentum", "agent__cross_venue_arb", "agent__regime_watcher"} <= jobs
         schedules = {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]}
         assert schedules["agent_runs_schedule"] == "RUNNING"
         assert all(status == "RUNNING" for status in schedules.values()), schedules
         assert all(s["sensorState"]["status"] == "RUNNING" for s in repo["sensors"]), repo["sensors"]
         sensors = {s["name"] for s in repo["sensors"]}
-        assert {"circuit_breaker", "agent_scheduler__momentum"} <= sensors
+        assert {"circuit_breaker", "agent_tick_sensor"} <= sensors
 
         deps = {"/".join(a["assetKey"]["path"]): {"/".join(d["path"]) for d in a["dependencyKeys"]}
                 for a in repo["assetNodes"]}

@@ -57,7 +57,7 @@ def test_the_reward_collapse_inputs_are_exported_as_the_check_reads_them(store, 
     with store.connect() as conn:
         _distributions(conn, [("a", "1h", 12, -0.02, 0.04, 0.3), ("a", "7d", 900, 0.11, 0.08, 0.6),
                               ("b", "1h", 1, 0.2, None, 1.0), ("b", "7d", 0, None, float("nan"), None)])
-    parsed = samples(exposition(expectations=Settings.load().alert_inputs()))
+    parsed = samples(exposition(agents=["a", "b"], expectations=Settings.load().alert_inputs()))
     assert value(parsed, "agent_reward_rolling_std", agent="a", window="7d") == 0.08
     assert value(parsed, "agent_reward_rolling_runs", agent="a", window="7d") == 900
     assert value(parsed, "agent_reward_rolling_runs", agent="b", window="7d") == 0

@@ -78,6 +78,7 @@ def test_sensors_ignore_jobs_that_are_not_agent_runs(store):
         out = publish_on_success(_sensor_context(publish_on_success, result, instance, gw.url))
     assert "not an agent run" in out.skip_message and not gw.requests
     assert is_agent_job("agent_runs") and is_agent_job("agent__momentum") and not is_agent_job("publish_metrics")
+    assert is_agent_job("agent_tick")  # the quota tick runs agents too: metrics publish after it, old runs purged
 
 
 def test_publish_job_succeeds_with_the_gateway_down_and_reports_the_failure(store):

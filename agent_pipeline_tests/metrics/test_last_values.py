@@ -38,11 +38,11 @@ def test_imported_history_dated_or_not_never_sets_the_last_gauges(store, tmp_pat
         {"agent": "imported_only", "reward": 1.0, "ts": (NOW - timedelta(minutes=5)).isoformat()},
     ]) + "\n")
     assert import_events(store, path).inserted == 3
-    parsed = samples(exposition())
+    parsed = samples(exposition(agents=["a", "imported_only"]))
     assert _last(parsed, "a") == (pytest.approx(live.timestamp()), 0.1, 0.5, 0.002)
-    assert value(parsed, "agent_runs_total", agent="a") == 3  # imports are counted, just not "the latest run"
+    assert value(parsed, "agent_runs_total", agent="a") == 1  # imports are no runs (test_live_counters)
     assert _last(parsed, "imported_only") == (None, None, None, None)
-    assert value(parsed, "agent_runs_total", agent="imported_only") == 1
+    assert value(parsed, "agent_runs_total", agent="imported_only") == 0
 
 
 def test_a_run_of_the_cli_is_live_and_the_latest_start_time_wins(store):

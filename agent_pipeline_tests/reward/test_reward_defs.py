@@ -1,6 +1,6 @@
 """Reward history in Dagster, in process: a single-run backfill over three daily partitions, a parameter change
 and a second backfill that reprices exactly the affected rewards; checks that pass and fail; the blocking
-reward_collapse check stopping a downstream asset; schedules."""
+reward_collapse check stopping a downstream asset; where the partitions start."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -87,7 +87,7 @@ def test_backfill_three_partitions_then_reprice_exactly_the_changed_rewards(stor
     mat = result.asset_materializations_for_node("agent_rewards")[0]
     assert mat.metadata["partitions"].value == 3
     assert mat.metadata["rows_in_window"].value == 21 and mat.metadata["recorded_kept"].value == 3
-    assert "legacy" in mat.metadata["per_agent"].value
+    assert "legacy" in {r.data["agent"] for r in mat.metadata["per_agent"].value.records}
     checks = check_results(result)
     assert checks["rewards_finite"].passed and checks["rewards_plausible_range"].passed
     assert not checks["newest_event_fresh"].passed  # history from 2024 is not fresh: a warning
@@ -132,7 +132,7 @@ def test_distributions_asset_shows_tables_and_chart_and_collapse_blocks_downstre
                              reward=-2.0 if agent == "falling" else 0.5))
     write_events(store, events)
     assets, resources = assets_and_resources()
-    first = (now - timedelta(days=7)).strftime("%Y-%m-%d")
+    first = assets[0].partitions_def.get_first_partition_key()  # the first stored event's day
     assert backfill(assets, resources, first, now.strftime("%Y-%m-%d")).success
 
     @dg.asset(deps=["reward_distributions"], description="stands in for the allocator")
@@ -149,12 +149,12 @@ def test_distributions_asset_shows_tables_and_chart_and_collapse_blocks_downstre
                 if m.asset_key == dg.AssetKey("allocator_stand_in")]
     meta = result.asset_materializations_for_node("reward_distributions")[0].metadata
     assert "data:image/png;base64," in meta["chart"].value
-    assert "#### falling" in meta["per_agent"].value and "#### steady" in meta["per_agent"].value
+    assert {r.data["agent"] for r in meta["per_agent"].value.records} == {"falling", "steady"}
     assert meta["rows"].value == 8 and meta["agents"].value == 2
     assert "UTC" in meta["history_covered"].value
 
 
-def test_hourly_job_refreshes_today_and_passes_on_healthy_history(store):
+def test_history_job_refreshes_yesterday_and_today_and_passes_on_healthy_history(store):
     now = datetime.now(UTC)
     write_events(store, [ev("steady", now - timedelta(minutes=i), reward=0.5 + 0.01 * (i % 3), imported=True)
                          for i in range(1, 40)])
@@ -162,35 +162,44 @@ def test_hourly_job_refreshes_today_and_passes_on_healthy_history(store):
     from agent_pipeline_tests.location import domain_defs
 
     defs = domain_defs(reward_domain)
-    schedule = defs.resolve_schedule_def("reward_distributions_hourly_schedule")
-    request = schedule.evaluate_tick(dg.build_schedule_context(
-        scheduled_execution_time=now, repository_def=defs.get_repository_def())).run_requests[0]
-    result = defs.resolve_job_def("reward_history_hourly").execute_in_process(tags=request.tags)
+    first = defs.resolve_assets_def("agent_rewards").partitions_def.get_first_partition_key()
+    result = defs.resolve_job_def("reward_history").execute_in_process(
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": now.strftime("%Y-%m-%d")})
     assert result.success
     assert len(read_rewards(store)) == 39
     checks = check_results(result)
     assert checks["reward_collapse"].passed and checks["newest_event_fresh"].passed
+    meta = result.asset_materializations_for_node("agent_rewards")[0].metadata
+    assert meta["dagster/row_count"].value == 39
+    assert [c.name for c in meta["dagster/column_schema"].schema.columns][:2] == ["event_id", "agent"]
+    observed = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert observed[0].event_specific_data.asset_observation.metadata["dagster/row_count"].value == 39
 
 
-def test_schedules_are_on_and_ask_for_the_right_partitions():
-    from agent_pipeline.defs import reward as reward_domain
-    from agent_pipeline_tests.location import domain_defs
+def test_partitions_start_on_the_first_stored_event_unless_configured(store, pipeline_home):
+    from agent_pipeline.store import append_event
 
-    defs = domain_defs(reward_domain)
+    today = datetime.now(UTC).date()
+    assert reward_defs().assets[0].partitions_def.get_first_partition_key() == today.isoformat()  # a new install
+    append_event(store, ev("old", datetime(2025, 3, 4, 12, tzinfo=UTC), reward=0.1, imported=True))
+    rebuilt = reward_defs().assets[0]  # the code location loading again after an import of older history
+    assert rebuilt.partitions_def.get_first_partition_key() == "2025-03-04"
+    assert rebuilt.specs_by_key[dg.AssetKey("agent_rewards")].metadata["first_partition_from"] == \
+        "the first stored event's day"
+    (pipeline_home / "config.toml").write_text('[reward.history]\nhistory_start = "2025-06-01"\n')
+    assert reward_defs().assets[0].partitions_def.get_first_partition_key() == "2025-06-01"
 
-    def context(when):
-        return dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
 
-    daily = defs.resolve_schedule_def("agent_rewards_daily_schedule")
-    hourly = defs.resolve_schedule_def("reward_distributions_hourly_schedule")
-    assert daily.default_status == hourly.default_status == dg.DefaultScheduleStatus.RUNNING
-    when = datetime(2024, 5, 2, 0, 15, tzinfo=UTC)
-    request = daily.evaluate_tick(context(when)).run_requests[0]
-    assert request.partition_key == "2024-05-01"
-    when = datetime(2024, 5, 2, 13, 5, tzinfo=UTC)
-    request = hourly.evaluate_tick(context(when)).run_requests[0]
-    assert request.tags["dagster/asset_partition_range_start"] == "2024-05-01"
-    assert request.tags["dagster/asset_partition_range_end"] == "2024-05-02"
+def test_a_busy_store_at_load_starts_the_partitions_yesterday_and_says_why(store):
+    from agent_pipeline.reward.partitions import history_start
+    from agent_pipeline.store import append_event
+
+    append_event(store, ev("old", datetime(2025, 3, 4, 12, tzinfo=UTC), reward=0.1, imported=True))
+    today = datetime.now(UTC).date()
+    with store.connect():  # another holder of the store's lock, as a writer in another process would be
+        start, origin = history_start(None, store, today, timeout_s=0.2)
+    # yesterday, so the two days the automation reprices exist even in a run process that could not read the store
+    assert start == (today - timedelta(days=1)).isoformat() and "busy" in origin
 
 
 def test_resource_rejects_misspelt_fields():

@@ -27,6 +27,7 @@ def test_a_committed_import_exits_0_even_with_quarantined_lines_and_odd_timestam
 
 
 def test_the_advice_is_a_history_start_the_config_loader_accepts(pipeline_home, tmp_path, capsys):
+    (pipeline_home / "config.toml").write_text('[reward.history]\nhistory_start = "2024-01-01"\n')
     path = tmp_path / "old.jsonl"
     path.write_text(json.dumps({"agent": "a", "reward": 1.0, "ts": "0001-01-01T00:00:00Z"}) + "\n" +
                     json.dumps({"agent": "a", "reward": 1.0, "ts": "1995-03-04T05:06:07Z"}) + "\n")

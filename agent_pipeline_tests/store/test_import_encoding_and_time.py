@@ -33,12 +33,13 @@ def test_one_invalid_utf8_byte_quarantines_only_its_line(store, tmp_path):
     good = [json.dumps({"agent": f"a{i}", "reward": i, "ts": 1704067200 + i}).encode() for i in range(3)]
     bad = b'{"agent": "caf\xe9", "reward": 1.0}'  # Latin-1, not UTF-8
     path.write_bytes(b"\xef\xbb\xbf" + good[0] + b"\n" + bad + b"\n" + good[1] + b"\n" +
-                     '{"agent": "é\\u00e9", "reward": 1}'.encode() + b"\n" + good[2])
+                     '{"agent": "utf8", "strategy": "é\\u00e9", "reward": 1}'.encode() + b"\n" + good[2])
     report = import_events(store, path)
     assert report.quarantined == {"invalid_utf8": 1} and report.inserted == 4
     line_number, line = rows(store, "SELECT line_number, line FROM import_quarantine")[0]
     assert line_number == 2 and "\\xE9" in line and line.startswith("{\\x22agent")
-    assert sorted(r[0] for r in rows(store, "SELECT agent FROM agent_events")) == ["a0", "a1", "a2", "éé"]
+    assert sorted(r[0] for r in rows(store, "SELECT agent FROM agent_events")) == ["a0", "a1", "a2", "utf8"]
+    assert rows(store, "SELECT strategy FROM agent_events WHERE agent = 'utf8'") == [("éé",)]
     assert import_events(store, path).inserted == 0  # the slow path is as idempotent as the fast one
 
 

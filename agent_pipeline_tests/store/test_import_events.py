@@ -26,7 +26,9 @@ BAD = [
     ("{not json", "invalid_json"),
     ('["a", "list"]', "not_an_object"),
     ('{"reward": 1.0}', "missing_agent"),
-    ('{"agent": "", "reward": 1.0}', "missing_agent"),
+    ('{"agent": "", "reward": 1.0}', "invalid_agent_name"),
+    ('{"agent": "Arb ", "reward": 1.0}', "invalid_agent_name"),
+    ('{"agent": "x", "reward": 1.0, "reward": 9.0}', "duplicate_key"),
     ('{"agent": 7, "reward": 1.0}', "missing_agent"),
     ('{"agent": "x"}', "missing_reward"),
     ('{"agent": "x", "reward": "high"}', "non_numeric_reward"),
@@ -187,6 +189,12 @@ def test_cli_says_how_to_reach_history_before_the_first_partition(pipeline_home,
     path = tmp_path / "old.jsonl"
     path.write_text(json.dumps({"agent": "a", "reward": 1.0, "ts": "2022-03-04T05:06:07Z"}) + "\n")
     assert cli_main(["import-events", str(path), "--quiet"]) == 0
+    out, _ = capsys.readouterr()  # no history_start configured: the partitions follow the events on reload
+    assert "2022-03-04" in out and "reloads" in out and "history_start =" not in out
+    (pipeline_home / "config.toml").write_text('[reward.history]\nhistory_start = "2024-01-01"\n')
+    other = tmp_path / "older.jsonl"
+    other.write_text(json.dumps({"agent": "b", "reward": 1.0, "ts": "2022-03-04T07:06:07Z"}) + "\n")
+    assert cli_main(["import-events", str(other), "--quiet"]) == 0
     out, _ = capsys.readouterr()
     assert 'history_start = "2022-03-04"' in out
 

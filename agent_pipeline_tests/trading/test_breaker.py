@@ -138,3 +138,41 @@ def test_invalid_minimum_failure_count_fails_at_construction():
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ConfigError, match="min_errors_for_error_rate"):
             GuardrailConfig(min_errors_for_error_rate=bad)
+
+
+# -- hidden case 5 of issue 9: a run belongs to the window in which it ended -----------------------------------
+def long_failures(store, now, *, n, latency_s, agent="slow", ok=0):
+    """``n`` failed runs that each took ``latency_s`` and ended within the last minute (plus ``ok`` quick
+    successes), as the op writes them: stamped with their start."""
+    events = [AgentEvent(run_id=f"{agent}-{i}", agent=agent, source="dagster", latency_seconds=latency_s,
+                         started_at=now - timedelta(seconds=latency_s + 10.0 * i),
+                         error="AgentTimeout: hung", error_type="AgentTimeout", reward=None) for i in range(n)]
+    events += [AgentEvent(run_id=f"{agent}-ok{i}", agent=agent, source="dagster", latency_seconds=0.1,
+                          started_at=now - timedelta(seconds=5.0 * i), reward=0.1) for i in range(ok)]
+    append_frame(store, events_frame(events))
+
+
+def test_long_running_failures_count_in_the_window_they_ended_in(store):
+    now = datetime.now(UTC)
+    long_failures(store, now, n=5, latency_s=1_200.0, ok=1)  # 20-minute hangs, all ended in the last minute
+    measured = reading(store, now=now)
+    assert (measured.errors, measured.events) == (5, 6) and measured.breached, measured
+
+
+def test_runs_that_ended_before_the_window_do_not_count(store):
+    now = datetime.now(UTC)
+    events = [AgentEvent(run_id=f"old-{i}", agent="old", source="dagster", latency_seconds=1.0,
+                         started_at=now - timedelta(seconds=400.0 + i), error="X", error_type="X", reward=None)
+              for i in range(6)]
+    append_frame(store, events_frame(events))
+    assert reading(store, now=now).events == 0
+
+
+def test_a_run_still_judged_when_its_latency_is_unknown(store):
+    now = datetime.now(UTC)
+    events = [AgentEvent(run_id=f"n-{i}", agent="n", source="dagster", latency_seconds=None,
+                         started_at=now - timedelta(seconds=10.0 * i), error="X", error_type="X", reward=None)
+              for i in range(5)]
+    append_frame(store, events_frame(events))
+    measured = reading(store, now=now)
+    assert (measured.errors, measured.events) == (5, 5) and measured.breached

@@ -12,6 +12,7 @@ from agent_pipeline.defs.trading.control import kill_switch_control
 from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.trading import KillSwitch, KillSwitchState
 from agent_pipeline.trading.kill_switch import default_path
+from agent_pipeline.trading.kill_switch_anchor import anchored_switch
 
 
 def resources(fault_rate=0.0):
@@ -45,7 +46,7 @@ def test_agent_jobs_send_proposals_through_the_gate(store):
 
 
 def test_a_halted_switch_denies_in_the_running_job(store):
-    KillSwitch(default_path()).trip("maintenance", by="test")
+    anchored_switch(default_path()).trip("maintenance", by="test")  # as the CLI and the jobs write it
     jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
     result = jobs["agent__momentum"].execute_in_process(resources=resources())
     assert result.output_for_node("execute_momentum")["by_reason"] == {"KILL_SWITCH_HALTED": 1}
@@ -72,7 +73,7 @@ def test_kill_switch_job_trips_and_clears_with_audit():
 
 
 def test_trading_safety_asset_shows_state_denials_and_approvals(store):
-    KillSwitch(default_path()).trip("manual halt", by="alice")
+    anchored_switch(default_path()).trip("manual halt", by="alice")
     jobs = {j.name: j for j in build_agent_jobs(load_registry(), Settings.load())}
     jobs["agent__momentum"].execute_in_process(resources=resources())
     result = dg.materialize([trading_safety], resources={"store": StoreResource(), "kill_switch": KillSwitchResource()})
@@ -80,9 +81,15 @@ def test_trading_safety_asset_shows_state_denials_and_approvals(store):
     md = mat.metadata
     assert md["kill_switch_state"].value == "HALTED"
     assert "manual halt" in md["kill_switch"].value
-    assert "KILL_SWITCH_HALTED" in md["denials_by_reason"].value
+    assert [r.data for r in md["denials_by_reason"].value.records] == [
+        {"reason_code": "KILL_SWITCH_HALTED", "denials_24h": 1}]
     assert md["denials_24h"].value == 1
-    assert "approvals" in md
+    assert "no approval recorded" in md["approvals"].value  # an empty table says so
+    assert "no kill-switch change" not in str(md["kill_switch_audit"].value)  # the trip is audited
+    observed = {e.asset_key.to_user_string(): e.event_specific_data.asset_observation.metadata
+                for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"}
+    assert observed["gate_decisions"]["dagster/row_count"].value >= 1
+    assert set(observed) == {"gate_decisions", "orders", "fills", "positions", "daily_pnl"}
 
 
 @pytest.mark.parametrize("name", ["kill_switch_control", "trading_safety_refresh"])

@@ -176,7 +176,7 @@ def _quotas(store, rows_):
 
 
 def test_orders_are_sized_by_the_allocators_latest_capital(store, tmp_path):
-    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    t0 = datetime.now(UTC) - timedelta(hours=1, minutes=30)  # the latest period is the one in force
     _quotas(store, [(t0, "momentum", 100_000.0), (t0 + timedelta(hours=1), "momentum", 2_000.0),
                     (t0 + timedelta(hours=1), "arb", 0.0)])
     ex = layer(store, tmp_path)
@@ -235,8 +235,9 @@ def test_daily_loss_from_fills_trips_the_persisted_switch(store, tmp_path):
     ex = layer(store, tmp_path, guardrails=GuardrailConfig(max_daily_loss_usd=0.01))
     report = ex.execute(run_result(market_signal(), market_signal(side="sell"), market_signal(venue="sim_b")),
                         run_id="r1")
-    # the first fill's fee is already more than the budget: the rest of the batch is refused
-    assert report.filled == 1 and report.by_reason["KILL_SWITCH_HALTED"] == 2
+    # the first order's fee alone would pass the budget: refused before it fills, the switch trips, the rest of
+    # the batch is refused
+    assert report.filled == 0 and report.by_reason == {"DAILY_LOSS_LIMIT": 1, "KILL_SWITCH_HALTED": 2}
     ks = KillSwitch(tmp_path / "ks.json")
     assert ks.state.value == "HALTED" and "daily loss" in ks.reason
 

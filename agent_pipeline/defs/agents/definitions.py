@@ -1,7 +1,7 @@
 """The agents domain's definitions: the agent_events root asset, the agent jobs and the bootstrap schedule.
 
-Once the allocator has decided quotas, the per-agent ``agent_scheduler__<name>`` sensors (allocation domain) decide
-how often each agent runs. Before that, on a fresh install, ``agent_runs_schedule`` runs every agent once a minute
+Once the allocator has decided quotas, ``agent_tick_sensor`` (allocation domain) launches one ``agent_tick`` run
+per tick window carrying every agent slot due in it. Before that, on a fresh install, ``agent_runs_schedule`` runs every agent once a minute
 so history builds up and the allocator has rewards to learn from; it steps aside as soon as quotas are in force.
 """
 
@@ -13,6 +13,7 @@ from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.allocation.tables import period_in_force
 from agent_pipeline.defs.agents.jobs import AGENT_RUNS_JOB, build_agent_jobs
 from agent_pipeline.defs.agents.ops import AGENT_EVENTS
+from agent_pipeline.defs.agents.tick import agent_tick_job
 from agent_pipeline.defs.resources import StoreResource
 from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.store import StoreBusy
@@ -36,7 +37,7 @@ def quotas_in_force(store: StoreResource):
     cron_schedule=AGENT_RUNS_CRON,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Bootstrap: runs every registered agent once a minute until the allocator has decided quotas; "
-                "from then on the agent_scheduler__* sensors run each agent per its quota and this schedule skips.",
+                "from then on agent_tick_sensor runs each agent per its quota and this schedule skips.",
 )
 def agent_runs_schedule(context: dg.ScheduleEvaluationContext, store: StoreResource):
     try:
@@ -45,20 +46,24 @@ def agent_runs_schedule(context: dg.ScheduleEvaluationContext, store: StoreResou
         return dg.SkipReason(f"store busy, not launching this minute: {exc}")
     if period is not None:
         return dg.SkipReason(f"allocator quotas in force (period {period:%Y-%m-%d %H:%M}Z): "
-                             "the agent_scheduler__* sensors launch runs per quota")
+                             "agent_tick_sensor launches the due slots per quota")
     tick = context.scheduled_execution_time
     return dg.RunRequest(run_key=f"bootstrap:{tick:%Y%m%dT%H%M}" if tick else None,
                          tags={"launched_by": "agent_runs_schedule"})
 
 
 def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.Definitions:
-    jobs = build_agent_jobs(registry, settings)
+    jobs = build_agent_jobs(registry, settings) + ([agent_tick_job(registry, settings)] if registry else [])
     agent_events = dg.AssetSpec(
         AGENT_EVENTS,
         description="One row per agent run (latency, cost, reward, error, raw output) in the DuckDB table "
-                    "agent_events. Materialized by the agent ops, and by `agent-pipeline import-events`.",
+                    "agent_events. Materialized by every agent run (its numbers labelled with the agent, so the "
+                    "Plots tab draws one line per agent) and by `agent-pipeline import-events`; agent_rewards "
+                    "records its row count and columns once per allocation period.",
         group_name="events",
         kinds={"duckdb"},
-        metadata={"table": "agent_events", "agents": ", ".join(sorted(registry))},
+        owners=["team:agents"],
+        tags={"domain": "agents", "loop": "allocation"},
+        metadata={"dagster/table_name": "agent_events", "agents": ", ".join(sorted(registry))},
     )
     return dg.Definitions(assets=[agent_events], jobs=jobs, schedules=[agent_runs_schedule])

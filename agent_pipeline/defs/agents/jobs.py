@@ -34,7 +34,8 @@ def single_agent_job_name(agent_name: str) -> str:
 def build_agent_jobs(registry: Mapping[str, LoadedAgent], settings: Settings) -> list[dg.JobDefinition]:
     """The jobs of ``registry``'s agents; their execution ops gate orders with ``settings``' guardrails."""
     ops = {name: build_agent_op(loaded) for name, loaded in registry.items()}
-    executions = {name: build_execution_op(loaded, settings.guardrails, settings.execution)
+    executions = {name: build_execution_op(loaded, settings.guardrails, settings.execution,
+                                           allocation_period_sec=settings.allocation.period_minutes * 60.0)
                   for name, loaded in registry.items()}
     resources = _agent_job_resources(settings)
 

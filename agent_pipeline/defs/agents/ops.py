@@ -41,10 +41,14 @@ def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
         # the event is stored before an interrupt or SystemExit propagates (a failed run is raised below)
         run = run_and_record(loaded, prepare, run_id=context.run_id, record=record)
         event = run.event
+        # numbers labelled with the agent, so the asset's plots draw one line per agent, not all agents threaded
         metadata = {
-            "agent": name, "event_id": event.event_id, "latency_seconds": event.latency_seconds,
-            "cost_usd": dg.MetadataValue.float(event.cost_usd) if event.cost_usd is not None else "unknown",
-            "reward": dg.MetadataValue.float(event.reward) if event.reward is not None else "n/a (error)",
+            "agent": name, "event_id": event.event_id,
+            f"latency_seconds ({name})": dg.MetadataValue.float(round(event.latency_seconds, 4)),
+            f"cost_usd ({name})": (dg.MetadataValue.float(round(event.cost_usd, 6)) if event.cost_usd is not None
+                                   else "unknown"),
+            f"reward ({name})": (dg.MetadataValue.float(round(event.reward, 4)) if event.reward is not None
+                                 else "n/a (error)"),
             "outputs": len(event.output or []),
         }
         if event.error:

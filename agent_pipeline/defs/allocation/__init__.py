@@ -1,6 +1,7 @@
-"""Dagster wiring for allocation: the allocator_quotas asset, its schedule, and the per-agent schedulers.
+"""Dagster wiring for allocation: the allocator_quotas asset (on the loop's automation) and the quota tick sensor.
 
-The cron and every scheduler sensor take ``period_minutes`` from the one settings object, so they cannot disagree.
+The automation's cron and the tick sensor take ``period_minutes`` from the one settings object, so they cannot
+disagree.
 """
 
 from collections.abc import Mapping
@@ -9,15 +10,14 @@ import dagster as dg
 
 from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.allocation.decision import AgentInfo
-from agent_pipeline.defs.agents.jobs import single_agent_job_name
-from agent_pipeline.defs.allocation.assets import allocator_quotas_job, build_allocator_quotas, build_schedule
-from agent_pipeline.defs.allocation.scheduler import build_scheduler_sensor
+from agent_pipeline.defs.allocation.assets import allocator_quotas_job, build_allocator_quotas
+from agent_pipeline.defs.allocation.scheduler import build_tick_sensor
 from agent_pipeline.pipeline_settings import Settings
 
 
 def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.Definitions:
     period = settings.allocation.period_minutes
     agents = [AgentInfo(name, loaded.kind, loaded.strategy) for name, loaded in sorted(registry.items())]
-    sensors = [build_scheduler_sensor(name, single_agent_job_name(name), period) for name in sorted(registry)]
-    return dg.Definitions(assets=[build_allocator_quotas(settings.allocation, agents)], jobs=[allocator_quotas_job],
-                          schedules=[build_schedule(period)], sensors=sensors)
+    sensors = [build_tick_sensor(period, settings.tick)] if registry else []
+    quotas = build_allocator_quotas(settings.allocation, agents, settings.reward.collapse)
+    return dg.Definitions(assets=[quotas], jobs=[allocator_quotas_job], sensors=sensors)

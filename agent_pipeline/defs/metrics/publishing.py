@@ -7,7 +7,7 @@ from agent_pipeline.metrics.publish import read_state
 
 PUBLISH_JOB = "publish_metrics"
 PUBLISH_CRON = "*/5 * * * *"
-AGENT_JOB_NAMES = ("agent_runs",)
+AGENT_JOB_NAMES = ("agent_runs", "agent_tick")  # agent_tick: the quota tick (defs/agents/tick.py)
 AGENT_JOB_PREFIX = "agent__"
 
 
@@ -54,6 +54,7 @@ def _publish_after_run(context, pushgateway: PushgatewayResource, outcome: str):
         return dg.SkipReason(f"a snapshot taken after run {run.run_id} ended is already published")
     result = pushgateway.publish(context.log)
     message = f"after {outcome} run {run.run_id} of {run.job_name}: {result.brief()}"
+    context.log.info(message)
     return dg.SkipReason(message)  # a publish never launches a run; the reason is the tick's log line
 
 

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
+from agent_pipeline.defs.automation import downstream_condition, rewards_condition
 from agent_pipeline.defs.config_models import layered
 from agent_pipeline.defs.resources import RewardConfigResource, StoreResource
 from agent_pipeline.defs.reward.resources import RewardRunConfig
+from agent_pipeline.defs.table_metadata import frame_table, none_yet, rounded, table_metadata
 from agent_pipeline.reward import checks
 from agent_pipeline.reward.chart import boxplot_png, markdown_image
 from agent_pipeline.reward.distributions import refresh_distributions, window_names
@@ -23,6 +25,8 @@ AGENT_EVENTS = dg.AssetKey("agent_events")  # the events domain's root asset (do
 AGENT_REWARDS = dg.AssetKey("agent_rewards")
 REWARD_DISTRIBUTIONS = dg.AssetKey("reward_distributions")
 GROUP = "rewards"
+OWNERS = ["team:rewards"]
+TAGS = {"domain": "rewards", "loop": "allocation"}
 CHART_WINDOW = "7d"
 
 
@@ -36,7 +40,7 @@ def _check(spec: dg.AssetCheckSpec, outcome: checks.CheckOutcome,
     return dg.AssetCheckResult(
         asset_key=spec.asset_key, check_name=spec.name, passed=outcome.passed, severity=severity,
         description=outcome.description,
-        metadata={k: (v if isinstance(v, (int, float, str, bool)) else dg.MetadataValue.json(v))
+        metadata={k: (rounded(v) if isinstance(v, (int, float, str, bool)) else dg.MetadataValue.json(v))
                   for k, v in outcome.metadata.items()},
     )
 
@@ -61,26 +65,33 @@ DISTRIBUTIONS_FINITE = dg.AssetCheckSpec(
     description="No infinite statistic in reward_distributions.")
 
 
-def _agent_summary_md(frame: pd.DataFrame) -> str:
+def agent_summary(frame: pd.DataFrame) -> dg.MetadataValue:
+    """Per agent: events in the window by pricing, and their mean reward (a table the UI renders)."""
     if frame.empty:
-        return "_no events in this window_"
-    lines = ["| agent | events | recomputed | recorded | failed | mean reward |", "|---|---:|---:|---:|---:|---:|"]
+        return none_yet("no events in this window")
+    rows = []
     for agent, g in frame.groupby("agent"):
         counts = g["pricing"].value_counts()
         mean = g["reward"].mean()
-        lines.append(f"| {agent} | {len(g)} | {counts.get('recomputed', 0)} | {counts.get('recorded', 0)} | "
-                     f"{counts.get('failed', 0)} | {'' if pd.isna(mean) else f'{mean:.4f}'} |")
-    return "\n".join(lines)
+        rows.append({"agent": agent, "events": len(g), "recomputed": int(counts.get("recomputed", 0)),
+                     "recorded": int(counts.get("recorded", 0)), "failed": int(counts.get("failed", 0)),
+                     "mean_reward": None if pd.isna(mean) else float(mean)})
+    return frame_table(pd.DataFrame(rows))
 
 
-def build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """The two assets; ``backfill_policy`` is a beta parameter in Dagster 1.13, and we rely on it knowingly."""
+def build_assets(partitions: dg.DailyPartitionsDefinition, period_minutes: int,
+                 start_origin: str = "[reward.history] history_start") -> list[dg.AssetsDefinition]:
+    """The two assets, materialized by the loop's automation once per allocation period of ``period_minutes``;
+    ``backfill_policy`` is a beta parameter in Dagster 1.13, and we rely on it knowingly."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return _build_assets(partitions)
+        return _build_assets(partitions, period_minutes, start_origin)
 
 
-def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
+def _build_assets(partitions: dg.DailyPartitionsDefinition, period_minutes: int,
+                  start_origin: str) -> list[dg.AssetsDefinition]:
+    first_day = partitions.get_first_partition_key()
+
     @dg.asset(
         key=AGENT_REWARDS,
         deps=[AGENT_EVENTS],
@@ -88,14 +99,20 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"duckdb"},
+        owners=OWNERS,
+        tags=TAGS,
+        automation_condition=rewards_condition(period_minutes),
         check_specs=[REWARDS_FINITE, REWARDS_PLAUSIBLE, EVENTS_FRESH],
         description="Each event's reward under the current reward configuration, in the DuckDB table agent_rewards "
                     "(event_id, agent, strategy, kind, started_at, reward, pricing, params_hash, computed_at). "
                     "Recomputed from the stored raw output; imported events with only a reward keep it "
                     "(pricing 'recorded'). A backfill over any range deletes that window and inserts it "
                     "again, so changing a parameter and backfilling reprices history (run config: any [reward] key "
-                    "for this run only, over the reward_config resource).",
-        metadata={"table": "agent_rewards"},
+                    "for this run only, over the reward_config resource). Partitions: one per UTC day from "
+                    f"{first_day} ({start_origin}). Materialized on its own: today's partition as soon as the "
+                    "first events exist, then yesterday's and today's once per allocation period.",
+        metadata={"dagster/table_name": "agent_rewards", "first_partition": first_day,
+                  "first_partition_from": start_origin},
     )
     def agent_rewards(context: dg.AssetExecutionContext, config: RewardRunConfig, store: StoreResource,
                       reward_config: RewardConfigResource) -> dg.MaterializeResult:
@@ -110,7 +127,10 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
             fresh = checks.freshness(conn, config.history, datetime.now(UTC))
             rows = query_df(conn, "SELECT agent, reward, pricing FROM agent_rewards "
                                   "WHERE started_at >= ? AND started_at < ?", [result.start, result.end])
-            total = conn.execute("SELECT count(*) FROM agent_rewards").fetchone()[0]
+            table = table_metadata(conn, "agent_rewards")
+            events_table = table_metadata(conn, "agent_events")
+        # agent_events is written by every agent run; its size and columns are recorded here, once per period
+        context.log_event(dg.AssetObservation(asset_key=AGENT_EVENTS, metadata=events_table))
         keys = context.partition_keys
         return dg.MaterializeResult(
             metadata={
@@ -124,10 +144,10 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
                 "failed_runs": result.by_pricing.get("failed", 0),
                 "dropped_non_finite": result.by_pricing.get("invalid", 0),
                 "unusable_outputs": result.by_pricing.get("unusable_output", 0),  # unreadable or past the caps: 0.0
-                "rows_in_table": int(total),
+                **table,
                 "params_hash": result.params_hash,
                 "reward_config": dg.MetadataValue.json(config.as_dict()),
-                "per_agent": dg.MetadataValue.md(_agent_summary_md(rows)),
+                "per_agent": agent_summary(rows),
             },
             check_results=[
                 _check(REWARDS_FINITE, finite),
@@ -141,11 +161,16 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
         deps=[AGENT_REWARDS],
         group_name=GROUP,
         kinds={"duckdb"},
+        owners=OWNERS,
+        tags=TAGS,
+        automation_condition=downstream_condition(period_minutes),
         check_specs=[REWARD_COLLAPSE, DISTRIBUTIONS_FINITE],
         description="Rolling reward distributions per agent (last hour, day, week and last N runs) in the DuckDB "
                     "table reward_distributions: n, mean, std, p05..p95, CVaR 5 %, win rate, error rate, mean "
-                    "cost, p95 latency. Replaced as a whole on each materialization; what the allocator reads.",
-        metadata={"table": "reward_distributions"},
+                    "cost, p95 latency. Replaced as a whole on each materialization. Materialized on its own "
+                    "after agent_rewards: first as soon as there are rewards, then once per allocation period; "
+                    "its blocking checks hold allocator_quotas back.",
+        metadata={"dagster/table_name": "reward_distributions"},
     )
     def reward_distributions(context: dg.AssetExecutionContext, config: RewardRunConfig, store: StoreResource,
                              reward_config: RewardConfigResource) -> dg.MaterializeResult:
@@ -165,12 +190,14 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
                                 if snap.first_event is not None else "no events"),
             "as_of": snap.as_of.isoformat(),
             "windows": ", ".join(windows),
-            "query_seconds": round(snap.seconds, 4),
+            "query_seconds": round(snap.seconds, 3),
             "chart": dg.MetadataValue.md(
                 f"### Reward distribution per agent ({chart_window})\n\n"
                 + markdown_image(boxplot_png(frame, chart_window), f"reward distributions {chart_window}")),
-            "per_agent": dg.MetadataValue.md(distributions_markdown(frame)),
+            "per_agent": distributions_table(frame),
         }
+        with store.store().connect(read_only=True, timeout_s=store.lock_timeout_s) as conn:
+            metadata.update(table_metadata(conn, "reward_distributions"))
         return dg.MaterializeResult(
             metadata=metadata,
             check_results=[
@@ -182,27 +209,15 @@ def _build_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDef
     return [agent_rewards, reward_distributions]
 
 
-def _cell(value: object, fmt: str = ".4f") -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return format(value, fmt) if isinstance(value, float) else str(value)
+DISTRIBUTION_COLUMNS = ("agent", "window", "runs", "n", "mean", "std", "p05", "p25", "p50", "p75", "p95", "cvar05",
+                        "win_rate", "error_rate", "mean_cost_usd", "p95_latency_seconds")
 
 
-def distributions_markdown(frame: pd.DataFrame) -> str:
-    """One markdown table per agent, one row per window."""
+def distributions_table(frame: pd.DataFrame) -> dg.MetadataValue:
+    """One row per agent and window, as a table the UI renders (numbers rounded)."""
     if frame.empty:
-        return "_no reward history yet_"
-    parts = []
-    for agent, g in frame.groupby("agent", sort=True):
-        parts.append(f"#### {agent}\n")
-        parts.append("| window | runs | n | mean | std | p05 | p25 | p50 | p75 | p95 | CVaR 5% | win rate | "
-                     "error rate | mean cost USD | p95 latency s |")
-        parts.append("|---|" + "---:|" * 14)
-        for r in g.itertuples(index=False):
-            parts.append("| " + " | ".join([
-                str(r.window), str(r.runs), str(r.n), _cell(r.mean), _cell(r.std), _cell(r.p05), _cell(r.p25),
-                _cell(r.p50), _cell(r.p75), _cell(r.p95), _cell(r.cvar05), _cell(r.win_rate, ".1%"),
-                _cell(r.error_rate, ".1%"), _cell(r.mean_cost_usd, ".5f"), _cell(r.p95_latency_seconds, ".3f"),
-            ]) + " |")
-        parts.append("")
-    return "\n".join(parts)
+        return none_yet("no reward history yet")
+    return frame_table(frame.sort_values(["agent"], kind="stable"), DISTRIBUTION_COLUMNS,
+                       descriptions={"n": "scored runs", "cvar05": "mean of the worst 5 %",
+                                     "win_rate": "share of scored runs with reward > 0",
+                                     "error_rate": "share of runs that failed"})

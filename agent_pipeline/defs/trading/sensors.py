@@ -23,6 +23,11 @@ INTERVAL_SECONDS = 20
 READ_TIMEOUT_S = 2.0
 
 
+def _short(value) -> str:
+    """A mean as a person reads it (4 significant digits), or n/a."""
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def build_circuit_breaker(cfg: GuardrailConfig) -> dg.SensorDefinition:
     """The ``circuit_breaker`` sensor judging the store with ``cfg``'s breaker thresholds."""
 
@@ -55,12 +60,14 @@ def build_circuit_breaker(cfg: GuardrailConfig) -> dg.SensorDefinition:
                    f"(rate {rate}, limit {cfg.max_error_rate_5m:g} once at least {cfg.min_errors_for_error_rate} "
                    f"failed)")
         if cfg.breaker_on_reward_collapse:
-            numbers += (f"; mean reward {reading.reward_mean} over {reading.reward_n} runs in the last hour, "
-                        f"{reading.baseline_mean} over {reading.baseline_n} in the last week")
+            numbers += (f"; mean reward {_short(reading.reward_mean)} over {reading.reward_n} runs in the last hour, "
+                        f"{_short(reading.baseline_mean)} over {reading.baseline_n} in the last week")
         if reading.events < cfg.min_events_for_error_rate:
             numbers += f" (too few runs to judge the error rate: fewer than {cfg.min_events_for_error_rate})"
         elif reading.errors < cfg.min_errors_for_error_rate:
             numbers += f" (too few failures to judge the error rate: fewer than {cfg.min_errors_for_error_rate})"
+        if reading.errors or reading.breached:  # quiet while nothing fails; the skip reason has the numbers
+            context.log.info(f"{'breach' if reading.breached else 'no breach'}: {numbers}")
         if not reading.breached:
             if cursor.get("consecutive"):
                 return dg.SensorResult(skip_reason=f"no breach, breach count reset: {numbers}",

@@ -85,9 +85,8 @@ def purge_old_runs_op(context: dg.OpExecutionContext, config: RunRetention) -> d
 
 
 purge_old_runs_job, purge_old_runs_schedule = scheduled_op_job(
-    purge_old_runs_op, job_name=PURGE_JOB, domain="housekeeping",
+    purge_old_runs_op, PURGE_JOB, PURGE_CRON, domain="housekeeping",
     job_description="Delete old finished runs of the high-volume jobs (run retention).",
-    schedule_name="purge_old_runs_schedule", cron=PURGE_CRON,
     schedule_description="Daily run retention: deletes agent, publish and purge runs after 3 days (failed ones "
                          "after 14).")
 

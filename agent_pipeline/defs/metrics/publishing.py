@@ -32,9 +32,8 @@ def publish_metrics_op(context: dg.OpExecutionContext, pushgateway: PushgatewayR
 
 
 publish_metrics_job, publish_metrics_schedule = scheduled_op_job(
-    publish_metrics_op, job_name=PUBLISH_JOB, domain="metrics",
+    publish_metrics_op, PUBLISH_JOB, PUBLISH_CRON, domain="metrics",
     job_description="Publish the store-computed metrics to the Pushgateway once.",
-    schedule_name="publish_metrics_schedule", cron=PUBLISH_CRON,
     schedule_description="Publishes metrics every 5 minutes as a catch-up (kill switch, quotas and failed pushes "
                          "change without an agent run); the end-of-run sensors publish after every agent run.")
 

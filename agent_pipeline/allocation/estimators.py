@@ -70,6 +70,11 @@ class RewardMemory:
             return np.empty(0, dtype=np.int64), np.empty(0)
         return np.fromiter(self.steps[agent], np.int64), np.fromiter(self.values[agent], float)
 
+    def since_last(self, agent: str) -> int:
+        """Observations (of any agent) since this agent's latest remembered one; 0 if none is remembered."""
+        steps = self.steps.get(agent)
+        return self.clock - steps[-1] if steps else 0
+
     def drop_before(self, agent: str, keep_last: int) -> None:
         """Forget all but the last ``keep_last`` rewards of an agent (after a detected change)."""
         steps, values = self.steps[agent], self.values[agent]

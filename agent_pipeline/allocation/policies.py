@@ -32,8 +32,12 @@ won this period counted as fantasized observations at its posterior mean, is sti
 fair chance of being above the floor keeps getting runs, while one whose evidence has settled below it gets none,
 however many slots the caps leave over: per-slot draws alone gave it a run in each leftover slot in which its
 draw happened to exceed the floor, so its exploration grew with the leftover budget instead of with what is
-unknown about it. The discount makes an agent that stops running uncertain again, so it is re-tested as its
-evidence ages. The rule applies while some agent credibly above the floor has room to run: their runs are what
+unknown about it. The test's probability is about the agent alone (its rewards shrunk towards the floor, not
+the pooled mean: faded evidence is an even bet), and the probability it needs falls as the agent goes unrun:
+``min(floor_probability, 1 / wait)``, the wait in periods' worth of the budget since its last run (Bayes-UCB's
+schedule). So an agent starved on a few unlucky rewards is revisited after a wait that grows as its evidence
+sinks, and a settled loser practically never; before, a starved agent's evidence aged only with the runs of
+others, towards a pooled mean below the floor, and it could stay held back for good beside a capped earner. The rule applies while some agent credibly above the floor has room to run: their runs are what
 age the memories (the discount counts observations), so when no agent is credibly above the floor (a regime
 change, or every agent losing) the period is a search and the draws alone decide, as they did before.
 ``floor_probability = 0`` turns the rule off.
@@ -347,6 +351,7 @@ class ThompsonAllocator(BaseAllocator):
             # credibly above the floor on the evidence so far (this period's fantasized slots add none)
             sure = probability_above(mu, self.posterior_scale * np.sqrt(var / n), floor) >= 1.0 - tau
             earners = any(sure[index[a]] and bounds.hi[a] > bounds.lo[a] for a in agents)
+            worth, needed = self._speculative_test(agents, stats, floor, bounds.budget)
 
         def pick(slot, open_agents, quotas):
             q = np.fromiter((quotas[a] for a in agents), float, len(agents)) if self.fantasize else 0.0
@@ -354,9 +359,9 @@ class ThompsonAllocator(BaseAllocator):
             row = mu + sd * z[slot]
             rows.append(row)
             if floor is not None and earners:
-                above = probability_above(mu, sd, floor)  # this period's slots so far count as observations
+                above = probability_above(worth, sd, floor)  # this period's slots so far count as observations
                 if not any(sure[index[a]] for a in open_agents):  # a speculative slot
-                    open_agents = [a for a in open_agents if above[index[a]] >= tau]
+                    open_agents = [a for a in open_agents if above[index[a]] >= needed[index[a]]]
             return best_above(open_agents, {a: float(row[index[a]]) for a in open_agents}, floor)
 
         def samples() -> dict[str, list[float]]:
@@ -367,9 +372,29 @@ class ThompsonAllocator(BaseAllocator):
         # the 90 % interval of the distribution the first slot's draws come from
         half = Z90 * self.posterior_scale * np.sqrt(var / n)
         estimates = {a: (float(mu[i]), float(mu[i] - half[i]), float(mu[i] + half[i])) for i, a in enumerate(agents)}
-        above = {} if floor is None else dict(zip(agents, probability_above(mu, half / Z90, floor).tolist(),
+        above = {} if floor is None else dict(zip(agents, probability_above(worth, half / Z90, floor).tolist(),
                                                   strict=True))
         return Plan({a: post[a][0] for a in agents}, pick, samples, estimates, above)
+
+    def _speculative_test(self, agents: list[str], stats: dict[str, Summary], floor: float,
+                          budget: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per agent, the mean its speculative-slot test uses and the probability above the floor it needs.
+
+        The mean is the agent's own evidence shrunk towards the floor by ``prior_strength`` pseudo-observations,
+        not towards the pooled mean: whether an agent is worth any run is a question about it alone, and one
+        whose evidence has faded is an even bet, not as bad as the agents beside it. The probability needed is
+        ``floor_probability`` until the agent has gone unrun for more than ``1 / floor_probability`` periods'
+        worth of the budget (observations of any agent since its last, divided by ``budget``), then one over
+        that staleness (the Bayes-UCB schedule): an agent starved on little evidence is revisited after a wait
+        that grows as its evidence sinks, a settled loser practically never.
+        """
+        k = self.prior_strength
+        n_eff = np.array([stats[a].n_eff for a in agents])
+        mean = np.array([stats[a].mean for a in agents])
+        worth = (n_eff * mean + k * floor) / (n_eff + k)
+        stale = np.array([self.memory.since_last(a) for a in agents], float) / max(budget, 1)
+        needed = np.minimum(self.floor_probability, 1.0 / np.maximum(stale, 1e-300))
+        return worth, needed
 
 
 class _ChangeDetection:

@@ -96,6 +96,7 @@ def test_reward_collapse_rule_fires_for_exactly_the_agents_the_dagster_check_cal
         tests.append({"name": f"collapse as the check sees it, drop_std={drop_std} min_drop={min_drop} "
                               f"min_runs={min_runs} floor={floor}",
                       "interval": "1m", "input_series": _series(samples(exposition(
+                          agents=sorted({r[0] for r in rows}),  # registered, as the pipeline's agents are
                           expectations=Settings.load().alert_inputs()))),
                       "promql_expr_test": [{"expr": rule["expr"], "eval_time": "5m", "exp_samples": expected}]})
     assert collapsed_total >= 10 and judged_total - collapsed_total >= 10  # both outcomes well represented

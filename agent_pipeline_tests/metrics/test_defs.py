@@ -111,3 +111,15 @@ def test_the_sensor_tick_message_repeats_no_error_during_an_outage(store):
     again = publish_on_success(_sensor_context(publish_on_success, result, instance, down)).skip_message
     assert "failed" in first and "Connection refused" in first
     assert "failed" in again and "still unreachable" in again and "Connection refused" not in again
+
+
+def test_the_pipelines_publish_carries_registered_agents_before_their_first_live_run(store, monkeypatch):
+    """The registry's agents are pushed at 0 before they have run (their panels and increase() see the first run)."""
+    with Gateway() as gw:
+        monkeypatch.setenv("AGENT_PIPELINE_PUSHGATEWAY_URL", gw.url)
+        defs = build_defs(*loaded())
+        result = defs.get_job_def("publish_metrics").execute_in_process()
+    assert result.success
+    body = gw.requests[-1]["body"].decode()
+    for agent in ("momentum", "cross_venue_arb", "regime_watcher"):
+        assert f'agent_runs_total{{agent="{agent}"}} 0.0' in body, agent

@@ -22,13 +22,15 @@ class PushgatewayResource(config_resource(MetricsConfig)):
     username: str | None = Field(default=None, description="Basic-auth user (set through EnvVar).")
     password: str | None = Field(default=None, description="Basic-auth password (set through EnvVar).")
     home: str = Field(default="", description="The state folder (push lock and state); empty: $AGENT_PIPELINE_HOME.")
+    agents: list[str] = Field(default_factory=list, description="The registry's agents: their series exist (at 0) "
+                                                                 "before their first live run.")
     alert_inputs: table_model(AlertInputs) | None = Field(
         default=None, description="Thresholds the alert rules compare with (none exported when unset).")
 
     def publish(self, logger: logging.Logger | None = None) -> PushResult:
         expectations = AlertInputs.from_table(self.alert_inputs.model_dump()) if self.alert_inputs else None
         result = publish(self.config(), auth=(self.username or None, self.password or None), home=self.home or None,
-                         expectations=expectations)
+                         expectations=expectations, agents=self.agents)
         if logger is not None and result.worth_logging:  # an outage is reported at its first failure only
             (logger.info if result.ok else logger.warning)(f"metrics publish {result.summary()}")
         return result
@@ -40,6 +42,7 @@ def pushgateway_resource(settings: Settings) -> PushgatewayResource:
     username, password = gateway_credentials()
     return PushgatewayResource.from_config(
         settings.metrics, home=str(settings.home), alert_inputs=settings.alert_inputs().as_table(),
+        agents=sorted(settings.agents.enabled()),
         username=dg.EnvVar(USERNAME_ENV) if username else None,
         password=dg.EnvVar(PASSWORD_ENV) if password else None,
     )

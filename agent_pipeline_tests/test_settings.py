@@ -18,26 +18,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from agent_pipeline import config_fields as kinds
 from agent_pipeline.agents.config import AgentSpec
 from agent_pipeline.allocation import Allocation
 from agent_pipeline.allocation.decision import period_start_for
 from agent_pipeline.allocation.tables import ALLOCATION, write_decision
 from agent_pipeline.cli import main
-from agent_pipeline.config_fields import (
-    BOOL,
-    DATE,
-    INT,
-    INT_MAP,
-    NESTED,
-    NESTED_MAP,
-    NUMBER,
-    NUMBER_MAP,
-    TABLE,
-    TEXT,
-    TEXTS,
-    URL,
-    rules,
-)
+from agent_pipeline.config_fields import rules
 from agent_pipeline.pipeline_settings import TABLES, TOP_LEVEL_KEYS, Settings
 from agent_pipeline.settings import ConfigError
 from agent_pipeline.trading import GuardrailConfig
@@ -85,7 +72,7 @@ def _tables():
     for name, cls in TABLES.items():
         out.append(((name,), cls))
         for key, (_f, rule) in rules(cls).items():
-            if rule.kind == NESTED:
+            if rule.kind == kinds.NESTED:
                 out.append(((name, key), rule.table))
     out.append((("agents", 0), AgentSpec))
     return out
@@ -124,23 +111,25 @@ def test_every_misspelt_key_of_every_table_names_the_closest_valid_one(path, cls
 def _bad_values(rule) -> list:
     """Values the rule must refuse: wrong types for its kind, then values just outside its bounds."""
     kind = rule.kind
-    bad = {BOOL: ["false", "true", 1, 0], INT: ["7", 1.5, True], NUMBER: ["1", True, math.nan, math.inf],
-           TEXT: [5, True, ["x"]], TEXTS: ["x", [1]], DATE: ["2024-13-01", "20240101", 5],
-           URL: ["ftp://gw", "gw:9091", 5], TABLE: [[1], "x"], INT_MAP: [{"a": "1"}, {"a": 1.5}, [1]],
-           NUMBER_MAP: [{"a": "1"}, {"a": math.nan}, [1]], NESTED: [5, "x"], NESTED_MAP: [{"a": 5}, [1]]}[kind]
-    if kind == NUMBER and rule.convert is None:
+    bad = {kinds.BOOL: ["false", "true", 1, 0], kinds.INT: ["7", 1.5, True],
+           kinds.NUMBER: ["1", True, math.nan, math.inf], kinds.TEXT: [5, True, ["x"]], kinds.TEXTS: ["x", [1]],
+           kinds.DATE: ["2024-13-01", "20240101", 5], kinds.URL: ["ftp://gw", "gw:9091", 5],
+           kinds.TABLE: [[1], "x"], kinds.INT_MAP: [{"a": "1"}, {"a": 1.5}, [1]],
+           kinds.NUMBER_MAP: [{"a": "1"}, {"a": math.nan}, [1]], kinds.NESTED: [5, "x"],
+           kinds.NESTED_MAP: [{"a": 5}, [1]]}[kind]
+    if kind == kinds.NUMBER and rule.convert is None:
         bad.append(-math.inf)
-    if kind in (INT, NUMBER, INT_MAP, NUMBER_MAP):
-        step = 1 if kind in (INT, INT_MAP) else 1e-9
+    if kind in (kinds.INT, kinds.NUMBER, kinds.INT_MAP, kinds.NUMBER_MAP):
+        step = 1 if kind in (kinds.INT, kinds.INT_MAP) else 1e-9
         outside = [b for b in (rule.gt, rule.ge - step if rule.ge is not None else None, rule.lt,
                                rule.le + max(step, abs(rule.le) * 1e-9) if rule.le is not None else None)
                    if b is not None]
-        bad += [{"a": b} for b in outside] if kind in (INT_MAP, NUMBER_MAP) else outside
+        bad += [{"a": b} for b in outside] if kind in (kinds.INT_MAP, kinds.NUMBER_MAP) else outside
     if rule.choices is not None:
-        bad.append(["NOT_A_CHOICE"] if kind == TEXTS else "not-a-choice")
+        bad.append(["NOT_A_CHOICE"] if kind == kinds.TEXTS else "not-a-choice")
     if rule.pattern is not None:
-        bad.append(["has space"] if kind == TEXTS else "Has Space!")
-    if rule.min_items and kind == TEXTS:
+        bad.append(["has space"] if kind == kinds.TEXTS else "Has Space!")
+    if rule.min_items and kind == kinds.TEXTS:
         bad.append([])
     return bad
 

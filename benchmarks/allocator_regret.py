@@ -23,8 +23,9 @@ import argparse
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -196,12 +197,10 @@ class Outcome:
     regret: float = 0.0
     value: float = 0.0
     oracle: float = 0.0  # the oracle with the floor (value captured is always measured against it)
-    runs: int = 0
-    losing_runs: int = 0
-    runs_after_warmup: int = 0
-    losing_after_warmup: int = 0
-    held_after_warmup: int = 0
-    budget_after_warmup: int = 0
+    # runs given out, those to agents whose true mean is below 0, those held back, and the budget: over every
+    # period and after the warm-up
+    every_period: Counter = field(default_factory=Counter)
+    after_warmup: Counter = field(default_factory=Counter)
     violations: int = 0
     seconds: float = 0.0
     decisions: int = 0
@@ -228,13 +227,10 @@ def run_one(env_name: str, factory, seed: int, periods: int, batch: int, floor: 
         out.value += value
         out.oracle += with_floor
         losing = sum(q for a, q in quotas.items() if mu[index[a]] < 0)
-        out.runs += sum(quotas.values())
-        out.losing_runs += losing
+        period = Counter(runs=sum(quotas.values()), losing=losing, held=held, budget=env.bounds.budget)
+        out.every_period.update(period)
         if t >= warmup:
-            out.runs_after_warmup += sum(quotas.values())
-            out.losing_after_warmup += losing
-            out.held_after_warmup += held
-            out.budget_after_warmup += env.bounds.budget
+            out.after_warmup.update(period)
         pairs = []
         for a, q in quotas.items():
             if q > 0:
@@ -267,15 +263,15 @@ class Row:
 
 def summarize(outcomes: list[Outcome], floor: float | None) -> Row:
     captured = [o.value / o.oracle for o in outcomes if o.oracle > 1e-9]
-    runs = sum(o.runs for o in outcomes)
-    runs_after = sum(o.runs_after_warmup for o in outcomes)
-    budget = sum(o.budget_after_warmup for o in outcomes)
+    runs = sum(o.every_period["runs"] for o in outcomes)
+    runs_after = sum(o.after_warmup["runs"] for o in outcomes)
+    budget = sum(o.after_warmup["budget"] for o in outcomes)
     return Row(regret=_mean_sem([o.regret for o in outcomes]),
                captured=_mean_sem(captured) if len(captured) == len(outcomes) else None,
                value=float(np.mean([o.value for o in outcomes])), oracle=float(np.mean([o.oracle for o in outcomes])),
-               losing_share=sum(o.losing_runs for o in outcomes) / runs if runs else 0.0,
-               losing_share_after=sum(o.losing_after_warmup for o in outcomes) / runs_after if runs_after else 0.0,
-               held_share=sum(o.held_after_warmup for o in outcomes) / budget if budget else 0.0,
+               losing_share=sum(o.every_period["losing"] for o in outcomes) / runs if runs else 0.0,
+               losing_share_after=sum(o.after_warmup["losing"] for o in outcomes) / runs_after if runs_after else 0.0,
+               held_share=sum(o.after_warmup["held"] for o in outcomes) / budget if budget else 0.0,
                violations=sum(o.violations for o in outcomes),
                ms=1000.0 * sum(o.seconds for o in outcomes) / max(sum(o.decisions for o in outcomes), 1),
                floor=floor)

@@ -30,18 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from agent_pipeline.store import AgentEvent, Store, append_event
-from agent_pipeline.trading import GuardrailConfig, KillSwitch, TradeGuardrails
+from agent_pipeline.trading import KillSwitch, TradeGuardrails
 from agent_pipeline.trading import tables as trading_tables
 from agent_pipeline.trading.kill_switch_store import DatabaseKillSwitch
 from agent_pipeline.trading.store_state import StoreGateState
-
-SIGNAL = {"notional_usd": 1_000.0, "expected_edge_bps": 25.0, "spread_bps": 5.0, "slippage_bps": 3.0,
-          "data_age_sec": 1.0, "paper": True, "symbol": "BTC-USD", "side": "buy", "venue": "sim_a",
-          "price": 60_000.0, "size": 1_000.0 / 60_000.0, "quote_size": 2.0, "confidence": 0.8,
-          "reference_price": 60_010.0, "strategy": "bench", "capital_usd": 100_000.0}
-CHECKS = GuardrailConfig(min_confidence=0.1, max_quote_fraction=0.5, max_price_deviation_bps=50,
-                         max_leverage=1_000.0, max_orders_per_window=10 ** 9,
-                         max_orders_per_window_per_strategy=10 ** 9, max_rolling_notional_usd=1e15)
+from benchmarks.gate_orders import ALL_CHECKS, SIGNAL
 
 
 def _worker(job: dict) -> dict:
@@ -58,8 +51,8 @@ def _worker(job: dict) -> dict:
         t0 = time.perf_counter()
         append_event(store, event)
         writes.append(time.perf_counter() - t0)
-    state = StoreGateState(store, CHECKS)
-    gate = TradeGuardrails(CHECKS, kill, state=state)
+    state = StoreGateState(store, ALL_CHECKS)
+    gate = TradeGuardrails(ALL_CHECKS, kill, state=state)
     checks, batches = [], []
     for b in range(job["batches"]):
         t0 = time.perf_counter()

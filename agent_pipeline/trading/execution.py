@@ -121,12 +121,13 @@ def _finite_positive(value: Any) -> bool:
 
 @dataclass
 class ExecutionReport:
+    """What one agent run's proposals became. Approved and denied are counted from the keys and denials recorded
+    (one record each, so the counts cannot drift from what they count)."""
+
     agent: str
     run_id: str
     event_id: str | None
     proposals: int = 0
-    approved: int = 0
-    denied: int = 0
     filled: int = 0
     rejected: int = 0
     realized_pnl_usd: float = 0.0
@@ -135,7 +136,15 @@ class ExecutionReport:
     kill_switch_state: str = ""
     by_reason: Counter = field(default_factory=Counter)
     denials: list[tuple[str, str, str]] = field(default_factory=list)  # (order_key, code, reason)
-    order_keys: list[str] = field(default_factory=list)
+    order_keys: list[str] = field(default_factory=list)  # the approved orders'
+
+    @property
+    def approved(self) -> int:
+        return len(self.order_keys)
+
+    @property
+    def denied(self) -> int:
+        return len(self.denials)
 
     def summary(self) -> dict[str, Any]:
         return {"agent": self.agent, "run_id": self.run_id, "event_id": self.event_id, "proposals": self.proposals,
@@ -280,10 +289,8 @@ class ExecutionLayer:
                                              strategy=strategy)
         report.by_reason[decision.code.value] += 1
         if not decision.ok:
-            report.denied += 1
             report.denials.append((key, decision.code.value, decision.reason))
             return
-        report.approved += 1
         report.order_keys.append(key)
         self.guardrails.record_order(signal, decision)
         intent, problem = _intent(signal, key, agent, strategy)

@@ -205,7 +205,111 @@ def default_path(home=None) -> Path:
     return pipeline_home(home) / STATE_FILE
 
 
-class KillSwitch:
+def unreadable(why: str) -> KillSwitchStatus:
+    """The state a switch reads when what holds it cannot vouch for one: HALTED, saying why."""
+    return KillSwitchStatus(KillSwitchState.HALTED, reason=f"kill switch state unreadable ({why}); reads as HALTED "
+                            f"until cleared", readable=False)
+
+
+def refuse_unless_trip(action: str, problems: list[str], refused: str, noted: str) -> None:
+    """What a failed write does: a reduce or clear stops with ``KillSwitchError`` saying ``refused`` (the caller
+    says what state that leaves); a trip adds ``noted`` to its problems and goes on, as it must end HALTED."""
+    if action != "trip":
+        raise KillSwitchError(f"kill switch not {_PAST[action]}: {refused}") from None
+    problems.append(noted)
+
+
+class LatchedSwitch:
+    """What every kill switch shares, whatever holds its state (a file, a database): the three changes, the reads
+    of the current state, and the in-process deferral inside ``guard()``.
+
+    A subclass sets ``_tls`` (a ``threading.local``) and ``_clock``, reads its state in ``_read_status`` and writes
+    a change in ``_write`` (which a change inside ``guard()`` reaches only when the guard ends).
+    """
+
+    _tls: threading.local
+    _clock: Callable[[], datetime]
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def status(self) -> KillSwitchStatus:
+        override = getattr(self._tls, "override", None)
+        if override is not None:
+            return override
+        return self._read_status()
+
+    def _read_status(self) -> KillSwitchStatus:
+        raise NotImplementedError
+
+    @property
+    def state(self) -> KillSwitchState:
+        return self.status().state
+
+    @property
+    def enabled(self) -> bool:
+        return self.status().enabled
+
+    @property
+    def reason(self) -> str:
+        return self.status().reason
+
+    # -- changing --------------------------------------------------------------------------------------------
+    def trip(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
+        """Halt trading, latched: only ``clear`` undoes it, also across restarts. Always ends HALTED; what failed
+        on the way is in the returned status's ``problems`` (raises ``KillSwitchError`` only if nothing at all
+        could make the state read HALTED)."""
+        return self._set(KillSwitchState.HALTED, "trip", reason or "tripped without a reason", by)
+
+    def reduce(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
+        """Allow only orders that reduce an existing position. Raises ``KillSwitchError`` if it cannot be audited."""
+        return self._set(KillSwitchState.REDUCING, "reduce", reason or "reduce-only without a reason", by)
+
+    def clear(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
+        """Resume trading. A person does this (the CLI requires a reason); nothing clears automatically. Raises
+        ``KillSwitchError`` (and changes nothing) if the change cannot be locked or audited."""
+        return self._set(KillSwitchState.ACTIVE, "clear", reason or "cleared", by)
+
+    def _set(self, state: KillSwitchState, action: str, reason: str, by: str | None) -> KillSwitchStatus:
+        by = _clip(by or _default_actor())
+        reason = _clip(reason)
+        if getattr(self._tls, "depth", 0) > 0:
+            # Inside guard(): this thread holds what a change waits for, so the persisted change waits for the
+            # guard's exit; meanwhile this process already behaves as if it had happened.
+            current = self.status()
+            if action != "clear" and _rank(state) >= _rank(current.state):
+                self._tls.override = KillSwitchStatus(state, reason, by, self._now(), current.version)
+            self._tls.pending.append((state, action, reason, by))
+            return self.status()
+        return self._write(state, action, reason, by)
+
+    def _write(self, state: KillSwitchState, action: str, reason: str, by: str) -> KillSwitchStatus:
+        raise NotImplementedError
+
+    def _now(self) -> str:
+        return self._clock().astimezone(UTC).isoformat()
+
+    # -- serialising orders against changes ------------------------------------------------------------------
+    @contextmanager
+    def guard(self) -> Iterator[KillSwitchStatus]:
+        """The state at entry; changes asked for inside apply at once in this process and are written on exit."""
+        depth = getattr(self._tls, "depth", 0)
+        self._tls.depth = depth + 1
+        if depth == 0:
+            self._tls.pending = []
+        try:
+            yield self.status()
+        finally:
+            self._tls.depth -= 1
+            if self._tls.depth == 0:
+                self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        pending, self._tls.pending = list(getattr(self._tls, "pending", [])), []
+        self._tls.override = None
+        for state, action, reason, by in pending:
+            self._set(state, action, reason, by)
+
+
+class KillSwitch(LatchedSwitch):
     """Manual and automatic halt. ``enabled`` is True unless ACTIVE (the prototype's meaning: "trading is stopped").
 
     ``key``: the MAC key for the persisted state; None reads ``$AGENT_PIPELINE_KILL_SWITCH_KEY``, ``b""`` means
@@ -234,13 +338,8 @@ class KillSwitch:
         return self._key is not None
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def status(self) -> KillSwitchStatus:
-        override = getattr(self._tls, "override", None)
-        if override is not None:
-            return override
-        if self.path is None:
-            return self._mem
-        return self._read()
+    def _read_status(self) -> KillSwitchStatus:
+        return self._mem if self.path is None else self._read()
 
     def _read(self) -> KillSwitchStatus:
         """The state on disk, re-validated whenever the state file or the audit log changed identity (mode,
@@ -250,7 +349,7 @@ class KillSwitch:
             identity = (_identity(self.path), _identity(self.audit_path))
         except OSError as exc:
             self._cache = None
-            return self._unreadable(f"{type(exc).__name__}: {exc}")
+            return unreadable(f"{type(exc).__name__}: {exc}")
         cached = self._cache
         now = time.monotonic()
         if cached is not None and cached[0] == identity and now - cached[1] < _REVALIDATE_S:
@@ -258,10 +357,6 @@ class KillSwitch:
         status = self._load().status
         self._cache = (identity, now, status)
         return status
-
-    def _unreadable(self, why: str) -> KillSwitchStatus:
-        return KillSwitchStatus(KillSwitchState.HALTED, reason=f"kill switch state unreadable ({why}); "
-                                f"reads as HALTED until cleared", readable=False)
 
     def _load(self) -> _Disk:
         """Read both files (bounded, never blocking, never following a link) and decide what they mean."""
@@ -289,39 +384,39 @@ class KillSwitch:
             body = self._state_body(disk)
         except FileNotFoundError:
             if audit_problem:
-                disk.status = self._unreadable(audit_problem)
+                disk.status = unreadable(audit_problem)
             elif disk.last_line is not None:
-                disk.status = self._unreadable("state file missing although the audit log has entries")
+                disk.status = unreadable("state file missing although the audit log has entries")
             elif self._key is not None:
-                disk.status = self._unreadable(f"no state file yet and {KEY_ENV} is set: a keyed switch starts "
+                disk.status = unreadable(f"no state file yet and {KEY_ENV} is set: a keyed switch starts "
                                                f"HALTED until `agent-pipeline kill-switch clear` writes a signed state")
             elif self._high_water:
-                disk.status = self._unreadable(f"state file disappeared after version {self._high_water} was seen")
+                disk.status = unreadable(f"state file disappeared after version {self._high_water} was seen")
             else:
                 anchored, problem = self._anchored()
                 if problem:
-                    disk.status = self._unreadable(problem)
+                    disk.status = unreadable(problem)
                 elif anchored is not None:
                     disk.audit_version = max(disk.audit_version, anchored)
-                    disk.status = self._unreadable(f"the state file and its audit log are missing although the "
+                    disk.status = unreadable(f"the state file and its audit log are missing although the "
                                                    f"store anchors version {anchored} (both were deleted or moved)")
                 else:
                     disk.status = KillSwitchStatus(KillSwitchState.ACTIVE, reason="never tripped")
             return disk
         except (OSError, FileTooLarge, _Bad) as exc:
-            disk.status = self._unreadable(str(exc) if isinstance(exc, _Bad) else f"{type(exc).__name__}: {exc}")
+            disk.status = unreadable(str(exc) if isinstance(exc, _Bad) else f"{type(exc).__name__}: {exc}")
             return disk
         if audit_problem:
-            disk.status = self._unreadable(audit_problem)
+            disk.status = unreadable(audit_problem)
             return disk
         try:
             self._check_audit_tie(body, last_row, lines)
         except _Bad as exc:
-            disk.status = self._unreadable(str(exc))
+            disk.status = unreadable(str(exc))
             return disk
         version = body["version"]
         if version < self._high_water:
-            disk.status = self._unreadable(f"state version {version} is older than version {self._high_water} "
+            disk.status = unreadable(f"state version {version} is older than version {self._high_water} "
                                            f"this process already saw (rolled back)")
             return disk
         anchored, problem = self._anchored()
@@ -336,7 +431,7 @@ class KillSwitch:
                        f"state version {version} is newer than version {anchored} anchored in the store (its "
                        f"anchor was never written)")
         if problem:
-            disk.status = self._unreadable(problem)
+            disk.status = unreadable(problem)
             return disk
         self._high_water = max(version, anchored or 0)
         disk.status = KillSwitchStatus(KillSwitchState(body["state"]), body["reason"], body["by"], body["at"],
@@ -410,18 +505,6 @@ class KillSwitch:
             if isinstance(earlier, int) and not isinstance(earlier, bool) and earlier >= audited:
                 raise _Bad(f"audit versions do not increase ({earlier} then {audited})")
 
-    @property
-    def state(self) -> KillSwitchState:
-        return self.status().state
-
-    @property
-    def enabled(self) -> bool:
-        return self.status().enabled
-
-    @property
-    def reason(self) -> str:
-        return self.status().reason
-
     def audit(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Trip/clear rows, oldest first (the last ``limit``; at most the last 16 MiB of the log). Damaged lines,
         and an audit log that cannot be read, are returned as ``{"raw": ...}``."""
@@ -449,50 +532,23 @@ class KillSwitch:
         return rows[-limit:] if limit else rows
 
     # -- changing --------------------------------------------------------------------------------------------
-    def trip(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        """Halt trading. Latched: only ``clear`` undoes it, also across restarts. Always ends HALTED; what failed
-        on the way is in the returned status's ``problems`` (raises ``KillSwitchError`` only if nothing at all
-        could make the state read HALTED)."""
-        return self._set(KillSwitchState.HALTED, "trip", reason or "tripped without a reason", by)
-
-    def reduce(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        """Allow only orders that reduce an existing position. Raises ``KillSwitchError`` if it cannot be audited."""
-        return self._set(KillSwitchState.REDUCING, "reduce", reason or "reduce-only without a reason", by)
-
-    def clear(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        """Resume trading. A person does this (the CLI requires a reason); nothing clears automatically. Raises
-        ``KillSwitchError`` (and changes nothing) if the lock cannot be taken or the audit cannot be written."""
-        return self._set(KillSwitchState.ACTIVE, "clear", reason or "cleared", by)
-
-    def _set(self, state: KillSwitchState, action: str, reason: str, by: str | None) -> KillSwitchStatus:
-        by = _clip(by or _default_actor())
-        reason = _clip(reason)
-        if getattr(self._tls, "depth", 0) > 0:
-            # Inside guard(): this thread holds the shared lock, so the persisted change waits for the guard's
-            # exit; meanwhile this process already behaves as if it had happened.
-            current = self.status()
-            if action != "clear" and _rank(state) >= _rank(current.state):
-                self._tls.override = KillSwitchStatus(state, reason, by, self._now(), current.version)
-            self._tls.pending.append((state, action, reason, by))
-            return self.status()
+    def _write(self, state: KillSwitchState, action: str, reason: str, by: str) -> KillSwitchStatus:
+        """In memory, or under the exclusive lock (a trip that cannot have it is written without it)."""
         if self.path is None:
             return self._apply_memory(state, action, reason, by)
         with ExitStack() as stack:
             try:
                 stack.enter_context(self._lock(fcntl.LOCK_EX))
             except (KillSwitchBusy, OSError) as exc:
-                if action != "trip":
-                    raise KillSwitchError(f"kill switch not {_PAST[action]}: cannot take its lock ({exc}); "
-                                          f"nothing was changed{_lock_advice(exc)}") from None
-                unlocked = (f"the trip was written without the lock ({exc}); orders being committed at this "
-                            f"moment may still complete")
-                return self._trip_anyway(reason, by, [unlocked])
+                problems: list[str] = []
+                refuse_unless_trip(action, problems,
+                                   f"cannot take its lock ({exc}); nothing was changed{_lock_advice(exc)}",
+                                   f"the trip was written without the lock ({exc}); orders being committed at this "
+                                   f"moment may still complete")
+                return self._trip_anyway(reason, by, problems)
             if action == "trip":
                 return self._trip_anyway(reason, by, [])
             return self._apply_file(state, action, reason, by, [])
-
-    def _now(self) -> str:
-        return self._clock().astimezone(UTC).isoformat()
 
     def _row(self, before: KillSwitchStatus, after: KillSwitchStatus, action: str, reason: str,
              by: str) -> dict[str, Any]:
@@ -553,29 +609,24 @@ class KillSwitch:
         try:
             self._append_audit(row, disk.audit_ends_open)
         except OSError as exc:
-            if action != "trip":
-                raise KillSwitchError(f"kill switch not {_PAST[action]}: the audit log {self.audit_path} cannot "
-                                      f"be written ({exc}); the state is unchanged ({before.state.value})") from None
-            problems.append(f"the audit log {self.audit_path} cannot be written ({exc}); the HALTED state was "
-                            f"written without its audit row")
+            refuse_unless_trip(action, problems, f"the audit log {self.audit_path} cannot be written ({exc}); the "
+                               f"state is unchanged ({before.state.value})",
+                               f"the audit log {self.audit_path} cannot be written ({exc}); the HALTED state was "
+                               f"written without its audit row")
         try:
             replace_atomically(self.path, json.dumps(body).encode())
         except OSError as exc:
-            if action != "trip":
-                raise KillSwitchError(f"kill switch not {_PAST[action]}: its audit row was written but the state "
-                                      f"file {self.path} cannot be replaced ({exc}); the switch reads HALTED until "
-                                      f"a change succeeds") from None
-            problems.append(f"the state file {self.path} cannot be replaced ({exc})")
+            refuse_unless_trip(action, problems, f"its audit row was written but the state file {self.path} cannot "
+                               f"be replaced ({exc}); the switch reads HALTED until a change succeeds",
+                               f"the state file {self.path} cannot be replaced ({exc})")
         if self.anchor is not None:
             try:
                 self.anchor.advance(version, after.state.value)
             except Exception as exc:  # noqa: BLE001 - the files now run ahead of the anchor: reads HALTED
-                if action != "trip":
-                    raise KillSwitchError(f"kill switch not {_PAST[action]}: its files were written but the store "
-                                          f"anchor cannot be advanced ({type(exc).__name__}: {exc}); the switch "
-                                          f"reads HALTED until a change is anchored") from None
-                problems.append(f"the store anchor cannot be advanced ({type(exc).__name__}: {exc}); the switch "
-                                f"reads HALTED until a change is anchored")
+                failure = f"the store anchor cannot be advanced ({type(exc).__name__}: {exc})"
+                refuse_unless_trip(action, problems, f"its files were written but {failure}; the switch reads "
+                                   f"HALTED until a change is anchored",
+                                   f"{failure}; the switch reads HALTED until a change is anchored")
         self._cache = None
         status = self._read()
         if action != "trip" and status.state is not after.state:
@@ -604,17 +655,9 @@ class KillSwitch:
         HALTED: fail closed. Trips requested inside the block apply at once in this process and reach the file on
         exit.
         """
-        depth = getattr(self._tls, "depth", 0)
-        if depth > 0 or self.path is None:
-            self._tls.depth = depth + 1
-            if depth == 0:
-                self._tls.pending = []
-            try:
-                yield self.status()
-            finally:
-                self._tls.depth -= 1
-                if self._tls.depth == 0:
-                    self._flush_pending()
+        if getattr(self._tls, "depth", 0) > 0 or self.path is None:
+            with super().guard() as entry:
+                yield entry
             return
         self._tls.pending = []
         lock = self._lock(fcntl.LOCK_SH)
@@ -637,12 +680,6 @@ class KillSwitch:
             if lock is not None:
                 lock.__exit__(None, None, None)
             self._flush_pending()
-
-    def _flush_pending(self) -> None:
-        pending, self._tls.pending = list(getattr(self._tls, "pending", [])), []
-        self._tls.override = None
-        for state, action, reason, by in pending:
-            self._set(state, action, reason, by)
 
     @contextmanager
     def _lock(self, mode: int) -> Iterator[None]:

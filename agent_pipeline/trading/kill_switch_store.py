@@ -26,15 +26,22 @@ import dataclasses
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from agent_pipeline.store import Schema, Store, StoreBusy, database_errors
 from agent_pipeline.trading import kill_switch as files
 from agent_pipeline.trading.identities import os_user
-from agent_pipeline.trading.kill_switch import KEY_ENV, KillSwitchError, KillSwitchState, KillSwitchStatus
+from agent_pipeline.trading.kill_switch import (
+    KEY_ENV,
+    KillSwitchError,
+    KillSwitchState,
+    KillSwitchStatus,
+    LatchedSwitch,
+    refuse_unless_trip,
+    unreadable,
+)
 
 KILL_SWITCH = Schema("kill_switch", [
     """
@@ -67,9 +74,14 @@ def _digest(row: dict[str, Any]) -> str:
     return hashlib.sha256(files._canonical(row)).hexdigest()
 
 
-class DatabaseKillSwitch:
+class DatabaseKillSwitch(LatchedSwitch):
     """The kill switch of one store. ``key``: the MAC key (None reads ``$AGENT_PIPELINE_KILL_SWITCH_KEY``,
-    ``b""`` means unkeyed)."""
+    ``b""`` means unkeyed).
+
+    A trip halts trading on every host; it always ends HALTED unless the database cannot be written at all
+    (``KillSwitchError``; every gate then reads HALTED anyway, as none can read the switch). Inside ``guard()``
+    the execution layer holds the store's lock, which a change waits for.
+    """
 
     def __init__(self, store: Store, *, lock_timeout_s: float = 10.0, key: bytes | None = None,
                  clock: Callable[[], datetime] | None = None):
@@ -88,15 +100,12 @@ class DatabaseKillSwitch:
         return self._key is not None
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def status(self) -> KillSwitchStatus:
-        override = getattr(self._tls, "override", None)
-        if override is not None:
-            return override
+    def _read_status(self) -> KillSwitchStatus:
         try:
             rows = self._read_newest()
         except Exception as exc:  # noqa: BLE001 - whatever it is, the switch reads HALTED
             self._drop_reader()
-            return _unreadable(f"the database does not answer ({type(exc).__name__}: {exc})")
+            return unreadable(f"the database does not answer ({type(exc).__name__}: {exc})")
         return self._verdict(rows)
 
     def _read_newest(self) -> list[tuple]:
@@ -125,9 +134,9 @@ class DatabaseKillSwitch:
     def _verdict(self, rows: list[tuple]) -> KillSwitchStatus:
         if not rows:
             if self._high_water:
-                return _unreadable(f"the audit rows disappeared after version {self._high_water} was seen")
+                return unreadable(f"the audit rows disappeared after version {self._high_water} was seen")
             if self._key is not None:
-                return _unreadable(f"no state yet and {KEY_ENV} is set: a keyed switch starts HALTED until "
+                return unreadable(f"no state yet and {KEY_ENV} is set: a keyed switch starts HALTED until "
                                    f"`agent-pipeline kill-switch clear` writes a signed state")
             return KillSwitchStatus(KillSwitchState.ACTIVE, reason="never tripped")
         newest = dict(zip(_COLUMNS, rows[0], strict=True))
@@ -140,25 +149,13 @@ class DatabaseKillSwitch:
                 raise files._Bad(f"kill switch row {newest['version']} does not follow the row before it "
                                  f"(rows removed or rewritten)")
         except (files._Bad, ValueError) as exc:
-            return _unreadable(str(exc))
+            return unreadable(str(exc))
         version = int(newest["version"])
         if version < self._high_water:
-            return _unreadable(f"state version {version} is older than version {self._high_water} this process "
+            return unreadable(f"state version {version} is older than version {self._high_water} this process "
                                f"already saw (rolled back)")
         self._high_water = version
         return KillSwitchStatus(state, newest["reason"], newest["changed_by"], newest["changed_at"], version)
-
-    @property
-    def state(self) -> KillSwitchState:
-        return self.status().state
-
-    @property
-    def enabled(self) -> bool:
-        return self.status().enabled
-
-    @property
-    def reason(self) -> str:
-        return self.status().reason
 
     def audit(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Trip/reduce/clear rows, oldest first (the last ``limit``)."""
@@ -180,36 +177,16 @@ class DatabaseKillSwitch:
         return out
 
     # -- changing --------------------------------------------------------------------------------------------
-    def trip(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        """Halt trading, on every host. Always ends HALTED unless the database cannot be written at all
-        (``KillSwitchError``; every gate then reads HALTED anyway, as none can read the switch)."""
-        return self._set(KillSwitchState.HALTED, "trip", reason or "tripped without a reason", by)
-
-    def reduce(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        return self._set(KillSwitchState.REDUCING, "reduce", reason or "reduce-only without a reason", by)
-
-    def clear(self, reason: str = "", *, by: str | None = None) -> KillSwitchStatus:
-        return self._set(KillSwitchState.ACTIVE, "clear", reason or "cleared", by)
-
-    def _set(self, state: KillSwitchState, action: str, reason: str, by: str | None) -> KillSwitchStatus:
-        by = files._clip(by or files._default_actor())
-        reason = files._clip(reason)
-        if getattr(self._tls, "depth", 0) > 0:  # inside guard(): this process holds the store; written on exit
-            current = self.status()
-            if action != "clear" and files._rank(state) >= files._rank(current.state):
-                self._tls.override = KillSwitchStatus(state, reason, by, self._now(), current.version)
-            self._tls.pending.append((state, action, reason, by))
-            return self.status()
+    def _write(self, state: KillSwitchState, action: str, reason: str, by: str) -> KillSwitchStatus:
+        """Under the store's write lock (a trip that cannot have it in time is written without it)."""
         problems: list[str] = []
         try:
             with self.store.transaction(timeout_s=self.lock_timeout_s, schema=KILL_SWITCH) as conn:
                 self._append(conn, state, action, reason, by)
         except StoreBusy as exc:
-            if action != "trip":
-                raise KillSwitchError(f"kill switch not {files._PAST[action]}: the store is busy ({exc}); "
-                                      f"nothing was changed; retry") from None
-            problems.append(f"the trip was written without the store's lock ({exc}); orders being committed at "
-                            f"this moment may still complete")
+            refuse_unless_trip(action, problems, f"the store is busy ({exc}); nothing was changed; retry",
+                               f"the trip was written without the store's lock ({exc}); orders being committed at "
+                               f"this moment may still complete")
             try:
                 self._write_unlocked(state, action, reason, by)
             except Exception as inner:  # noqa: BLE001
@@ -249,33 +226,6 @@ class DatabaseKillSwitch:
                "prev": _digest(last) if last else ""}
         row["checksum"] = files._seal(row, self._key)
         conn.execute(_INSERT, [row[c] for c in _COLUMNS])
-
-    def _now(self) -> str:
-        return self._clock().astimezone(UTC).isoformat()
-
-    # -- serialising orders against changes -------------------------------------------------------------------
-    @contextmanager
-    def guard(self) -> Iterator[KillSwitchStatus]:
-        """The state at entry; changes asked for inside apply at once here and are written on exit (the
-        execution layer holds the store's lock meanwhile, which a change waits for)."""
-        depth = getattr(self._tls, "depth", 0)
-        if depth == 0:
-            self._tls.pending = []
-        self._tls.depth = depth + 1
-        try:
-            yield self.status()
-        finally:
-            self._tls.depth -= 1
-            if self._tls.depth == 0:
-                pending, self._tls.pending = list(self._tls.pending), []
-                self._tls.override = None
-                for state, action, reason, by in pending:
-                    self._set(state, action, reason, by)
-
-
-def _unreadable(why: str) -> KillSwitchStatus:
-    return KillSwitchStatus(KillSwitchState.HALTED, reason=f"kill switch state unreadable ({why}); reads as HALTED "
-                            f"until cleared", readable=False)
 
 
 def kill_switch_for(store_location, file_path, **kwargs):

@@ -72,18 +72,33 @@ def setup_agents(pipeline_home, tmp_path, monkeypatch, module: str, agents: dict
     return sys.modules.get(module)
 
 
-def decide(store, quotas: dict[str, int], period: datetime) -> None:
+def tick_defs():
+    """The agents' and the allocation's definitions, loaded after ``setup_agents`` wrote the config."""
+    return domain_defs(__import__("agent_pipeline.defs.agents", fromlist=["x"]),
+                       __import__("agent_pipeline.defs.allocation", fromlist=["x"]))
+
+
+def decide(store, quotas: dict[str, int]) -> datetime:
+    """Write ``quotas`` as the decision of this hour's period; returns the period's start."""
+    period = period_start_for(datetime.now(UTC), 60)
     with store.connect() as conn:
         ALLOCATION.ensure(store, conn)
         alloc = Allocation(quotas=quotas, scores=dict.fromkeys(quotas, 0.0), policy="test",
                            capital=dict.fromkeys(quotas, 10_000.0))
         write_decision(conn, period, period, alloc, {a: ("signal", a) for a in quotas}, {"seed": None})
+    return period
 
 
 def evaluate(defs, instance, monkeypatch, now, cursor=None):
     monkeypatch.setattr(scheduler, "_now", lambda: now)
     sensor = defs.get_sensor_def("agent_tick_sensor")
     return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources))
+
+
+def due_tick(defs, instance, monkeypatch, period):
+    """The one run request of the tick near the end of ``period``: every slot is due by then."""
+    (request,) = evaluate(defs, instance, monkeypatch, period + timedelta(minutes=59)).run_requests
+    return request
 
 
 def slots_of(request) -> list[tuple[str, int]]:
@@ -104,10 +119,8 @@ def rows(store, sql):
 def test_every_due_slot_is_launched_exactly_once_across_ticks(pipeline_home, tmp_path, monkeypatch, store):
     setup_agents(pipeline_home, tmp_path, monkeypatch, "tick_agents_a", {"a": "waiter_a", "b": "waiter_b",
                                                                          "idle": "waiter_a"})
-    defs = domain_defs(__import__("agent_pipeline.defs.agents", fromlist=["x"]),
-                       __import__("agent_pipeline.defs.allocation", fromlist=["x"]))
-    period = period_start_for(datetime.now(UTC), 60)
-    decide(store, {"a": 60, "b": 7, "idle": 0}, period)
+    defs = tick_defs()
+    period = decide(store, {"a": 60, "b": 7, "idle": 0})
     launched, keys, cursor = [], set(), None
     with dg.instance_for_test() as instance:
         now = period
@@ -147,12 +160,10 @@ def test_plan_tick_caps_a_tick_earliest_first_and_leaves_the_rest_due():
 def test_a_tick_runs_each_slot_as_an_op_writes_one_transaction_and_a_retry_adds_nothing(
         pipeline_home, tmp_path, monkeypatch, store):
     setup_agents(pipeline_home, tmp_path, monkeypatch, "tick_agents_b", {"buyer": "buyer", "a": "waiter_a"})
-    defs = domain_defs(__import__("agent_pipeline.defs.agents", fromlist=["x"]),
-                       __import__("agent_pipeline.defs.allocation", fromlist=["x"]))
-    period = period_start_for(datetime.now(UTC), 60)
-    decide(store, {"buyer": 6, "a": 4}, period)
+    defs = tick_defs()
+    period = decide(store, {"buyer": 6, "a": 4})
     with dg.instance_for_test() as instance:
-        (request,) = evaluate(defs, instance, monkeypatch, period + timedelta(minutes=59)).run_requests
+        request = due_tick(defs, instance, monkeypatch, period)
         result = launch(instance, request)
         assert result.success
         slot_steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"
@@ -179,13 +190,11 @@ def test_a_tick_runs_each_slot_as_an_op_writes_one_transaction_and_a_retry_adds_
 
 def test_a_tick_that_crashes_midway_loses_no_slot_when_retried(pipeline_home, tmp_path, monkeypatch, store):
     setup_agents(pipeline_home, tmp_path, monkeypatch, "tick_agents_c", {"buyer": "buyer", "crasher": "crasher"})
-    defs = domain_defs(__import__("agent_pipeline.defs.agents", fromlist=["x"]),
-                       __import__("agent_pipeline.defs.allocation", fromlist=["x"]))
-    period = period_start_for(datetime.now(UTC), 60)
-    decide(store, {"buyer": 3, "crasher": 2}, period)
+    defs = tick_defs()
+    period = decide(store, {"buyer": 3, "crasher": 2})
     (tmp_path / "crash").write_text("")
     with dg.instance_for_test() as instance:
-        (request,) = evaluate(defs, instance, monkeypatch, period + timedelta(minutes=59)).run_requests
+        request = due_tick(defs, instance, monkeypatch, period)
         failed = launch(instance, request)
         assert not failed.success
         assert len(read_events(store)) == 0  # nothing of the tick was committed
@@ -207,12 +216,10 @@ def test_a_failing_agent_fails_its_slot_op_and_its_event_is_still_stored(pipelin
     (pipeline_home / "config.toml").write_text(
         'builtin_agents = false\n[[agents]]\nname = "flaky"\nref = "flaky_tick:broken"\n'
         '[[agents]]\nname = "fine"\nref = "flaky_tick:fine"\n')
-    defs = domain_defs(__import__("agent_pipeline.defs.agents", fromlist=["x"]),
-                       __import__("agent_pipeline.defs.allocation", fromlist=["x"]))
-    period = period_start_for(datetime.now(UTC), 60)
-    decide(store, {"flaky": 2, "fine": 2}, period)
+    defs = tick_defs()
+    period = decide(store, {"flaky": 2, "fine": 2})
     with dg.instance_for_test() as instance:
-        (request,) = evaluate(defs, instance, monkeypatch, period + timedelta(minutes=59)).run_requests
+        request = due_tick(defs, instance, monkeypatch, period)
         result = launch(instance, request)
         failures = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
         assert failures == {"run_flaky__slot[slot_0]", "run_flaky__slot[slot_1]"}
@@ -224,13 +231,11 @@ def test_a_failing_agent_fails_its_slot_op_and_its_event_is_still_stored(pipelin
 def test_per_agent_concurrency_limit_is_respected_while_agents_overlap(pipeline_home, tmp_path, monkeypatch, store):
     module = setup_agents(pipeline_home, tmp_path, monkeypatch, "tick_agents_d", {"a": "waiter_a", "b": "waiter_b"},
                           extra="[tick]\nmax_concurrent = 8\nagent_concurrency = 2\n")
-    defs = domain_defs(__import__("agent_pipeline.defs.agents", fromlist=["x"]),
-                       __import__("agent_pipeline.defs.allocation", fromlist=["x"]))
+    defs = tick_defs()
     module = sys.modules["tick_agents_d"]
-    period = period_start_for(datetime.now(UTC), 60)
-    decide(store, {"a": 6, "b": 6}, period)
+    period = decide(store, {"a": 6, "b": 6})
     with dg.instance_for_test() as instance:
-        (request,) = evaluate(defs, instance, monkeypatch, period + timedelta(minutes=59)).run_requests
+        request = due_tick(defs, instance, monkeypatch, period)
         assert launch(instance, request).success
     assert module.peak == {"a": 2, "b": 2}  # two at once per agent, never three: the limit, and overlap
     assert len(read_events(store)) == 12
@@ -240,12 +245,10 @@ def test_per_agent_concurrency_limit_is_respected_while_agents_overlap(pipeline_
 def test_a_limit_of_one_runs_an_agent_serially(pipeline_home, tmp_path, monkeypatch, store, limit):
     setup_agents(pipeline_home, tmp_path, monkeypatch, "tick_agents_e", {"a": "waiter_a"},
                  extra=f"[tick]\nagent_concurrency_overrides = {{ a = {limit} }}\n")
-    defs = domain_defs(__import__("agent_pipeline.defs.agents", fromlist=["x"]),
-                       __import__("agent_pipeline.defs.allocation", fromlist=["x"]))
+    defs = tick_defs()
     module = sys.modules["tick_agents_e"]
-    period = period_start_for(datetime.now(UTC), 60)
-    decide(store, {"a": 3}, period)
+    period = decide(store, {"a": 3})
     with dg.instance_for_test() as instance:
-        (request,) = evaluate(defs, instance, monkeypatch, period + timedelta(minutes=59)).run_requests
+        request = due_tick(defs, instance, monkeypatch, period)
         assert launch(instance, request).success
     assert module.peak == {"a": 1}

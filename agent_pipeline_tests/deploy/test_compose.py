@@ -4,9 +4,8 @@ no Docker engine here it is checked by parsing it and cross-checking every file 
 import re
 
 import yaml
-from dagster._config import process_config
-from dagster._core.instance.config import dagster_instance_config_schema
 
+from agent_pipeline_tests.dagster_instance import assert_valid, assert_valid_on_postgres
 from agent_pipeline_tests.deploy.promql import OPS
 
 ROOT = OPS.parent
@@ -75,15 +74,10 @@ def test_dagster_yaml_is_a_valid_instance_config_on_postgres(monkeypatch):
     cfg = yaml.safe_load((OPS / "dagster.yaml").read_text())
     assert "postgres" in cfg["storage"]
     env = compose()["services"]["dagster-daemon"]["environment"]
-    wanted = {v["env"] for v in cfg["storage"]["postgres"]["postgres_db"].values() if isinstance(v, dict)}
-    assert wanted <= set(env), wanted - set(env)
-    for key in wanted:
-        monkeypatch.setenv(key, str(env[key]))
-    result = process_config(dagster_instance_config_schema(), cfg)
-    assert result.success, [e.message for e in result.errors]
+    assert_valid_on_postgres(cfg, env, monkeypatch)
     assert env["DAGSTER_POSTGRES_HOST"] in compose()["services"]
 
 
 def test_dev_instance_config_is_still_valid():
     cfg = yaml.safe_load((OPS / "dagster.dev.yaml").read_text())
-    assert process_config(dagster_instance_config_schema(), cfg).success
+    assert_valid(cfg)

@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from dagster._config import process_config
-from dagster._core.instance.config import dagster_instance_config_schema
 
 from agent_pipeline.store import Store
 from agent_pipeline.store.config import STORE_URL_ENV
 from agent_pipeline.store.postgres import PostgresStore
+from agent_pipeline_tests.dagster_instance import assert_valid_on_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 MULTIHOST = ROOT / "ops" / "multihost"
@@ -28,13 +27,7 @@ def _instance() -> dict:
 
 def test_dagster_yaml_is_a_valid_instance_config_with_postgres_storage_and_the_docker_launcher(monkeypatch):
     cfg = _instance()
-    env = _compose()["x-pipeline-env"]
-    wanted = {v["env"] for v in cfg["storage"]["postgres"]["postgres_db"].values() if isinstance(v, dict)}
-    assert wanted <= set(env), wanted - set(env)
-    for key in wanted:
-        monkeypatch.setenv(key, str(env[key]))
-    result = process_config(dagster_instance_config_schema(), cfg)
-    assert result.success, [e.message for e in result.errors]
+    assert_valid_on_postgres(cfg, _compose()["x-pipeline-env"], monkeypatch)
     assert (cfg["run_launcher"]["module"], cfg["run_launcher"]["class"]) == ("dagster_docker", "DockerRunLauncher")
 
 

@@ -13,21 +13,9 @@ import pytest
 from agent_pipeline.trading import KillSwitch
 from agent_pipeline.trading.execution import ExecutionLayer
 
-from .conftest import BookMarket, Clock, book, proposal
+from .conftest import Always, BookMarket, Clock, book, proposal
 
 DEEP = book(bid=50_000.0, ask=50_010.0, bid_size=100.0, ask_size=100.0)
-
-
-class Always(str):
-    """Equal to everything, hashing like a str: passes any membership test."""
-
-    def __eq__(self, other):
-        return True
-
-    def __ne__(self, other):
-        return False
-
-    __hash__ = str.__hash__
 
 
 class Shapeshifter(str):

@@ -13,21 +13,11 @@ from hypothesis import strategies as st
 from agent_pipeline.trading import GuardrailConfig, KillSwitch, trading_date
 from agent_pipeline.trading import tables as trading_tables
 
-from .conftest import NOW, BookMarket, Clock, book, proposal
+from .conftest import NOW, Always, BookMarket, Clock, book, proposal
 
 BOOKS = [book("sim_a", bid=50_000.0, ask=50_010.0, bid_size=50.0, ask_size=50.0),
          book("sim_b", bid=50_100.0, ask=50_110.0, bid_size=50.0, ask_size=50.0)]
 LIMIT = 50.0
-
-
-class Always(str):
-    def __eq__(self, other):
-        return True
-
-    def __ne__(self, other):
-        return False
-
-    __hash__ = str.__hash__
 
 
 class Liar(str):

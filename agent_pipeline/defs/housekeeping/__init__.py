@@ -18,6 +18,7 @@ from pydantic import Field
 
 from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.defs.metrics.publishing import PUBLISH_JOB, is_agent_job
+from agent_pipeline.defs.scheduled_op import scheduled_op_job
 from agent_pipeline.pipeline_settings import Settings
 
 PURGE_JOB = "purge_old_runs"
@@ -83,16 +84,11 @@ def purge_old_runs_op(context: dg.OpExecutionContext, config: RunRetention) -> d
     return summary
 
 
-@dg.job(name=PURGE_JOB, description="Delete old finished runs of the high-volume jobs (run retention).",
-        executor_def=dg.in_process_executor, tags={"domain": "housekeeping"})
-def purge_old_runs_job():
-    purge_old_runs_op()
-
-
-purge_old_runs_schedule = dg.ScheduleDefinition(
-    name="purge_old_runs_schedule", job=purge_old_runs_job, cron_schedule=PURGE_CRON,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily run retention: deletes agent, publish and purge runs after 3 days (failed ones after 14).")
+purge_old_runs_job, purge_old_runs_schedule = scheduled_op_job(
+    purge_old_runs_op, PURGE_JOB, PURGE_CRON, domain="housekeeping",
+    job_description="Delete old finished runs of the high-volume jobs (run retention).",
+    schedule_description="Daily run retention: deletes agent, publish and purge runs after 3 days (failed ones "
+                         "after 14).")
 
 
 def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.Definitions:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from agent_pipeline.defs.metrics.resources import PushgatewayResource
+from agent_pipeline.defs.scheduled_op import scheduled_op_job
 from agent_pipeline.metrics.publish import read_state
 
 PUBLISH_JOB = "publish_metrics"
@@ -30,18 +31,11 @@ def publish_metrics_op(context: dg.OpExecutionContext, pushgateway: PushgatewayR
     return _metadata(result)
 
 
-@dg.job(name=PUBLISH_JOB, description="Publish the store-computed metrics to the Pushgateway once.",
-        executor_def=dg.in_process_executor, tags={"domain": "metrics"})
-def publish_metrics_job():
-    publish_metrics_op()
-
-
-publish_metrics_schedule = dg.ScheduleDefinition(
-    name="publish_metrics_schedule", job=publish_metrics_job, cron_schedule=PUBLISH_CRON,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Publishes metrics every 5 minutes as a catch-up (kill switch, quotas and failed pushes change "
-                "without an agent run); the end-of-run sensors publish after every agent run.",
-)
+publish_metrics_job, publish_metrics_schedule = scheduled_op_job(
+    publish_metrics_op, PUBLISH_JOB, PUBLISH_CRON, domain="metrics",
+    job_description="Publish the store-computed metrics to the Pushgateway once.",
+    schedule_description="Publishes metrics every 5 minutes as a catch-up (kill switch, quotas and failed pushes "
+                         "change without an agent run); the end-of-run sensors publish after every agent run.")
 
 
 def _publish_after_run(context, pushgateway: PushgatewayResource, outcome: str):

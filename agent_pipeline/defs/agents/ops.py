@@ -17,6 +17,16 @@ def agent_op_name(agent_name: str) -> str:
     return f"run_{agent_name}"
 
 
+def run_preparer(loaded: LoadedAgent, market: MarketResource, reward_config: RewardConfigResource, run_id: str):
+    """What ``run_and_record`` calls to build one run's context and reward config (it copies the params)."""
+    def prepare():
+        ctx = AgentContext(now=datetime.now(UTC), market=market.make(consumer=loaded.name),
+                           params=loaded.spec.params, run_id=run_id)
+        return ctx, reward_config.config()
+
+    return prepare
+
+
 def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
     """The op for one agent. Its event is written even when the agent fails; then the op fails too."""
     name = loaded.name
@@ -30,10 +40,7 @@ def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
     )
     def run_agent(context: dg.OpExecutionContext, store: StoreResource, market: MarketResource,
                   reward_config: RewardConfigResource):
-        def prepare():
-            ctx = AgentContext(now=datetime.now(UTC), market=market.make(consumer=name), params=loaded.spec.params,
-                               run_id=context.run_id)
-            return ctx, reward_config.config()
+        prepare = run_preparer(loaded, market, reward_config, context.run_id)
 
         def record(event):
             append_event(store.store(), event, timeout_s=store.lock_timeout_s)

@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from agent_pipeline.agents import AgentContext, LoadedAgent
+from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.agents.instrumentation import run_and_record
 from agent_pipeline.allocation.tick import slot_event_id, slot_key
 from agent_pipeline.allocation.tick_config import TickConfig
-from agent_pipeline.defs.agents.ops import AGENT_EVENTS
+from agent_pipeline.defs.agents.ops import AGENT_EVENTS, run_preparer
 from agent_pipeline.defs.agents.thread_executor import threaded_executor
 from agent_pipeline.defs.resources import (
     KillSwitchResource,
@@ -128,12 +128,8 @@ def _slot_op(loaded: LoadedAgent) -> dg.OpDefinition:
         started = datetime.now(UTC)
         lag = (started - datetime.fromisoformat(slot["due_at"])).total_seconds()
 
-        def prepare():
-            ctx = AgentContext(now=datetime.now(UTC), market=market.make(consumer=name), params=loaded.spec.params,
-                               run_id=context.run_id)
-            return ctx, reward_config.config()
-
-        run = run_and_record(loaded, prepare, run_id=context.run_id)
+        run = run_and_record(loaded, run_preparer(loaded, market, reward_config, context.run_id),
+                             run_id=context.run_id)
         event = replace(run.event, event_id=slot["event_id"])
         metadata = {
             "agent": name, "slot_key": slot["key"], "event_id": event.event_id,

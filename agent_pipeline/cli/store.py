@@ -37,10 +37,12 @@ def schemas() -> list[Schema]:
     from agent_pipeline.reward.history import REWARDS
     from agent_pipeline.store.events import EVENTS
     from agent_pipeline.store.importer import IMPORT
+    from agent_pipeline.trading.kill_switch_anchor import ANCHOR
     from agent_pipeline.trading.kill_switch_store import KILL_SWITCH
     from agent_pipeline.trading.tables import TRADING
 
-    return [EVENTS, IMPORT, REWARDS, ALLOCATION, TRADING, Schema(COMPONENT, MIGRATIONS), PUSH_STATE, KILL_SWITCH]
+    return [EVENTS, IMPORT, REWARDS, ALLOCATION, TRADING, Schema(COMPONENT, MIGRATIONS), PUSH_STATE, KILL_SWITCH,
+            ANCHOR]
 
 
 def migrate_store(store: Store) -> dict[str, int]:

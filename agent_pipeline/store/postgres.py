@@ -362,9 +362,6 @@ class PostgresStore(Store):
         finally:
             conn.raw.execute("SELECT pg_advisory_unlock(%s)", [lock_key("schema")])
 
-    def has_table(self, conn, name: str) -> bool:
-        return conn.has_table(name)
-
     def primary_key(self, conn: Connection, table: str) -> tuple[str, ...]:
         if table not in self._keys:
             rows = conn.raw.execute(

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from agent_pipeline.store import Schema, Store, StoreBusy, database_errors
+from agent_pipeline.store import Schema, Store, StoreBusy, begin, database_errors
 from agent_pipeline.trading import kill_switch as files
 from agent_pipeline.trading.identities import os_user
 from agent_pipeline.trading.kill_switch import (
@@ -68,10 +67,6 @@ _NEWEST = f"SELECT {', '.join(_COLUMNS)} FROM kill_switch_audit ORDER BY version
 _INSERT = (f"INSERT INTO kill_switch_audit ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
 _ATTEMPTS = 5
-
-
-def _digest(row: dict[str, Any]) -> str:
-    return hashlib.sha256(files._canonical(row)).hexdigest()
 
 
 class DatabaseKillSwitch(LatchedSwitch):
@@ -144,7 +139,7 @@ class DatabaseKillSwitch(LatchedSwitch):
             files._check_seal(newest, self._key, f"kill switch row {newest['version']}", None)
             state = KillSwitchState(newest["to_state"])
             previous = dict(zip(_COLUMNS, rows[1], strict=True)) if len(rows) > 1 else None
-            expected = _digest(previous) if previous is not None else ""
+            expected = files._seal(previous, None) if previous is not None else ""
             if newest["prev"] != expected:
                 raise files._Bad(f"kill switch row {newest['version']} does not follow the row before it "
                                  f"(rows removed or rewritten)")
@@ -202,13 +197,8 @@ class DatabaseKillSwitch(LatchedSwitch):
             try:
                 with self.store.connect(timeout_s=self.lock_timeout_s, exclusive=False) as conn:
                     self.store.ensure(conn, KILL_SWITCH)
-                    conn.execute("BEGIN")
-                    try:
+                    with begin(conn):
                         self._append(conn, state, action, reason, by)
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
                 return
             except database_errors():
                 if attempt == _ATTEMPTS - 1:
@@ -223,7 +213,7 @@ class DatabaseKillSwitch(LatchedSwitch):
         row = {"version": version, "changed_at": after.at, "action": action, "from_state": before.state.value,
                "to_state": after.state.value, "reason": after.reason, "changed_by": after.by, "asked_reason": reason,
                "asked_by": by, "os_user": os_user(), "alg": files.ALG_KEYED if self._key else files.ALG_PLAIN,
-               "prev": _digest(last) if last else ""}
+               "prev": files._seal(last, None) if last else ""}
         row["checksum"] = files._seal(row, self._key)
         conn.execute(_INSERT, [row[c] for c in _COLUMNS])
 

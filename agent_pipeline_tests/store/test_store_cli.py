@@ -91,3 +91,14 @@ def test_import_on_a_database_store_is_refused_with_the_way_to_do_it(postgres_ur
     lines.write_text(json.dumps({"agent": "a", "reward": 1.0}) + "\n")
     with pytest.raises(ImportFileError, match="DuckDB file store only.*store copy --from"):
         import_events(Store(postgres_url), lines)
+
+
+def test_copy_moves_a_home_whose_kill_switch_has_changed(embedded, pipeline_home, postgres_url, capsys):
+    """Every change of the embedded switch anchors its version in the store: that table moves too."""
+    from agent_pipeline.trading.kill_switch import default_path
+    from agent_pipeline.trading.kill_switch_anchor import anchored_switch
+
+    anchored_switch(default_path(pipeline_home), embedded).trip("before the move", by="test")
+    assert _counts(embedded)["kill_switch_anchor"] == 1
+    assert main(["store", "copy", "--from", str(embedded.path), "--to", postgres_url]) == 0, capsys.readouterr()
+    assert _counts(Store(postgres_url))["kill_switch_anchor"] == 1

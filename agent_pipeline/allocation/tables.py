@@ -65,10 +65,6 @@ QUOTA_COLUMNS = ("period_start", "agent", "strategy", "kind", "quota", "capital_
 DECISION_COLUMNS = ("period_start", "policy", "seed", "shortfall", "decided_at", "record", "held_back", "value_floor")
 
 
-def _finite_or_none(value: Any) -> float | None:
-    return finite_number(value)
-
-
 def reward_table(conn) -> str | None:
     """``agent_rewards`` when the rewards domain has created it, else ``agent_events``, else None."""
     for table in ("agent_rewards", "agent_events"):
@@ -114,10 +110,10 @@ def write_decision(conn, period_start: datetime, decided_at: datetime, allocatio
         kind, strategy = agents[agent]
         why = allocation.explanations.get(agent, {})
         rows.append([period_start, agent, strategy, kind, int(quota), float(allocation.capital.get(agent, 0.0)),
-                     _finite_or_none(allocation.scores.get(agent)), allocation.policy, decided_at,
+                     finite_number(allocation.scores.get(agent)), allocation.policy, decided_at,
                      why.get("status"), why.get("min_runs"), why.get("max_runs"), why.get("slots_won"),
-                     _finite_or_none(why.get("estimate")), _finite_or_none(why.get("low")),
-                     _finite_or_none(why.get("high"))])
+                     finite_number(why.get("estimate")), finite_number(why.get("low")),
+                     finite_number(why.get("high"))])
     decision = [period_start, allocation.policy, record.get("seed"), int(allocation.shortfall), decided_at,
                 record_json(record), int(allocation.held_back),
                 allocation.value_floor]

@@ -19,7 +19,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from agent_pipeline.allocation.schedule import due_slots, run_key, slot_time
 
@@ -91,6 +91,3 @@ def plan_tick(period_start: datetime, period_minutes: int, quotas: Mapping[str, 
         counts[slot.agent] = slot.index + 1
     return TickPlan(tuple(chosen), counts, len(pending) - len(chosen))
 
-
-def period_end(period_start: datetime, period_minutes: int) -> datetime:
-    return period_start + timedelta(minutes=period_minutes)

@@ -19,7 +19,7 @@ from agent_pipeline.pipeline_settings import Settings
 AGENT_RUNS_JOB = "agent_runs"
 
 
-def _agent_job_resources(settings: Settings) -> dict:
+def agent_job_resources(settings: Settings) -> dict:
     """Op outputs stay in memory: ``execute_<name>`` reads ``run_<name>``'s output in the same process and nothing
     reads either afterwards, so pickling both under DAGSTER_HOME/storage for every run only filled the disk. A job
     that names its io_manager is no longer bound by Definitions, so the location's shared resources (from the same
@@ -37,7 +37,7 @@ def build_agent_jobs(registry: Mapping[str, LoadedAgent], settings: Settings) ->
     executions = {name: build_execution_op(loaded, settings.guardrails, settings.execution,
                                            allocation_period_sec=settings.allocation.period_minutes * 60.0)
                   for name, loaded in registry.items()}
-    resources = _agent_job_resources(settings)
+    resources = agent_job_resources(settings)
 
     @dg.job(
         name=AGENT_RUNS_JOB,

@@ -26,20 +26,15 @@ from agent_pipeline.agents import LoadedAgent
 from agent_pipeline.agents.instrumentation import run_and_record
 from agent_pipeline.allocation.tick import slot_event_id, slot_key
 from agent_pipeline.allocation.tick_config import TickConfig
+from agent_pipeline.defs.agents.jobs import agent_job_resources
 from agent_pipeline.defs.agents.ops import AGENT_EVENTS, run_preparer
 from agent_pipeline.defs.agents.thread_executor import threaded_executor
-from agent_pipeline.defs.resources import (
-    KillSwitchResource,
-    MarketResource,
-    RewardConfigResource,
-    StoreResource,
-    shared_resources,
-)
+from agent_pipeline.defs.resources import KillSwitchResource, MarketResource, RewardConfigResource, StoreResource
 from agent_pipeline.defs.trading.assets import DAILY_PNL, FILLS, GATE_DECISIONS, ORDERS, POSITIONS
 from agent_pipeline.defs.trading.ops import BROKER_CONSUMER
 from agent_pipeline.pipeline_settings import Settings
 from agent_pipeline.store import begin, has_table
-from agent_pipeline.store.events import EVENTS, events_frame
+from agent_pipeline.store.events import EVENTS, append_frame, events_frame
 from agent_pipeline.trading import tables as trading_tables
 from agent_pipeline.trading.execution import ExecutionLayer
 
@@ -177,7 +172,7 @@ def _record_op(registry: Mapping[str, LoadedAgent], settings: Settings) -> dg.Op
                 stored = stored_event_ids(conn, [e.event_id for e in events])
                 new = [e for e in events if e.event_id not in stored]
                 if new:
-                    db.insert_frame(conn, "agent_events", events_frame(new), skip_conflicts=True)
+                    append_frame(db, events_frame(new), conn=conn)
                 for event in new:
                     if event.error:
                         continue
@@ -245,7 +240,7 @@ def agent_tick_job(registry: Mapping[str, LoadedAgent], settings: Settings) -> d
                     "threads of one process (per-agent limits from [tick]); the tick's events and orders are "
                     "written in one store transaction. Launched by agent_tick_sensor.",
         executor_def=threaded_executor(tick.max_concurrent, limits),
-        resource_defs={**shared_resources(settings), "io_manager": dg.mem_io_manager},
+        resource_defs=agent_job_resources(settings),
         tags={"domain": "agents"},
     )
     def agent_tick():

@@ -18,7 +18,7 @@ LOAD_TIMEOUT_S = 10.0
 
 
 def build_defs(settings: Settings, registry: Mapping[str, LoadedAgent]) -> dg.Definitions:
-    start, origin = history_start(settings.reward.history.history_start, Store(settings.store_path),
+    start, origin = history_start(settings.reward.history.history_start, Store(settings.store_location),
                                   datetime.now(UTC).date(), timeout_s=LOAD_TIMEOUT_S)
     assets = build_assets(daily_partitions(start), settings.allocation.period_minutes, start_origin=origin)
     history_job = dg.define_asset_job(

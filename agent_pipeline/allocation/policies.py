@@ -358,10 +358,9 @@ class ThompsonAllocator(BaseAllocator):
             sd = self.posterior_scale * np.sqrt(var / (n + q))
             row = mu + sd * z[slot]
             rows.append(row)
-            if floor is not None and earners:
+            if floor is not None and earners and not any(sure[index[a]] for a in open_agents):  # a speculative slot
                 above = probability_above(worth, sd, floor)  # this period's slots so far count as observations
-                if not any(sure[index[a]] for a in open_agents):  # a speculative slot
-                    open_agents = [a for a in open_agents if above[index[a]] >= needed[index[a]]]
+                open_agents = [a for a in open_agents if above[index[a]] >= needed[index[a]]]
             return best_above(open_agents, {a: float(row[index[a]]) for a in open_agents}, floor)
 
         def samples() -> dict[str, list[float]]:

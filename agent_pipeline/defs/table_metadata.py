@@ -25,17 +25,6 @@ def table_metadata(conn, table: str) -> dict[str, object]:
     }
 
 
-def rounded(value: object, digits: int = 4) -> object:
-    """A number as a person reads it: ``digits`` significant decimals, NaN/None as None, ints unchanged."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return None if not math.isfinite(value) else round(value, digits)
-    return value
-
-
 def _kind(series: pd.Series) -> str:
     if pd.api.types.is_bool_dtype(series):
         return "bool"
@@ -52,12 +41,14 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, digit
     frame = frame[list(columns)] if columns is not None else frame
     schema = dg.TableSchema(columns=[dg.TableColumn(c, _kind(frame[c]), (descriptions or {}).get(c))
                                      for c in frame.columns])
-    records = [dg.TableRecord({c: _cell(v, digits) for c, v in row.items()})
+    records = [dg.TableRecord({c: rounded(v, digits) for c, v in row.items()})
                for row in frame.to_dict(orient="records")]
     return dg.MetadataValue.table(records, schema)
 
 
-def _cell(value: object, digits: int) -> object:
+def rounded(value: object, digits: int = 4) -> object:
+    """A value as a person reads it: floats to ``digits`` decimals, NaN/inf/None as None, numpy scalars as Python
+    values, anything else that is not a number, text or bool as its text."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
     if hasattr(value, "item"):  # numpy scalars

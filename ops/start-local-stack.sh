@@ -50,9 +50,13 @@ http_ok() {  # curl when installed, else the Python standard library
   fi
 }
 
-wait_ready() {  # url name pidfile binary
+wait_ready() {  # url name pidfile
+  # Liveness by pid only: until the forked shell has exec'd the binary, its command line is this script's, so
+  # pid_alive's name check would report a process that is still starting as gone.
+  local pid
+  pid="$(cat "$3")"
   for _ in $(seq 1 200); do
-    if ! pid_alive "$3" "$4"; then
+    if ! running "$pid"; then
       echo "$2 exited; see $STATE_DIR/$2.log" >&2; tail -n 20 "$STATE_DIR/$2.log" >&2; rm -f "$3"; return 1
     fi
     if http_ok "$1"; then return 0; fi
@@ -80,7 +84,7 @@ launch() {  # name binary port pidfile args... -> 0 started or kept, 1 left out
   fi
   $SESSION nohup "$bin" "$@" >"$STATE_DIR/$name.log" 2>&1 &
   echo $! > "$pidfile"
-  wait_ready "http://127.0.0.1:${port}/-/ready" "$name" "$pidfile" "$bin"
+  wait_ready "http://127.0.0.1:${port}/-/ready" "$name" "$pidfile"
 }
 
 start() {

@@ -259,3 +259,27 @@ def test_a_down_pushgateway_fails_no_run_and_is_caught_up_when_back(stack, store
     assert_prometheus_equals_store(stack, store)
     failures = stack.query("agent_pipeline_metrics_push_failures_total")
     assert float(failures[0]["value"][1]) == 1
+
+
+def test_a_component_that_is_still_starting_is_waited_for_not_reported_gone(tmp_path):
+    """Until the forked shell has exec'd the binary, its command line is the script's. A log that opens slowly (a
+    FIFO whose reader comes late) holds the launch in that state: the script must wait, not say "exited"."""
+    import threading
+
+    s = Stack(tmp_path / "stack")
+    s.state.mkdir()
+    fifo = s.state / "prometheus.log"
+    os.mkfifo(fifo)
+
+    def late_reader():
+        time.sleep(1.5)
+        with open(fifo, "rb") as f:  # drain, so prometheus never blocks on its log
+            while f.read(65536):
+                pass
+
+    threading.Thread(target=late_reader, daemon=True).start()
+    try:
+        s.start()
+        assert s.query("up") is not None
+    finally:
+        s.stop()

@@ -1,0 +1,128 @@
+"""Where an import stages its file and how it meets the store, per backend; the classification is the same.
+
+- The DuckDB file is itself a DuckDB: the file is staged in temporary tables of the store's own connection, the
+  bounded copies are local queries, and the rows are written with ``INSERT ... SELECT``.
+- Any other database (PostgreSQL): the file is staged in an in-process DuckDB before the store is reached (so a
+  refused file never connects, and creates nothing), the bounded copies are queries on the store that join a
+  temporary table of the staged keys, and the rows are written with one ``COPY`` per table.
+
+Either way ``connect()`` holds the store's write lock from the first read of the store's rows to the commit, so two
+processes importing the same file at once insert it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import duckdb
+
+from agent_pipeline.store.connection import Store, database_errors
+from agent_pipeline.store.duckdb_file import DuckDBStore
+from agent_pipeline.store.import_classify import StoreRows
+
+
+class Target:
+    """The staging connection (``local``, a DuckDB) and, inside ``connect()``, the store's (``store_conn``)."""
+
+    local: duckdb.DuckDBPyConnection
+    store_conn: Any
+
+    def __init__(self, store: Store, local: duckdb.DuckDBPyConnection):
+        self.store = store
+        self.local = local
+        self.store_conn = None
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        """The store's connection, holding its write lock for the block."""
+        raise NotImplementedError
+
+    def fetch(self, rows: StoreRows, params: Sequence[Any] = ()) -> None:
+        """Create the local table ``rows.table`` holding what ``rows.query`` selects from the store."""
+        raise NotImplementedError
+
+    def write(self, table: str, columns: Sequence[str], select: str, params: Sequence[Any] = ()) -> int:
+        """Insert into the store's ``table`` the rows of the local query ``select``; return how many."""
+        raise NotImplementedError
+
+
+class _SameDatabase(Target):
+    """The DuckDB file store: staging beside the store's tables, in its connection."""
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        self.store_conn = self.local
+        yield self.local
+
+    def fetch(self, rows: StoreRows, params: Sequence[Any] = ()) -> None:
+        self.local.execute(f"CREATE TEMP TABLE {rows.table} ({rows.columns})")
+        self.local.execute(f"INSERT INTO {rows.table} {rows.query.format(keys=rows.keys)}", list(params))
+
+    def write(self, table: str, columns: Sequence[str], select: str, params: Sequence[Any] = ()) -> int:
+        return int(self.local.execute(f"INSERT INTO {table} ({', '.join(columns)}) {select}",
+                                      list(params)).fetchone()[0])
+
+
+class _CopiedRows(Target):
+    """A database store (PostgreSQL): staging in an in-process DuckDB, bounded copies in, new rows out by COPY."""
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        with self.store.connect() as conn:
+            self.store_conn = conn
+            try:
+                yield conn
+            finally:
+                self.store_conn = None
+
+    def fetch(self, rows: StoreRows, params: Sequence[Any] = ()) -> None:
+        self.local.execute(f"CREATE TEMP TABLE {rows.table} ({rows.columns})")
+        if rows.keys is None:
+            self._copy_in(rows, params)
+            return
+        keys = self.local.execute(f"SELECT * FROM {rows.keys}").fetchall()
+        if not keys:
+            return
+        names = [c.split()[0] for c in rows.keys_columns.split(",")]
+        self.store_conn.execute(f"CREATE TEMP TABLE {rows.keys} ({rows.keys_columns})")
+        try:
+            self.store.copy_rows(self.store_conn, rows.keys, names, keys)
+            self.store_conn.execute(f"ANALYZE {rows.keys}")  # a temporary table has no statistics of its own
+            self._copy_in(rows, params)
+        finally:
+            with contextlib.suppress(*database_errors()):
+                self.store_conn.execute(f"DROP TABLE IF EXISTS {rows.keys}")
+
+    def _copy_in(self, rows: StoreRows, params: Sequence[Any]) -> None:
+        frame = self.store_conn.execute(rows.query.format(keys=rows.keys), list(params)).df()
+        if frame.empty:
+            return
+        self.local.register("_imp_fetched", frame)
+        try:
+            self.local.execute(f"INSERT INTO {rows.table} SELECT * FROM _imp_fetched")
+        finally:
+            self.local.unregister("_imp_fetched")
+
+    def write(self, table: str, columns: Sequence[str], select: str, params: Sequence[Any] = ()) -> int:
+        rows = self.local.execute(select, list(params)).fetchall()
+        if rows:
+            self.store.copy_rows(self.store_conn, table, list(columns), rows)
+        return len(rows)
+
+
+@contextmanager
+def import_target(store: Store) -> Iterator[Target]:
+    """The staging place for ``store`` (see the module docstring); its temporary tables go with the block."""
+    if isinstance(store, DuckDBStore):
+        with store.connect() as conn:
+            yield _SameDatabase(store, conn)  # the connection closes with the block, its temporary tables too
+        return
+    local = duckdb.connect()
+    try:
+        local.execute("SET TimeZone = 'UTC'")
+        yield _CopiedRows(store, local)
+    finally:
+        local.close()

@@ -5,9 +5,17 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from agent_pipeline.store import append_frame
 from agent_pipeline.store.events import EVENTS
 from agent_pipeline.store.importer import import_events
+
+
+@pytest.fixture
+def store(each_store):
+    """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
+    return each_store
 
 
 def rows(store, sql, params=None):

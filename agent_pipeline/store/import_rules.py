@@ -33,7 +33,8 @@ REASONS: dict[str, str] = {
     "timestamp_in_future": f"the timestamp is more than {FUTURE_TOLERANCE.total_seconds() / 60:g} minutes after "
                            "the import started",
     "invalid_field": "a field is present with a value it cannot have (a number field that is not a finite number "
-                     ">= 0, a text field that is not a string): dropping it would store something else",
+                     ">= 0, a text field that is not a string or holds a NUL character): dropping it would "
+                     "store something else",
     "output_too_large": f"`output` is more than {MAX_OUTPUT_BYTES:,} bytes ({MAX_OUTPUT_BYTES // 1024} KiB) of JSON",
     "output_too_deep": f"`output` nests deeper than {MAX_OUTPUT_DEPTH} levels",
     "id_conflict": "`event_id` is already stored, or used by an earlier line, with different content",

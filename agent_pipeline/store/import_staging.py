@@ -91,6 +91,9 @@ def _invalid_fields_sql() -> str:
               for f in _NUMBER_FIELDS]
     checks += [f"CASE WHEN coalesce(json_type(k.{f}), 'NULL') NOT IN ('NULL', 'VARCHAR') "
                f"THEN '{f} ' || left(CAST(k.{f} AS VARCHAR), 40) END" for f in _TEXT_FIELDS]
+    # a NUL character: no PostgreSQL text can hold it, so no store could keep the line as it says
+    checks += [f"CASE WHEN json_type(k.{f}) = 'VARCHAR' AND contains(k.{f} ->> '$', chr(0)) "
+               f"THEN '{f} holds a NUL character' END" for f in (*_TEXT_FIELDS, "event_id", "error", "err")]
     return f"nullif(concat_ws(', ', {', '.join(checks)}), '')"
 
 

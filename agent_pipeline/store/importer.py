@@ -11,8 +11,9 @@ the run failed), ``started_at`` [``timestamp``, ``ts``, ``time``], ``latency_sec
 ``latency_ms``, ``lat_ms``], ``cost_usd`` [``cost``], ``error`` [``err``], ``error_type``, ``output``,
 ``strategy``, ``kind``, ``run_id``, ``event_id`` (a non-empty string; anything else is ignored), ``capital_usd``,
 ``max_loss_usd``, ``data_age_sec``. A field present (not null) with a value it cannot have (a number field that is
-not a finite number >= 0, a text field that is not a string) quarantines the line as ``invalid_field``: storing
-it as absent would say something else (a string cost would be repriced as free).
+not a finite number >= 0, a text field that is not a string or holds a NUL character, which no PostgreSQL text
+can) quarantines the line as ``invalid_field``: storing it as absent would say something else (a string cost
+would be repriced as free). A quarantined line keeps a NUL byte as the text ``\\x00``.
 
 A line that repeats a key, itself or in an object at any depth of its ``output`` or ``error``, is quarantined
 (``duplicate_key``): DuckDB's reader keeps the first value and Python's ``json`` the last, so the line has no one

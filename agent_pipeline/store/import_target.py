@@ -12,6 +12,7 @@ processes importing the same file at once insert it once.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from agent_pipeline.store.duckdb_file import DuckDBStore
 from agent_pipeline.store.import_classify import StoreRows
 
 
-class Target:
+class Target(abc.ABC):
     """The staging connection (``local``, a DuckDB) and, inside ``connect()``, the store's (``store_conn``)."""
 
     local: duckdb.DuckDBPyConnection
@@ -35,18 +36,17 @@ class Target:
         self.local = local
         self.store_conn = None
 
-    @contextmanager
-    def connect(self) -> Iterator[Any]:
-        """The store's connection, holding its write lock for the block."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def connect(self):
+        """A context manager: the store's connection, holding its write lock for the block."""
 
+    @abc.abstractmethod
     def fetch(self, rows: StoreRows, params: Sequence[Any] = ()) -> None:
         """Create the local table ``rows.table`` holding what ``rows.query`` selects from the store."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def write(self, table: str, columns: Sequence[str], select: str, params: Sequence[Any] = ()) -> int:
         """Insert into the store's ``table`` the rows of the local query ``select``; return how many."""
-        raise NotImplementedError
 
 
 class _SameDatabase(Target):

@@ -224,6 +224,10 @@ def publish(config: MetricsConfig | None = None, *, auth: tuple[str | None, str 
         try:
             held.enter_context(store.lock("metrics_push", cfg.lock_timeout_s) if store.shared else
                                file_lock(home_path / LOCK_FILE, cfg.lock_timeout_s, what="push lock"))
+        except StoreBusy as exc:  # the shared store's database, where the lock lives, does not answer
+            log.warning("metrics: push lock not taken (%s); this push is skipped", exc)
+            return PushResult("lock_unusable", gateway_url, error=f"push lock unusable: {exc}",
+                              seconds=time.perf_counter() - t0)
         except LockBusy:
             log.warning("metrics: another publisher held the push lock too long; this push is skipped")
             return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)

@@ -106,3 +106,11 @@ def test_the_metrics_cli_serves_and_pushes_what_the_database_holds(postgres_url,
     assert pushed.returncode == 1 and "3 events" in pushed.stdout + pushed.stderr, pushed
     assert PushState.load(store, tmp_path / "unused.json").failures == 1
     assert not (pipeline_home / "agent_pipeline.duckdb").exists()
+
+
+def test_a_database_that_does_not_answer_is_said_so_not_called_a_busy_lock(tmp_path, caplog):
+    store = Store(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    result = publish(MetricsConfig(gateway_url=f"http://127.0.0.1:{free_port()}", timeout_s=0.5), home=tmp_path,
+                     store=store)
+    assert result.status == "lock_unusable" and "cannot connect" in result.error
+    assert "another publisher" not in caplog.text

@@ -5,7 +5,7 @@
 - Any other database (PostgreSQL): the file is staged in an in-process DuckDB before the store is reached (so a
   refused file never connects, and creates nothing), the bounded copies are queries on the store that join a
   temporary table of the staged keys, and the rows are written with ``COPY``. Rows travel as CSV files DuckDB
-  writes and reads itself: a million rows through Python objects (``copy_rows``) took twice as long.
+  writes and reads itself: as Python tuples (``copy_rows``) a million rows took half as long again (BENCHMARKS.md).
 
 Either way ``connect()`` holds the store's write lock from the first read of the store's rows to the commit, so two
 processes importing the same file at once insert it once.

@@ -8,11 +8,13 @@ import sys
 from agent_pipeline.cli import REQUIRED
 from agent_pipeline.metrics.config import GATEWAY_ENV, MetricsConfig, gateway_credentials
 from agent_pipeline.metrics.publish import publish, serve
+from agent_pipeline.store import Store
 
 
 def _serve(args: argparse.Namespace, settings) -> int:
     server, thread = serve(args.port, args.host, home=settings.home, config=settings.metrics,
-                           expectations=settings.alert_inputs(), agents=sorted(settings.agents.enabled()))
+                           expectations=settings.alert_inputs(), agents=sorted(settings.agents.enabled()),
+                           store=Store(settings.store_location))
     print(f"serving metrics on http://{args.host}:{server.server_port}/metrics (Ctrl-C to stop)", flush=True)
     try:
         thread.join()
@@ -25,8 +27,8 @@ def _push(args: argparse.Namespace, settings) -> int:
     flags = {"gateway_url": args.gateway, "job": args.job, "timeout_s": args.timeout}
     cfg = MetricsConfig.from_table({**settings.metrics.as_table(), **{k: v for k, v in flags.items() if v is not None}},
                                    where="agent-pipeline metrics push:")
-    result = publish(cfg, auth=gateway_credentials(), home=settings.home, expectations=settings.alert_inputs(),
-                     agents=sorted(settings.agents.enabled()))
+    result = publish(cfg, auth=gateway_credentials(), home=settings.home, store=Store(settings.store_location),
+                     expectations=settings.alert_inputs(), agents=sorted(settings.agents.enabled()))
     print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
 

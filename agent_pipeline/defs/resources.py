@@ -77,7 +77,7 @@ class KillSwitchResource(dg.ConfigurableResource):
         return kill_switch_for(self.database, self.path or default_path())
 
 
-def _store_location(settings: Settings):
+def store_location_field(settings: Settings):
     """The store's location; a URL with a password is handed over as the environment variable it came from, so
     the Dagster UI shows the variable's name, never the password."""
     location = settings.store_location
@@ -87,8 +87,8 @@ def _store_location(settings: Settings):
 def shared_resources(settings: Settings) -> dict[str, object]:
     """The resources every domain's definitions use, with the values of ``settings``."""
     return {
-        "store": StoreResource(database=_store_location(settings)),
+        "store": StoreResource(database=store_location_field(settings)),
         "market": MarketResource.from_config(settings.market),
         "reward_config": RewardConfigResource.from_config(settings.reward),
-        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path), database=_store_location(settings)),
+        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path), database=store_location_field(settings)),
     }

@@ -200,8 +200,10 @@ def _handler(username: str | None, password: str | None):
     return handler
 
 
-def read_state(home=None) -> PushState:
-    return PushState.read(pipeline_home(home) / STATE_FILE)
+def read_state(home=None, store: Store | None = None) -> PushState:
+    """The publishers' state where they keep it: the database of a shared store, else the home's file."""
+    home_path = pipeline_home(home)
+    return PushState.load(store or Store.at_home(home_path), home_path / STATE_FILE)
 
 
 def publish(config: MetricsConfig | None = None, *, auth: tuple[str | None, str | None] | None = None, home=None,
@@ -222,6 +224,10 @@ def publish(config: MetricsConfig | None = None, *, auth: tuple[str | None, str 
         try:
             held.enter_context(store.lock("metrics_push", cfg.lock_timeout_s) if store.shared else
                                file_lock(home_path / LOCK_FILE, cfg.lock_timeout_s, what="push lock"))
+        except StoreBusy as exc:  # the shared store's database, where the lock lives, does not answer
+            log.warning("metrics: push lock not taken (%s); this push is skipped", exc)
+            return PushResult("lock_unusable", gateway_url, error=f"push lock unusable: {exc}",
+                              seconds=time.perf_counter() - t0)
         except LockBusy:
             log.warning("metrics: another publisher held the push lock too long; this push is skipped")
             return PushResult("lock_busy", gateway_url, error="push lock busy", seconds=time.perf_counter() - t0)
@@ -330,15 +336,15 @@ def exposition(home=None, store: Store | None = None, agents: Iterable[str] | No
     store timeout allows; a busy store gives the kill switch only."""
     registry = CollectorRegistry(auto_describe=False)
     home_path = pipeline_home(home)
-    registry.register(StoreCollector(store or Store.at_home(home_path), home=home_path, agents=agents,
-                                     expectations=expectations,
-                                     extra=lambda: read_state(home_path).samples()))
+    store = store or Store.at_home(home_path)
+    registry.register(StoreCollector(store, home=home_path, agents=agents, expectations=expectations,
+                                     extra=lambda: read_state(home_path, store).samples()))
     return generate_latest(registry)
 
 
 def serve(port: int = 9464, host: str = "127.0.0.1", *, home=None, config: MetricsConfig | None = None,
           expectations: AlertInputs | None = None, agents: Iterable[str] | None = None,
-          answer_within_s: float = SCRAPE_ANSWER_S):
+          answer_within_s: float = SCRAPE_ANSWER_S, store: Store | None = None):
     """Serve the collector on http://host:port/metrics in a background thread; returns (server, thread).
 
     Every scrape is answered within ``answer_within_s``: with a snapshot taken for it, or with the last good one
@@ -347,8 +353,9 @@ def serve(port: int = 9464, host: str = "127.0.0.1", *, home=None, config: Metri
 
     home_path = pipeline_home(home)
     cfg = config or MetricsConfig()
+    store = store or Store.at_home(home_path)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(Store.at_home(home_path), home=home_path, timeout_s=cfg.store_timeout_s,
+    registry.register(StoreCollector(store, home=home_path, timeout_s=cfg.store_timeout_s,
                                      answer_within_s=answer_within_s, agents=agents, expectations=expectations,
-                                     extra=lambda: read_state(home_path).samples()))
+                                     extra=lambda: read_state(home_path, store).samples()))
     return start_http_server(port, addr=host, registry=registry)

@@ -78,9 +78,9 @@ MIGRATIONS: list[str] = [
 
 FUTURE_TOLERANCE_S = 60.0  # clock skew between the process that ran an agent and the store's clock
 _TOLERANCE_US = int(FUTURE_TOLERANCE_S * 1e6)
-# A row that may set the last-run and last-value gauges: a live run, started before it was stored and before now.
-_LIVE_AND_PAST = (f"(list_contains($live, source) AND "
-                  f"epoch_us(started_at) <= least(epoch_us(ingested_at), $now_us) + {_TOLERANCE_US})")
+# Of the live rows the delta reads, one that may set the last-run and last-value gauges: started before it was
+# stored and before now.
+_PAST = f"(epoch_us(started_at) <= least(epoch_us(ingested_at), $now_us) + {_TOLERANCE_US})"
 
 _PREFIX = {"latency_seconds": "latency", "cost_usd": "cost", "reward": "reward"}
 
@@ -184,15 +184,15 @@ def _finite(col: str) -> str:
 
 
 def _delta_sql(where: str) -> str:
-    # counters and histograms count live runs; the last values only those that are not future-dated
+    # only live runs are read (counters, histograms, last values); the last values only from rows not future-dated
     where = f"{where} AND list_contains($live, source)" if where else "WHERE list_contains($live, source)"
-    parts = ["agent", "count(*)", "count(error)", f"epoch_us(max(started_at) FILTER (WHERE {_LIVE_AND_PAST}))"]
+    parts = ["agent", "count(*)", "count(error)", f"epoch_us(max(started_at) FILTER (WHERE {_PAST}))"]
     for h in HISTOGRAMS:
         v = _finite(h.column)
         parts += [f"count({v})", f"coalesce(sum({v}), 0)"]
         parts += [f"count(*) FILTER (WHERE {v} <= {float(b)!r})" for b in h.buckets]
-        parts += [f"arg_max({v}, started_at) FILTER (WHERE {v} IS NOT NULL AND {_LIVE_AND_PAST})",
-                  f"epoch_us(max(started_at) FILTER (WHERE {v} IS NOT NULL AND {_LIVE_AND_PAST}))"]
+        parts += [f"arg_max({v}, started_at) FILTER (WHERE {v} IS NOT NULL AND {_PAST})",
+                  f"epoch_us(max(started_at) FILTER (WHERE {v} IS NOT NULL AND {_PAST}))"]
     return f"SELECT {', '.join(parts)} FROM agent_events {where} GROUP BY agent"
 
 

@@ -76,10 +76,6 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    return finite_number(value)
-
-
 @dataclass(frozen=True)
 class AgentEvent:
     """What one agent run produced, as stored. ``reward`` is None when the run failed."""
@@ -115,7 +111,7 @@ class AgentEvent:
         data["started_at"] = self.started_at.astimezone(UTC)
         data["output"] = None if self.output is None else json.dumps(self.output, default=str, allow_nan=False)
         for key in ("latency_seconds", "cost_usd", "reward", "capital_usd", "max_loss_usd", "data_age_sec"):
-            data[key] = _finite_or_none(data[key])
+            data[key] = finite_number(data[key])
         return [data[c] for c in COLUMNS]
 
 

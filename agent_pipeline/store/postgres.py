@@ -27,6 +27,7 @@ The URL's password is never shown: ``repr`` and every error name the URL without
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 import time
@@ -133,8 +134,11 @@ def _split_items(select_list: str) -> list[str]:
     return [*items, current]
 
 
+@functools.lru_cache(maxsize=1024)
 def translate(sql: str, named: bool = False) -> str:
-    """DuckDB-flavoured domain SQL as PostgreSQL SQL for psycopg (``%s`` / ``%(name)s`` placeholders)."""
+    """DuckDB-flavoured domain SQL as PostgreSQL SQL for psycopg (``%s`` / ``%(name)s`` placeholders). Cached:
+    the domains send the same few statements over and over (the gate's reads, every order), and their text is
+    the key, so parameters never enter it."""
     out = []
     for code, piece in _outside_quotes(sql):
         piece = piece.replace("%", "%%")  # psycopg reads placeholders in literals too
@@ -248,8 +252,10 @@ class Connection:
         self.raw.close()
 
 
-def _statements(script: str) -> list[str]:
-    """A script split at the semicolons outside literals and ``$$`` bodies (empty pieces dropped)."""
+@functools.lru_cache(maxsize=256)
+def _statements(script: str) -> tuple[str, ...]:
+    """A script split at the semicolons outside literals and ``$$`` bodies (empty pieces dropped; cached as
+    ``translate``)."""
     pieces, current = [], ""
     for code, piece in _outside_quotes(script):
         if not code:
@@ -261,7 +267,7 @@ def _statements(script: str) -> list[str]:
             pieces.append(current)
             current = part
     pieces.append(current)
-    return [p.strip() for p in pieces if p.strip()]
+    return tuple(p.strip() for p in pieces if p.strip())
 
 
 class PostgresStore(Store):

@@ -88,6 +88,7 @@ class DatabaseKillSwitch(LatchedSwitch):
         self._tls = threading.local()
         self._high_water = 0
         self._reader: tuple[int, Any, Any] | None = None  # (pid, context manager, connection)
+        self._audit_seen = False  # the reader has seen kill_switch_audit exist (then it is not asked again)
         self._mutex = threading.Lock()
 
     @property
@@ -111,9 +112,12 @@ class DatabaseKillSwitch(LatchedSwitch):
                     self._reader = (os.getpid(), context, context.__enter__())
                 except FileNotFoundError:  # a database without the store's tables yet: nothing was tripped
                     return []
+                self._audit_seen = False
             conn = self._reader[2]
-            if not self.store.has_table(conn, "kill_switch_audit"):
-                return []
+            if not self._audit_seen:  # asked until the table exists; a table dropped later fails the read (HALTED)
+                if not self.store.has_table(conn, "kill_switch_audit"):
+                    return []
+                self._audit_seen = True
             return conn.execute(_NEWEST).fetchall()
 
     def _drop_reader(self) -> None:

@@ -32,30 +32,11 @@ class SafetySnapshot:
     loss_today_usd: float = 0.0
     store_error: str | None = None
 
-    def markdown(self) -> dict[str, str]:
+    def kill_switch_line(self) -> str:
+        """The switch's state, why, by whom and when, in one line of markdown."""
         ks = self.kill_switch
-        audit = "\n".join(f"| {r.get('at', '')} | {r.get('action', '')} | {r.get('from_state', '')} -> "
-                          f"{r.get('to_state', '')} | {r.get('by', '')} | {_cell(r.get('reason', r.get('raw', '')))} |"
-                          for r in reversed(self.audit))
-        denials = "\n".join(f"| {code} | {n} |" for code, n in sorted(self.denials_by_reason.items(),
-                                                                         key=lambda kv: -kv[1]))
-        recent = "\n".join(f"| {d['decided_at']} | {d['agent']} | {d['reason_code']} | {_cell(d['reason'])} |"
-                           for d in self.recent_denials)
-        approvals = "\n".join(f"| {a['agent']} | {a['approver']} | {a['strategy_hash'][:12]} | {a['expires_at']} |"
-                              for a in self.approvals)
-        return {
-            "kill_switch": f"**{ks.state.value}**" + (f": {ks.reason}" if ks.reason else "") +
-                           (f" (by {ks.by} at {ks.at})" if ks.by else ""),
-            "audit": "| at | action | change | by | reason |\n|---|---|---|---|---|\n" + (audit or "| | | | | |"),
-            "denials_by_reason": "| reason code | denials (24 h) |\n|---|---|\n" + (denials or "| none | 0 |"),
-            "recent_denials": "| at | agent | code | reason |\n|---|---|---|---|\n" + (recent or "| | | | |"),
-            "approvals": "| agent | approver | strategy hash | expires |\n|---|---|---|---|\n"
-                         + (approvals or "| | | | |"),
-        }
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "/").replace("\n", " ")[:160]
+        return (f"**{ks.state.value}**" + (f": {ks.reason}" if ks.reason else "")
+                + (f" (by {ks.by} at {ks.at})" if ks.by else ""))
 
 
 def snapshot(store: Store, kill_switch: KillSwitch, *, now: datetime | None = None, timeout_s: float = 2.0,

@@ -82,3 +82,17 @@ def test_arbitrage_finds_opportunities_in_the_simulated_market():
     agent = CrossVenueArbitrage()
     hits = sum(bool(agent.run(AgentContext(NOW + timedelta(minutes=i), market)).output) for i in range(60))
     assert 0 < hits < 60
+
+
+def test_builtin_identity_is_the_first_three_fields_and_names_the_registered_ref():
+    from dataclasses import fields
+
+    from agent_pipeline.agents.builtin import BUILTIN_REFS
+
+    assert [(a.name, a.strategy, a.kind) for a in (CrossVenueArbitrage(), Momentum(), RegimeWatcher())] == [
+        ("cross_venue_arb", "cross_venue_arb", "execution-sensitive"), ("momentum", "momentum", "signal"),
+        ("regime_watcher", "macro_regime", "watcher")]
+    for cls in (CrossVenueArbitrage, Momentum, RegimeWatcher):
+        assert [f.name for f in fields(cls)][:3] == ["name", "strategy", "kind"]
+        assert BUILTIN_REFS[cls.name] == f"agent_pipeline.agents.builtin:{cls.__name__}"
+    assert Momentum("fast_momentum", fast_steps=6) == Momentum(name="fast_momentum", fast_steps=6) != Momentum()

@@ -67,3 +67,17 @@ def test_a_market_that_cannot_be_built_is_still_an_event(pipeline_home):
     assert not result.success
     row = read_events(Store.at_home()).iloc[0]
     assert row["error_type"] == "MarketDataError" and "missing column" in row["error"]
+
+
+def test_every_agent_run_op_ends_its_metadata_with_the_run_outcome():
+    from datetime import UTC, datetime
+
+    from agent_pipeline.defs.agents.ops import run_outcome
+    from agent_pipeline.store.events import AgentEvent
+
+    now = datetime.now(UTC)
+    ok = AgentEvent("r", "a", now, 0.1, output=[{"x": 1}, {"x": 2}])
+    failed = AgentEvent("r", "a", now, 0.1, error="timed out after 30s")
+    assert run_outcome(ok, False) == {"outputs": 2}
+    assert run_outcome(failed, True) == {"outputs": 0, "error": "timed out after 30s",
+                                         "agent_thread_still_running": True}

@@ -4,10 +4,7 @@ from agent_pipeline.agents.builtin.arbitrage import CrossVenueArbitrage
 from agent_pipeline.agents.builtin.momentum import Momentum
 from agent_pipeline.agents.builtin.regime import RegimeWatcher
 
-BUILTIN_REFS = {
-    "cross_venue_arb": "agent_pipeline.agents.builtin:CrossVenueArbitrage",
-    "momentum": "agent_pipeline.agents.builtin:Momentum",
-    "regime_watcher": "agent_pipeline.agents.builtin:RegimeWatcher",
-}
+# each built-in's registered name is its class's own (``identity``), so the two cannot drift apart
+BUILTIN_REFS = {cls.name: f"{__name__}:{cls.__name__}" for cls in (CrossVenueArbitrage, Momentum, RegimeWatcher)}
 
 __all__ = ["BUILTIN_REFS", "CrossVenueArbitrage", "Momentum", "RegimeWatcher"]

@@ -5,15 +5,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from agent_pipeline.agents.builtin.identity import identity
 from agent_pipeline.agents.protocol import AgentContext, AgentKind, AgentResult
 from agent_pipeline.market.base import Quote
 
 
 @dataclass
-class CrossVenueArbitrage:
-    name: str = "cross_venue_arb"
-    strategy: str = "cross_venue_arb"
-    kind: AgentKind = AgentKind.EXECUTION_SENSITIVE
+class CrossVenueArbitrage(identity("cross_venue_arb", AgentKind.EXECUTION_SENSITIVE)):
     default_fee_bps: float = 6.0
     max_notional_usd: float = 10_000.0
     cost_per_quote_usd: float = 0.0001

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent_pipeline.agents.builtin.identity import identity
 from agent_pipeline.agents.protocol import AgentContext, AgentKind, AgentResult
 from agent_pipeline.market.base import MarketDataError
 
@@ -18,10 +19,7 @@ def _ema(values: np.ndarray, span: int) -> float:
 
 
 @dataclass
-class Momentum:
-    name: str = "momentum"
-    strategy: str = "momentum"
-    kind: AgentKind = AgentKind.SIGNAL
+class Momentum(identity("momentum", AgentKind.SIGNAL)):
     symbol: str = "BTC-USD"
     step_sec: int = 5
     fast_steps: int = 12

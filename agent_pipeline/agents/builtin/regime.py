@@ -7,14 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent_pipeline.agents.builtin.identity import identity
 from agent_pipeline.agents.protocol import AgentContext, AgentKind, AgentResult
 
 
 @dataclass
-class RegimeWatcher:
-    name: str = "regime_watcher"
-    strategy: str = "macro_regime"
-    kind: AgentKind = AgentKind.WATCHER
+class RegimeWatcher(identity("regime_watcher", AgentKind.WATCHER, strategy="macro_regime")):
     lookback_sec: int = 3_600
     step_sec: int = 30
     volatile_bps: float = 12.0

@@ -27,17 +27,31 @@ def run_preparer(loaded: LoadedAgent, market: MarketResource, reward_config: Rew
     return prepare
 
 
+def agent_op(loaded: LoadedAgent, op_name: str, purpose: str, **op_args):
+    """The ``dg.op`` decorator of an op that runs ``loaded`` once: the description names the agent, its kind and
+    strategy; the ``agent`` and ``kind`` tags are what the tick's per-agent concurrency limits and run filters key on."""
+    return dg.op(name=op_name,
+                 description=f"Run agent `{loaded.name}` ({loaded.kind}, strategy `{loaded.strategy}`) {purpose}",
+                 tags={"agent": loaded.name, "kind": loaded.kind}, **op_args)
+
+
+def run_outcome(event, thread_running: bool) -> dict:
+    """The metadata every agent-run op ends with: how many outputs, the error if any, a thread left running."""
+    outcome = {"outputs": len(event.output or [])}
+    if event.error:
+        outcome["error"] = event.error
+    if thread_running:
+        outcome["agent_thread_still_running"] = True
+    return outcome
+
+
 def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
     """The op for one agent. Its event is written even when the agent fails; then the op fails too."""
     name = loaded.name
 
-    @dg.op(
-        name=agent_op_name(name),
-        description=f"Run agent `{name}` ({loaded.kind}, strategy `{loaded.strategy}`) once against the market, "
-                    "measure latency, cost and reward, and append the event to agent_events.",
-        tags={"agent": name, "kind": loaded.kind},
-        out=dg.Out(dict, description="The stored event: ids, reward and the agent's output."),
-    )
+    @agent_op(loaded, agent_op_name(name), "once against the market, measure latency, cost and reward, and append "
+              "the event to agent_events.",
+              out=dg.Out(dict, description="The stored event: ids, reward and the agent's output."))
     def run_agent(context: dg.OpExecutionContext, store: StoreResource, market: MarketResource,
                   reward_config: RewardConfigResource):
         prepare = run_preparer(loaded, market, reward_config, context.run_id)
@@ -56,12 +70,8 @@ def build_agent_op(loaded: LoadedAgent) -> dg.OpDefinition:
                                    else "unknown"),
             f"reward ({name})": (dg.MetadataValue.float(round(event.reward, 4)) if event.reward is not None
                                  else "n/a (error)"),
-            "outputs": len(event.output or []),
+            **run_outcome(event, run.thread_running),
         }
-        if event.error:
-            metadata["error"] = event.error
-        if run.thread_running:
-            metadata["agent_thread_still_running"] = True
         yield dg.AssetMaterialization(asset_key=AGENT_EVENTS, description=f"event of {name}", metadata=metadata)
         if event.error:
             raise dg.Failure(description=f"agent {name} failed: {event.error}", metadata=metadata)

@@ -27,7 +27,7 @@ from agent_pipeline.agents.instrumentation import run_and_record
 from agent_pipeline.allocation.tick import slot_event_id, slot_key
 from agent_pipeline.allocation.tick_config import TickConfig
 from agent_pipeline.defs.agents.jobs import agent_job_resources
-from agent_pipeline.defs.agents.ops import AGENT_EVENTS, run_preparer
+from agent_pipeline.defs.agents.ops import AGENT_EVENTS, agent_op, run_outcome, run_preparer
 from agent_pipeline.defs.agents.thread_executor import threaded_executor
 from agent_pipeline.defs.resources import KillSwitchResource, MarketResource, RewardConfigResource, StoreResource
 from agent_pipeline.defs.trading.assets import DAILY_PNL, FILLS, GATE_DECISIONS, ORDERS, POSITIONS
@@ -109,15 +109,10 @@ def _plan_op(registry: Mapping[str, LoadedAgent]) -> dg.OpDefinition:
 def _slot_op(loaded: LoadedAgent) -> dg.OpDefinition:
     name = loaded.name
 
-    @dg.op(
-        name=slot_op_name(name),
-        description=f"Run agent `{name}` ({loaded.kind}, strategy `{loaded.strategy}`) for one quota slot: "
-                    "measure latency, cost and reward; the event goes to record_tick (fails after handing it on "
-                    "if the agent failed).",
-        tags={"agent": name, "kind": loaded.kind},
-        ins={"slot": dg.In(dict, description="The slot: agent, index, due time, slot key and event id.")},
-        out=dg.Out(dict, description="The slot's event, to be stored by record_tick."),
-    )
+    @agent_op(loaded, slot_op_name(name), "for one quota slot: measure latency, cost and reward; the event goes to "
+              "record_tick (fails after handing it on if the agent failed).",
+              ins={"slot": dg.In(dict, description="The slot: agent, index, due time, slot key and event id.")},
+              out=dg.Out(dict, description="The slot's event, to be stored by record_tick."))
     def run_slot(context: dg.OpExecutionContext, slot: dict, market: MarketResource,
                  reward_config: RewardConfigResource):
         started = datetime.now(UTC)
@@ -131,12 +126,8 @@ def _slot_op(loaded: LoadedAgent) -> dg.OpDefinition:
             "schedule_lag_seconds": dg.MetadataValue.float(lag), "latency_seconds": event.latency_seconds,
             "cost_usd": dg.MetadataValue.float(event.cost_usd) if event.cost_usd is not None else "unknown",
             "reward": dg.MetadataValue.float(event.reward) if event.reward is not None else "n/a (error)",
-            "outputs": len(event.output or []),
+            **run_outcome(event, run.thread_running),
         }
-        if event.error:
-            metadata["error"] = event.error
-        if run.thread_running:
-            metadata["agent_thread_still_running"] = True
         yield dg.Output({"event": event, "slot": slot, "started_at": started.isoformat(), "lag_seconds": lag},
                         metadata=metadata)
         if event.error:

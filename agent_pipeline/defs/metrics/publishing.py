@@ -4,7 +4,6 @@ import dagster as dg
 
 from agent_pipeline.defs.metrics.resources import PushgatewayResource
 from agent_pipeline.defs.scheduled_op import scheduled_op_job
-from agent_pipeline.metrics.publish import read_state
 
 PUBLISH_JOB = "publish_metrics"
 PUBLISH_CRON = "*/5 * * * *"
@@ -43,7 +42,7 @@ def _publish_after_run(context, pushgateway: PushgatewayResource, outcome: str):
     if not is_agent_job(run.job_name):
         return dg.SkipReason(f"run {run.run_id} of job {run.job_name} is not an agent run; nothing to publish")
     ended_at = _run_end_time(context)
-    state = read_state()
+    state = pushgateway.state()
     if ended_at is not None and state.last_snapshot_at > ended_at:
         return dg.SkipReason(f"a snapshot taken after run {run.run_id} ended is already published")
     result = pushgateway.publish(context.log)

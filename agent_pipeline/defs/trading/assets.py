@@ -49,7 +49,6 @@ def _table(rows: list[dict], columns: list[str], empty: str) -> dg.MetadataValue
 
 
 def snapshot_metadata(snap: SafetySnapshot, kill_switch_file) -> dict:
-    md = snap.markdown()
     audit = [{"at": str(r.get("at", "")), "action": str(r.get("action", "")),
               "change": f"{r.get('from_state', '')} -> {r.get('to_state', '')}", "by": str(r.get("by", "")),
               "reason": str(r.get("reason", r.get("raw", "")))[:160]} for r in reversed(snap.audit)]
@@ -61,7 +60,7 @@ def snapshot_metadata(snap: SafetySnapshot, kill_switch_file) -> dict:
     metadata = {
         "kill_switch_state": snap.kill_switch.state.value,
         "kill_switch_reason": snap.kill_switch.reason or "",
-        "kill_switch": dg.MetadataValue.md(md["kill_switch"]),
+        "kill_switch": dg.MetadataValue.md(snap.kill_switch_line()),
         "kill_switch_audit": _table(audit, ["at", "action", "change", "by", "reason"],
                                     "no kill-switch change audited yet"),
         "decisions_24h": snap.decisions,

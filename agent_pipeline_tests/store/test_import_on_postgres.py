@@ -123,3 +123,20 @@ def test_two_hosts_importing_the_same_file_at_once_insert_every_line_once(postgr
         assert conn.execute("SELECT count(*) FROM agent_events").fetchone()[0] == count + 3
         assert conn.execute("SELECT count(*) FROM import_files").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM import_possible_duplicates").fetchone()[0] == 0
+
+
+def test_a_config_that_does_not_load_still_imports_into_the_database_the_environment_names(
+        pipeline_home, postgres_url, tmp_path, monkeypatch, capsys):
+    (pipeline_home / "config.toml").write_text("[reward.history]\nhistory_start = 5\n")
+    path = tmp_path / "events.jsonl"
+    path.write_text(lines({"agent": "a", "reward": 1.0, "ts": "2022-01-01T00:00:00Z"}))
+    monkeypatch.setenv("AGENT_PIPELINE_STORE_URL", postgres_url)
+    assert cli_main(["import-events", str(path), "--quiet"]) == 0
+    assert "1 new" in capsys.readouterr().out
+    assert not (pipeline_home / "agent_pipeline.duckdb").exists()
+    with Store(postgres_url).connect() as conn:
+        assert conn.execute("SELECT count(*) FROM agent_events").fetchone()[0] == 1
+
+    monkeypatch.delenv("AGENT_PIPELINE_STORE_URL")  # then only the home's file is known, and the command says so
+    assert cli_main(["import-events", str(path), "--quiet"]) == 0
+    assert "importing into" in capsys.readouterr().err and (pipeline_home / "agent_pipeline.duckdb").exists()

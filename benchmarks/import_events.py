@@ -2,17 +2,22 @@
 import it after 1 % more lines were appended.
 
     .venv/bin/python -m benchmarks.import_events [--lines 1000000] [--bad-every 1000] [--repeat 1] [--invalid-byte]
+        [--backend duckdb|postgresql] [--url postgresql://...]
 
 The file mimics the prototype's telemetry log (epoch timestamp, latency in ms, cost, error, a one-item output),
 with one bad line (invalid JSON, NaN reward, missing agent, in turn) every ``--bad-every`` lines; ``--invalid-byte``
 adds one line that is not valid UTF-8 (the slower, line-by-line decoding path). Writing the file is not timed;
 each import is, in wall-clock and in CPU seconds of this process (DuckDB's threads included), since CPU time moves
-less than wall time when other work shares the machine.
+less than wall time when other work shares the machine. ``--backend postgresql`` imports into a fresh database
+of a throw-away server started from Debian's binaries (durability off, as in the tests), or into ``--url`` (an
+empty database; with ``--repeat`` above 1 it is not emptied in between). The CPU seconds are this process's:
+the server's own are not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import resource
@@ -63,24 +68,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bad-every", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--invalid-byte", action="store_true")
+    parser.add_argument("--backend", choices=("duckdb", "postgresql"), default="duckdb")
+    parser.add_argument("--url", help="with --backend postgresql: an empty database instead of a throw-away server")
     args = parser.parse_args([] if argv is None else argv)
-    for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "events.jsonl"
-            write_file(path, args.lines, args.bad_every, invalid_byte=args.invalid_byte)
-            size_mb = path.stat().st_size / 1e6
-            store = Store(Path(tmp) / "bench.duckdb")
-            for label in ("first import", "second import", "after growing 1 %"):
-                if label.startswith("after"):
-                    write_file(path, args.lines // 100, args.bad_every, start=args.lines)
-                lines = sum(1 for _ in path.open("rb"))
-                t0, c0 = time.perf_counter(), _cpu()
-                report = import_events(store, path)
-                seconds, cpu = time.perf_counter() - t0, _cpu() - c0
-                print(f"{label}: {lines:,} lines ({size_mb:.0f} MB) in {seconds:.2f} s, {cpu:.2f} s CPU "
-                      f"({lines / seconds:,.0f} lines/s): {report.inserted:,} new, "
-                      f"{report.already_present:,} already present, {report.quarantined_total:,} quarantined",
-                      flush=True)
+    with contextlib.ExitStack() as stack:
+        new_database = _databases(args, stack) if args.backend == "postgresql" else None
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                store = Store(new_database() if new_database else Path(tmp) / "bench.duckdb")
+                _run(args, Path(tmp) / "events.jsonl", store)
+
+
+def _databases(args: argparse.Namespace, stack: contextlib.ExitStack):
+    """A function giving the database each repetition imports into."""
+    if args.url:
+        return lambda: args.url
+    from agent_pipeline_tests.postgres_server import PostgresServer, binaries
+
+    bindir = binaries()
+    if bindir is None:
+        raise SystemExit("no PostgreSQL binaries: run ops/install-system-deps.sh, or pass --url")
+    server = PostgresServer(bindir).start()
+    stack.callback(server.stop)
+    return server.create_database
+
+
+def _run(args: argparse.Namespace, path: Path, store: Store) -> None:
+    write_file(path, args.lines, args.bad_every, invalid_byte=args.invalid_byte)
+    size_mb = path.stat().st_size / 1e6
+    for label in ("first import", "second import", "after growing 1 %"):
+        if label.startswith("after"):
+            write_file(path, args.lines // 100, args.bad_every, start=args.lines)
+        lines = sum(1 for _ in path.open("rb"))
+        t0, c0 = time.perf_counter(), _cpu()
+        report = import_events(store, path)
+        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+        print(f"{label}: {lines:,} lines ({size_mb:.0f} MB) in {seconds:.2f} s, {cpu:.2f} s CPU "
+              f"({lines / seconds:,.0f} lines/s): {report.inserted:,} new, "
+              f"{report.already_present:,} already present, {report.quarantined_total:,} quarantined",
+              flush=True)
 
 
 if __name__ == "__main__":

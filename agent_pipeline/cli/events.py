@@ -47,7 +47,7 @@ def _import(args: argparse.Namespace, settings) -> int:
     if progress:
         print(f"reading and checking {args.path} ...", file=sys.stderr, flush=True)
     try:
-        report = import_events(Store(settings.store_location) if settings else Store.at_home(), args.path,
+        report = import_events(_configured_store(settings, getattr(args, "settings_error", None)), args.path,
                                progress=progress)
     except ImportFileError as exc:
         print(f"agent-pipeline import-events: {exc}", file=sys.stderr)
@@ -69,6 +69,23 @@ def _import(args: argparse.Namespace, settings) -> int:
               f"({report.quarantined_total:,} quarantined)", file=sys.stderr)
         return EXIT_NOTHING_IMPORTED
     return EXIT_IMPORTED
+
+
+def _configured_store(settings, settings_error) -> Store:
+    """The store the pipeline reads. A config.toml that does not load still leaves $AGENT_PIPELINE_STORE_URL, which
+    wins over it anyway (as the kill-switch commands do); without it the import goes to the home's file, and says
+    so, since a ``[store] url`` in the broken file cannot be read."""
+    if settings is not None:
+        return Store(settings.store_location)
+    from agent_pipeline.pipeline_settings import Settings
+
+    location = Settings.from_document({}).store.url  # a wrong URL there fails the import: exit 2, nothing written
+    if location:
+        return Store(location)
+    store = Store.at_home()
+    print(f"  note: config.toml does not load ({settings_error}); importing into {store.location}, the home's "
+          "file: if its [store] url names a database, mend it and import again there", file=sys.stderr)
+    return store
 
 
 def _where_to_look(report) -> None:

@@ -10,6 +10,12 @@ import pytest
 from agent_pipeline.store.importer import import_events
 
 
+@pytest.fixture
+def store(each_store):
+    """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
+    return each_store
+
+
 def rows(store, sql, params=None):
     with store.connect() as conn:
         return conn.execute(sql, params or []).fetchall()

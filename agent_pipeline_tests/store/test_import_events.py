@@ -11,6 +11,12 @@ from agent_pipeline.cli import main as cli_main
 from agent_pipeline.store import Store
 from agent_pipeline.store.importer import ImportFileError, import_events
 
+
+@pytest.fixture
+def store(each_store):
+    """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
+    return each_store
+
 GOOD = [
     # the prototype's shape: ms latency, epoch seconds, output list
     {"ts": 1704067200, "agent": "arb", "reward": 0.25, "latency_ms": 120, "cost_usd": 0.002, "error": None,
@@ -152,7 +158,8 @@ def test_unimportable_files_say_so_and_change_nothing(store, tmp_path, content, 
     assert counts(store) == before
 
 
-def test_a_refused_file_does_not_even_create_tables(store, tmp_path):
+def test_a_refused_file_does_not_even_create_tables(pipeline_home, tmp_path):
+    store = Store.at_home(pipeline_home)  # the database's version: test_import_on_postgres
     path = tmp_path / "input.jsonl"
     path.write_text("a,b,c\n")
     with pytest.raises(ImportFileError, match="not JSON lines"):

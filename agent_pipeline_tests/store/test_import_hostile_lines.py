@@ -8,6 +8,12 @@ import pytest
 from agent_pipeline.store.importer import REASONS, import_events
 
 
+@pytest.fixture
+def store(each_store):
+    """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
+    return each_store
+
+
 def rows(store, sql, params=None):
     with store.connect() as conn:
         return conn.execute(sql, params or []).fetchall()
@@ -92,3 +98,22 @@ def test_null_or_absent_optional_fields_are_fine(store, tmp_path):
     line = json.dumps({"agent": "a", "reward": 1.0, "cost_usd": None, "latency_ms": None, "strategy": None,
                        "latency_s": 0, "cost": 0.0})
     assert import_events(store, write(tmp_path, [line])).quarantined == {}
+
+
+@pytest.mark.parametrize("field", ["strategy", "kind", "run_id", "error_type", "event_id", "error", "err"])
+def test_a_text_field_holding_a_nul_character_is_quarantined_on_every_backend(store, tmp_path, field):
+    """PostgreSQL cannot hold a NUL in text: storing the line there would fail the whole import, and storing it
+    without the field would say something else."""
+    line = json.dumps({"agent": "a", "reward": 1.0, "ts": 1704067200, field: "x\u0000y"})
+    report = import_events(store, write(tmp_path, [line, GOOD]))
+    assert report.quarantined == {"invalid_field": 1} and report.inserted == 1
+    (detail, stored), = rows(store, "SELECT detail, line FROM import_quarantine")
+    assert f"{field} holds a NUL character" in detail and stored == line
+
+
+def test_a_nul_byte_in_a_broken_line_is_kept_as_text_in_the_quarantine(store, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(GOOD.encode() + b"\n" + b'{"agent": "a", "reward": 1\x00\x00}\n')
+    report = import_events(store, path)
+    assert report.quarantined == {"invalid_json": 1} and report.inserted == 1
+    assert rows(store, "SELECT line FROM import_quarantine") == [('{"agent": "a", "reward": 1\\x00\\x00}',)]

@@ -5,9 +5,17 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from agent_pipeline.store import append_frame
 from agent_pipeline.store.events import EVENTS
 from agent_pipeline.store.importer import import_events
+
+
+@pytest.fixture
+def store(each_store):
+    """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
+    return each_store
 
 
 def rows(store, sql, params=None):
@@ -145,3 +153,21 @@ def test_an_own_event_id_may_not_take_the_derived_id_of_a_line_not_yet_imported(
         fh.write(future_line + "\n")
     assert import_events(store, log).inserted == 1
     assert rows(store, "SELECT reward FROM agent_events WHERE event_id = ?", [taken]) == [(5.0,)]
+
+
+def test_stored_values_come_back_exactly_so_a_reimport_of_own_ids_is_no_conflict(store, tmp_path):
+    """On a database store the rows travel as CSV both ways: every double, quote, comma, newline and time must
+    survive the trip, or the content check of a re-import would call the stored version different."""
+    awkward = [0.1 + 0.2, 5e-324, 1.7976931348623157e308, 2.2250738585072014e-308, 1 / 3, 123456789.12345679]
+    texts = ['a,"b"\nc', "\\N", " lead", "é😀", "x\r\ny"]
+    path = tmp_path / "events.jsonl"
+    write_lines(path, *({"event_id": f"own-{i}", "agent": "a", "reward": value, "cost_usd": value,
+                         "ts": f"2024-01-01T00:00:0{i}.123456Z", "strategy": texts[i % len(texts)],
+                         "kind": texts[(i + 1) % len(texts)], "output": {"text": texts[i % len(texts)]}}
+                        for i, value in enumerate(awkward)))
+    assert import_events(store, path).inserted == len(awkward)
+    again = import_events(store, path)
+    assert again.inserted == 0 and again.quarantined == {} and again.already_present == len(awkward)
+    stored = rows(store, "SELECT event_id, reward, strategy, kind FROM agent_events ORDER BY event_id")
+    assert stored == [(f"own-{i}", value, texts[i % len(texts)], texts[(i + 1) % len(texts)])
+                      for i, value in enumerate(awkward)]

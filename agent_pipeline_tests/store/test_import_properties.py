@@ -126,3 +126,43 @@ def test_the_command_exits_as_its_report_says_and_never_with_a_traceback(lines, 
         assert "valid events:" in out and not re.search(r"valid events:\s+0 ", out)
     else:
         assert code == 1 and err.startswith("agent-pipeline import-events: "), (code, err)
+
+
+_EVENT_FIELDS = ("event_id, run_id, agent, strategy, kind, started_at, latency_seconds, cost_usd, reward, error, "
+                 "error_type, CAST(output AS VARCHAR), capital_usd, max_loss_usd, data_age_sec, origin, source")
+_QUARANTINE_FIELDS = "line_number, line_md5, reason, detail, line, event_id"
+
+
+def _stored(store, key: str) -> tuple[list, list]:
+    """Both tables as rows, the file's own key (random per store) written as KEY."""
+    def plain(row):
+        return tuple(v.replace(key, "KEY") if isinstance(v, str) else v for v in row)
+
+    with store.connect() as conn:
+        events = conn.execute(f"SELECT {_EVENT_FIELDS} FROM agent_events ORDER BY event_id").fetchall()
+        quarantine = conn.execute(f"SELECT {_QUARANTINE_FIELDS} FROM import_quarantine ORDER BY 1").fetchall()
+    return sorted(map(plain, events), key=repr), [plain(r) for r in quarantine]
+
+
+def _outcome(report) -> tuple:
+    return (report.lines, report.blank_lines, report.valid, report.inserted, report.quarantined,
+            report.quarantine_added, report.stamped_with_file_time, report.reward_only, report.failed_runs,
+            report.first_started_at, report.last_started_at)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(LINES, min_size=1, max_size=10))
+def test_any_file_is_imported_into_postgresql_exactly_as_into_the_duckdb_file(lines, postgres_server):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        outcomes = []
+        for store in (Store(Path(tmp) / "store.duckdb"), Store(postgres_server.create_database())):
+            try:
+                report = import_events(store, path)
+            except ImportFileError as exc:
+                outcomes.append(("refused", str(exc)))
+                continue
+            outcomes.append((_outcome(report), _stored(store, report.file_key)))
+        assert outcomes[0] == outcomes[1]

@@ -79,7 +79,8 @@ def test_an_output_at_the_caps_is_fine():
     assert event.ok, event.error
 
 
-def test_import_quarantines_outputs_past_the_caps_and_keeps_the_rest(store, tmp_path):
+def test_import_quarantines_outputs_past_the_caps_and_keeps_the_rest(each_store, tmp_path):
+    store = each_store
     path = tmp_path / "events.jsonl"
     base = {"agent": "a", "reward": 0.1, "ts": 1704067200}
     lines = [

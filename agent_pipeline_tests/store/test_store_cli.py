@@ -84,15 +84,6 @@ def test_migrate_brings_the_configured_store_up_to_date(postgres_url, monkeypatc
     assert "up to date" in out and Store(postgres_url).exists()
 
 
-def test_import_on_a_database_store_is_refused_with_the_way_to_do_it(postgres_url, tmp_path):
-    from agent_pipeline.store.importer import ImportFileError
-
-    lines = tmp_path / "e.jsonl"
-    lines.write_text(json.dumps({"agent": "a", "reward": 1.0}) + "\n")
-    with pytest.raises(ImportFileError, match="DuckDB file store only.*store copy --from"):
-        import_events(Store(postgres_url), lines)
-
-
 def test_copy_moves_a_home_whose_kill_switch_has_changed(embedded, pipeline_home, postgres_url, capsys):
     """Every change of the embedded switch anchors its version in the store: that table moves too."""
     from agent_pipeline.trading.kill_switch import default_path

@@ -4,10 +4,18 @@ not make an agent look alive (its last-run gauge, which AgentRunsMissing watches
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agent_pipeline.metrics.rollup import aggregate_events
 from agent_pipeline.reward import RewardConfig
 from agent_pipeline.reward.checks import freshness
 from agent_pipeline.store.importer import import_events
+
+
+@pytest.fixture
+def store(each_store):
+    """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
+    return each_store
 
 
 def test_undated_imported_lines_are_no_evidence_that_an_agent_is_running(store, tmp_path):

@@ -21,8 +21,8 @@ copy (``analytical``). What remains DuckDB-specific, as written:
 - the rolling reward distributions (``quantile_cont``, list functions, ``max_by`` with a count, ``$name``
   parameters), ``QUALIFY`` in the allocation's reward read, and the metrics rollup (arrays, ``epoch_us``,
   ``arg_max``);
-- the importer reads files with DuckDB's own readers (``read_text``, ``read_blob``, JSON functions); another
-  backend can stage a file in a local DuckDB and copy the rows;
+- the importer reads files with DuckDB's own readers (``read_text``, ``read_blob``, JSON functions); on another
+  backend it stages the file in an in-process DuckDB and copies rows in and out (``import_target.py``);
 - ``DuckDBStore.path``, which the metrics snapshot still reads (whether the file exists, and its folder).
 """
 

@@ -22,3 +22,9 @@ def address(store) -> str:
     """What another process passes to ``Store(...)`` to reach the same store."""
     return getattr(store, "url", None) or str(store.path)
 
+
+
+def rows(store, sql, params=None) -> list[tuple]:
+    """The rows of one query, on either backend."""
+    with store.connect() as conn:
+        return conn.execute(sql, params or []).fetchall()

@@ -8,17 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent_pipeline.store.importer import import_events
+from agent_pipeline_tests.store.conftest import rows
 
 
 @pytest.fixture
 def store(each_store):
     """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
     return each_store
-
-
-def rows(store, sql, params=None):
-    with store.connect() as conn:
-        return conn.execute(sql, params or []).fetchall()
 
 
 def test_a_byte_order_mark_is_dropped_and_the_first_line_imports(store, tmp_path):

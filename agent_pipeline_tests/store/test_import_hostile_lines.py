@@ -6,17 +6,13 @@ import json
 import pytest
 
 from agent_pipeline.store.importer import REASONS, import_events
+from agent_pipeline_tests.store.conftest import rows
 
 
 @pytest.fixture
 def store(each_store):
     """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
     return each_store
-
-
-def rows(store, sql, params=None):
-    with store.connect() as conn:
-        return conn.execute(sql, params or []).fetchall()
 
 
 def write(tmp_path, lines: list[str]):

@@ -10,17 +10,13 @@ import pytest
 from agent_pipeline.store import append_frame
 from agent_pipeline.store.events import EVENTS
 from agent_pipeline.store.importer import import_events
+from agent_pipeline_tests.store.conftest import rows
 
 
 @pytest.fixture
 def store(each_store):
     """The import's semantics are the same on the DuckDB file and on PostgreSQL."""
     return each_store
-
-
-def rows(store, sql, params=None):
-    with store.connect() as conn:
-        return conn.execute(sql, params or []).fetchall()
 
 
 def write_lines(path, *objects):

@@ -142,6 +142,12 @@ def _quoted(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+def stages_in_the_store(store: Store) -> bool:
+    """Whether the file is staged inside the store itself (then a store that does not exist yet is created by
+    staging, so a file must be checked before)."""
+    return isinstance(store, DuckDBStore)
+
+
 @contextmanager
 def import_target(store: Store) -> Iterator[Target]:
     """The staging place for ``store`` (see the module docstring); its temporary tables go with the block."""

@@ -66,6 +66,7 @@ file never reaches the store. The store's write lock is held from the first read
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -100,7 +101,7 @@ from agent_pipeline.store.import_rules import (  # noqa: F401 (the importer's pu
     ImportFileError,
 )
 from agent_pipeline.store.import_staging import FileFacts, StagedLines, check_file, prefix_md5, stage_lines, stage_parse
-from agent_pipeline.store.import_target import Target, import_target
+from agent_pipeline.store.import_target import Target, import_target, stages_in_the_store
 from agent_pipeline.store.migrations import Schema
 
 IMPORT = Schema("import", requires=(EVENTS,), migrations=[
@@ -231,6 +232,9 @@ def import_events(store: Store, path: str | os.PathLike[str], *, progress: Progr
     source = Path(path).expanduser().resolve()
     facts = check_file(source)
     report = ImportReport(path=str(source))
+    if stages_in_the_store(store) and not store.exists():  # a refused file must not create the store: check
+        with contextlib.closing(duckdb.connect()) as probe:  # it in memory first (only the first import pays)
+            stage_lines(probe, source)
 
     with import_target(store) as target:
         staged = stage_lines(target.local, source)  # every refusal happens here, before the store is reached

@@ -158,8 +158,20 @@ def test_unimportable_files_say_so_and_change_nothing(store, tmp_path, content, 
     assert counts(store) == before
 
 
-def test_a_refused_file_does_not_even_create_tables(pipeline_home, tmp_path):
+@pytest.mark.parametrize("content", ["a,b,c\n", "\n\n", "[1, 2]\n"], ids=["csv", "blank", "not_objects"])
+def test_a_refused_file_does_not_even_create_the_store(pipeline_home, tmp_path, content):
     store = Store.at_home(pipeline_home)  # the database's version: test_import_on_postgres
+    path = tmp_path / "input.jsonl"
+    path.write_text(content)
+    with pytest.raises(ImportFileError):
+        import_events(store, path)
+    assert not store.exists() and sorted(p.name for p in pipeline_home.iterdir()) == []
+
+
+def test_a_refused_file_creates_no_tables_in_an_existing_empty_store(pipeline_home, tmp_path):
+    store = Store.at_home(pipeline_home)
+    with store.connect():
+        pass
     path = tmp_path / "input.jsonl"
     path.write_text("a,b,c\n")
     with pytest.raises(ImportFileError, match="not JSON lines"):

@@ -37,7 +37,7 @@ def proposal(market: SimulatedMarket) -> dict:
 def runs(seconds: float, name: str) -> dict:
     settings = Settings.load()
     store = Store(settings.store_location)
-    market = SimulatedMarket(fault_rate=0.0)
+    market = SimulatedMarket(fault_rate=0.0, stale_prob=0.0)
     guardrails = GuardrailConfig(max_orders_per_window=ORDERS_PER_WINDOW, rate_window_sec=3600.0)
     layer = ExecutionLayer(store, market, guardrails=guardrails, execution=ExecutionConfig(default_capital_usd=1e4),
                            kill_switch=kill_switch_for(settings.store.url, default_path()))

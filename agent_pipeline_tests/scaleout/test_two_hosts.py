@@ -57,7 +57,7 @@ def test_two_hosts_store_every_run_once_and_share_the_rate_limit(postgres_url, t
     assert sorted(e for e, _ in stored) == sorted(runs) and {n for _, n in stored} == {1}
 
     # the global limit holds across hosts: exactly that many orders, every other proposal denied for it
-    assert _rows(postgres_url, "SELECT count(*) FROM orders") == [(ORDERS_PER_WINDOW,)]
+    assert _rows(postgres_url, "SELECT count(*) FROM orders") == [(ORDERS_PER_WINDOW,)], [r["reasons"] for r in results]
     assert sum(r["approved"] for r in results) == ORDERS_PER_WINDOW
     decisions = dict(_rows(postgres_url, "SELECT reason_code, count(*) FROM gate_decisions GROUP BY reason_code"))
     assert decisions == {"OK": ORDERS_PER_WINDOW, "GLOBAL_RATE_LIMIT": len(runs) - ORDERS_PER_WINDOW}

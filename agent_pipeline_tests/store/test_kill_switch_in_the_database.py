@@ -95,7 +95,7 @@ def test_the_gate_of_another_host_denies_once_one_host_tripped(database, tmp_pat
     from agent_pipeline_tests.trading.conftest import market_signal
 
     switch = DatabaseKillSwitch(database, key=b"")
-    layer = ExecutionLayer(database, SimulatedMarket(fault_rate=0.0), guardrails=GuardrailConfig(),
+    layer = ExecutionLayer(database, SimulatedMarket(fault_rate=0.0, stale_prob=0.0), guardrails=GuardrailConfig(),
                            execution=ExecutionConfig(default_capital_usd=10_000.0), kill_switch=switch)
     run = {"agent": "momentum", "strategy": "momentum", "event_id": "e1", "output": [market_signal()]}
     assert layer.execute(run, run_id="r1").approved == 1

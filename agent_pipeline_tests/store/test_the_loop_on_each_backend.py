@@ -51,7 +51,7 @@ def _loop(store: Store, tmp_path) -> dict:
         write_decision(conn, period, AS_OF, allocation, {a.name: (a.kind, a.strategy) for a in AGENTS}, record)
         funded = max(allocation.capital, key=lambda a: (allocation.capital[a], a))
         capital = capital_in_force(conn, funded)
-    market = SimulatedMarket(fault_rate=0.0)
+    market = SimulatedMarket(fault_rate=0.0, stale_prob=0.0)
     quote = {(q.venue, q.symbol): q for q in market.quotes(datetime.now(UTC))}[("sim_a", "BTC-USD")]
     proposal = {"notional_usd": 100.0, "expected_edge_bps": 25.0, "spread_bps": 5.0, "slippage_bps": 3.0,
                 "data_age_sec": 1.0, "paper": True, "symbol": "BTC-USD", "side": "buy", "venue": "sim_a",

@@ -29,7 +29,7 @@ def market_signal(side="buy", venue="sim_a", sell_venue=None, **overrides):
     """``full_signal`` priced at the simulated market right now (the paper broker treats prices as limits)."""
     from agent_pipeline.market import SimulatedMarket
 
-    quotes = {(q.venue, q.symbol): q for q in SimulatedMarket(fault_rate=0.0).quotes(datetime.now(UTC))}
+    quotes = {(q.venue, q.symbol): q for q in SimulatedMarket(fault_rate=0.0, stale_prob=0.0).quotes(datetime.now(UTC))}
     quote = quotes[(venue, "BTC-USD")]
     priced = {"price": quote.ask if side == "buy" else quote.bid, "reference_price": quote.mid}
     if sell_venue:

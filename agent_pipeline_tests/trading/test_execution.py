@@ -32,7 +32,7 @@ class CountingBroker(PaperBroker):
 
 
 def layer(store, tmp_path, *, guardrails=None, execution=None, environ=None, clock=None, market=None):
-    ex = ExecutionLayer(store, market or SimulatedMarket(fault_rate=0.0), guardrails=guardrails or GuardrailConfig(),
+    ex = ExecutionLayer(store, market or SimulatedMarket(fault_rate=0.0, stale_prob=0.0), guardrails=guardrails or GuardrailConfig(),
                         execution=execution or ExecutionConfig(), kill_switch=KillSwitch(tmp_path / "ks.json"),
                         environ=environ, clock=clock)
     ex._broker = CountingBroker(ex._broker)

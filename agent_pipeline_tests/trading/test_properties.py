@@ -79,7 +79,7 @@ def test_the_execution_layer_never_raises_and_books_only_finite_orders(items, tm
 
     tmp = tmp_path_factory.mktemp("layer")
     store = Store(tmp / "db.duckdb")
-    layer = ExecutionLayer(store, SimulatedMarket(fault_rate=0.0), kill_switch=KillSwitch(tmp / "ks.json"))
+    layer = ExecutionLayer(store, SimulatedMarket(fault_rate=0.0, stale_prob=0.0), kill_switch=KillSwitch(tmp / "ks.json"))
     report = layer.execute({"agent": "prop", "event_id": "e", "output": items}, run_id="r")
     assert report.approved + report.denied == report.proposals
     if not report.proposals:

@@ -13,7 +13,7 @@ from .conftest import market_signal
 
 
 def _worker(db: str, ks: str, worker: int, stop, started) -> None:
-    layer = ExecutionLayer(Store(db), SimulatedMarket(fault_rate=0.0),
+    layer = ExecutionLayer(Store(db), SimulatedMarket(fault_rate=0.0, stale_prob=0.0),
                            guardrails=GuardrailConfig(max_daily_loss_usd=1e9),
                            execution=ExecutionConfig(default_capital_usd=4_000.0), kill_switch=KillSwitch(ks))
     n = 0

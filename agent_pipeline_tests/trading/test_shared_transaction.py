@@ -13,7 +13,7 @@ from .conftest import market_signal
 
 
 def _layer(store, tmp_path):
-    return ExecutionLayer(store, SimulatedMarket(fault_rate=0.0), guardrails=GuardrailConfig(),
+    return ExecutionLayer(store, SimulatedMarket(fault_rate=0.0, stale_prob=0.0), guardrails=GuardrailConfig(),
                           execution=ExecutionConfig(), kill_switch=KillSwitch(tmp_path / "ks.json"))
 
 

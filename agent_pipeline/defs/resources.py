@@ -90,5 +90,6 @@ def shared_resources(settings: Settings) -> dict[str, object]:
         "store": StoreResource(database=store_location_field(settings)),
         "market": MarketResource.from_config(settings.market),
         "reward_config": RewardConfigResource.from_config(settings.reward),
-        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path), database=store_location_field(settings)),
+        "kill_switch": KillSwitchResource(path=str(settings.kill_switch_path),
+                                          database=store_location_field(settings)),
     }

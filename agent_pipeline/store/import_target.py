@@ -151,7 +151,7 @@ def stages_in_the_store(store: Store) -> bool:
 @contextmanager
 def import_target(store: Store) -> Iterator[Target]:
     """The staging place for ``store`` (see the module docstring); its temporary tables go with the block."""
-    if isinstance(store, DuckDBStore):
+    if stages_in_the_store(store):
         with store.connect() as conn:
             yield _SameDatabase(store, conn)  # the connection closes with the block, its temporary tables too
         return

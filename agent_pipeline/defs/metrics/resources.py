@@ -53,8 +53,8 @@ def pushgateway_resource(settings: Settings) -> PushgatewayResource:
     sensor or the publish job, and the password never shows in the UI."""
     username, password = gateway_credentials()
     return PushgatewayResource.from_config(
-        settings.metrics, home=str(settings.home), database=store_location_field(settings), alert_inputs=settings.alert_inputs().as_table(),
-        agents=sorted(settings.agents.enabled()),
+        settings.metrics, home=str(settings.home), database=store_location_field(settings),
+        alert_inputs=settings.alert_inputs().as_table(), agents=sorted(settings.agents.enabled()),
         username=dg.EnvVar(USERNAME_ENV) if username else None,
         password=dg.EnvVar(PASSWORD_ENV) if password else None,
     )

@@ -351,7 +351,8 @@ class ThompsonAllocator(BaseAllocator):
             # credibly above the floor on the evidence so far (this period's fantasized slots add none)
             sure = probability_above(mu, self.posterior_scale * np.sqrt(var / n), floor) >= 1.0 - tau
             earners = any(sure[index[a]] and bounds.hi[a] > bounds.lo[a] for a in agents)
-            worth, needed = self._speculative_test(agents, stats, floor, bounds.budget)
+            room = sum(bounds.hi[a] - bounds.lo[a] for a in agents if sure[index[a]])
+            test = self._speculative_test(agents, floor, scale, min(bounds.budget, sum(bounds.lo.values()) + room))
 
         def pick(slot, open_agents, quotas):
             q = np.fromiter((quotas[a] for a in agents), float, len(agents)) if self.fantasize else 0.0
@@ -359,8 +360,8 @@ class ThompsonAllocator(BaseAllocator):
             row = mu + sd * z[slot]
             rows.append(row)
             if floor is not None and earners and not any(sure[index[a]] for a in open_agents):  # a speculative slot
-                above = probability_above(worth, sd, floor)  # this period's slots so far count as observations
-                open_agents = [a for a in open_agents if above[index[a]] >= needed[index[a]]]
+                above = test.probability(floor, q)  # this period's slots so far count as observations
+                open_agents = [a for a in open_agents if above[index[a]] >= test.needed[index[a]]]
             return best_above(open_agents, {a: float(row[index[a]]) for a in open_agents}, floor)
 
         def samples() -> dict[str, list[float]]:
@@ -371,29 +372,48 @@ class ThompsonAllocator(BaseAllocator):
         # the 90 % interval of the distribution the first slot's draws come from
         half = Z90 * self.posterior_scale * np.sqrt(var / n)
         estimates = {a: (float(mu[i]), float(mu[i] - half[i]), float(mu[i] + half[i])) for i, a in enumerate(agents)}
-        above = {} if floor is None else dict(zip(agents, probability_above(worth, half / Z90, floor).tolist(),
-                                                  strict=True))
+        above = {} if floor is None else dict(zip(agents, test.probability(floor, 0.0).tolist(), strict=True))
         return Plan({a: post[a][0] for a in agents}, pick, samples, estimates, above)
 
-    def _speculative_test(self, agents: list[str], stats: dict[str, Summary], floor: float,
-                          budget: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per agent, the mean its speculative-slot test uses and the probability above the floor it needs.
+    def _speculative_test(self, agents: list[str], floor: float, scale: float, per_period: int) -> SpeculativeTest:
+        """Per agent, the belief its speculative-slot test uses and the probability above the floor it needs.
 
-        The mean is the agent's own evidence shrunk towards the floor by ``prior_strength`` pseudo-observations,
-        not towards the pooled mean: whether an agent is worth any run is a question about it alone, and one
-        whose evidence has faded is an even bet, not as bad as the agents beside it. The probability needed is
-        ``floor_probability`` until the agent has gone unrun for more than ``1 / floor_probability`` periods'
-        worth of the budget (observations of any agent since its last, divided by ``budget``), then one over
-        that staleness (the Bayes-UCB schedule): an agent starved on little evidence is revisited after a wait
-        that grows as its evidence sinks, a settled loser practically never.
+        The belief is the agent's own evidence, undiscounted (a few old rewards stay a few rewards; discounting
+        them would make the agent look uncertain again merely because others ran), shrunk towards the floor by
+        ``prior_strength`` pseudo-observations, not towards the pooled mean: whether an agent is worth any run is
+        a question about it alone. Its spread is never below the pooled one and is not narrowed by
+        ``posterior_scale``: a short record of close rewards is luck as often as evidence. The probability
+        needed is ``floor_probability`` until the agent has gone unrun for more than ``1 / floor_probability``
+        periods, then one over that wait (the Bayes-UCB schedule); a period is ``per_period`` runs, what the
+        minimums and the agents credibly above the floor use of the budget. So an agent starved on a few unlucky
+        rewards is revisited after a wait that grows as its evidence sinks, a settled loser practically never.
         """
         k = self.prior_strength
-        n_eff = np.array([stats[a].n_eff for a in agents])
-        mean = np.array([stats[a].mean for a in agents])
-        worth = (n_eff * mean + k * floor) / (n_eff + k)
-        stale = np.array([self.memory.since_last(a) for a in agents], float) / max(budget, 1)
-        needed = np.minimum(self.floor_probability, 1.0 / np.maximum(stale, 1e-300))
-        return worth, needed
+        own = [self.memory.arrays(a) for a in agents]
+        mine = [summarize(steps, values, self.memory.clock, discount=1.0, tail=self.tail) for steps, values in own]
+        n = np.array([s.n_eff for s in mine])
+        mean = np.array([s.mean for s in mine])
+        std = np.array([s.std for s in mine])
+        var = np.maximum((n * std ** 2 + k * scale ** 2) / (n + k), scale ** 2)
+        wait = np.array([self.memory.since_last(a) for a in agents], float) / max(per_period, 1)
+        needed = np.minimum(self.floor_probability, 1.0 / np.maximum(wait, 1e-300))
+        return SpeculativeTest((n * mean + k * floor) / (n + k), var, n + k, needed)
+
+
+@dataclass(frozen=True)
+class SpeculativeTest:
+    """Thompson's test for a speculative slot, per agent (arrays in the period's agent order): the belief about
+    its mean reward on its own evidence (``worth``, noise ``var`` over ``count`` observations) and the
+    probability above the floor it needs (``needed``)."""
+
+    worth: np.ndarray
+    var: np.ndarray
+    count: np.ndarray
+    needed: np.ndarray
+
+    def probability(self, floor: float, fantasized: np.ndarray | float) -> np.ndarray:
+        """P(mean > floor) per agent, with ``fantasized`` slots this period counted as observations at ``worth``."""
+        return probability_above(self.worth, np.sqrt(self.var / (self.count + fantasized)), floor)
 
 
 class _ChangeDetection:

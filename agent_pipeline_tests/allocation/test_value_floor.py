@@ -259,15 +259,17 @@ def test_the_explanation_says_how_likely_each_agent_is_above_the_floor():
     assert json.loads(json.dumps(result.record()))["explanations"]["loser"]["p_above_floor"] == p["loser"]
 
 
-def _after_a_wait(policy: str, seed: int, wait: int) -> dict[str, int]:
+def _after_a_wait(policy: str, seed: int, periods: int) -> dict[str, int]:
     """Slots won beside a capped winner by an agent starved on three bad rewards and by a settled loser, after
-    ``wait`` rewards of the winner alone (periods in which neither ran)."""
+    ``periods`` periods in which the winner alone ran (its cap, 6 runs, each)."""
     alloc = build(policy, seed=seed)
-    for r in (-1.6, -0.2, -0.6):  # mean -0.8: an unlucky start, three rewards say little
-        alloc.observe("starved", r)
+    for r in _alternating(0.5, 200):
+        alloc.observe("win", r)
     for r in _alternating(-0.3, 64):
         alloc.observe("loser", r)
-    for r in _alternating(0.5, 200 + wait):
+    for r in (-1.6, -0.2, -0.6):  # mean -0.8: an unlucky start, three rewards say little
+        alloc.observe("starved", r)
+    for r in _alternating(0.5, 6 * periods):
         alloc.observe("win", r)
     result = alloc.allocate(["win", "starved", "loser"], max_runs={"win": 6}, total_budget_runs=50, value_floor=0.0)
     assert result.quotas["win"] == 6 and result.explanations["win"]["status"] == "capped"
@@ -276,14 +278,14 @@ def _after_a_wait(policy: str, seed: int, wait: int) -> dict[str, int]:
 
 @pytest.mark.parametrize("policy", ["glr_thompson", "thompson"])
 def test_an_agent_starved_on_little_evidence_is_revisited_as_time_passes_a_settled_loser_is_not(policy):
-    """Three bad rewards put an agent's P(mean > floor) below floor_probability; while a capped winner kept the
-    slots its evidence aged only with the winner's runs, towards a pooled mean below the floor, so it stayed held
-    back for good. Its test is now about itself (shrunk towards the floor) and its bar falls as it goes unrun."""
-    won = {wait: [_after_a_wait(policy, seed, wait) for seed in range(5)] for wait in (0, 300, 600)}
-    starved = {wait: [w["starved"] for w in runs] for wait, runs in won.items()}
-    loser = {wait: [w["loser"] for w in runs] for wait, runs in won.items()}
+    """Three bad rewards put an agent's P(mean > floor) below floor_probability. Its test is about itself (its own
+    rewards, shrunk towards the floor) and its bar falls with the periods it has gone unrun, so it is revisited
+    after a wait; 64 rewards at -0.3 keep the loser held back however long it waits."""
+    won = {periods: [_after_a_wait(policy, seed, periods) for seed in range(5)] for periods in (0, 50, 100)}
+    starved = {periods: [w["starved"] for w in runs] for periods, runs in won.items()}
+    loser = {periods: [w["loser"] for w in runs] for periods, runs in won.items()}
     assert sum(starved[0]) == 0, starved  # just seen losing: held back, not re-explored at once
-    assert min(starved[300]) >= 1 and min(starved[600]) >= 1, starved  # long unrun on three rewards: revisited
-    assert sum(starved[600]) >= sum(starved[300]), starved
-    assert max(starved[600]) <= 10, starved  # a revisit, not the 44 slots the cap leaves over
+    assert min(starved[50]) >= 1 and min(starved[100]) >= 1, starved  # long unrun on three rewards: revisited
+    assert sum(starved[100]) >= sum(starved[50]), starved
+    assert max(starved[100]) <= 10, starved  # a revisit, not the 44 slots the cap leaves over
     assert all(n == 0 for runs in loser.values() for n in runs), loser  # 64 rewards at -0.3: still settled

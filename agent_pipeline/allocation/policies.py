@@ -32,14 +32,16 @@ won this period counted as fantasized observations at its posterior mean, is sti
 fair chance of being above the floor keeps getting runs, while one whose evidence has settled below it gets none,
 however many slots the caps leave over: per-slot draws alone gave it a run in each leftover slot in which its
 draw happened to exceed the floor, so its exploration grew with the leftover budget instead of with what is
-unknown about it. The test's probability is about the agent alone (its rewards shrunk towards the floor, not
-the pooled mean: faded evidence is an even bet), and the probability it needs falls as the agent goes unrun:
-``min(floor_probability, 1 / wait)``, the wait in periods' worth of the budget since its last run (Bayes-UCB's
-schedule). So an agent starved on a few unlucky rewards is revisited after a wait that grows as its evidence
-sinks, and a settled loser practically never; before, a starved agent's evidence aged only with the runs of
-others, towards a pooled mean below the floor, and it could stay held back for good beside a capped earner. The rule applies while some agent credibly above the floor has room to run: their runs are what
-age the memories (the discount counts observations), so when no agent is credibly above the floor (a regime
-change, or every agent losing) the period is a search and the draws alone decide, as they did before.
+unknown about it. The test's probability is about the agent alone: its own rewards, undiscounted (a few old
+rewards stay a few rewards), shrunk towards the floor rather than the pooled mean, with a spread never below the
+pooled one. The probability it needs falls as the agent goes unrun: ``min(floor_probability, 1 / wait)``, the
+wait in periods since its last run (Bayes-UCB's schedule), a period being the runs actually given: the minimums
+plus what the agents credibly above the floor may run. So an agent starved on a few unlucky rewards is revisited
+after a wait that grows as its evidence sinks, and a settled loser practically never; before, a starved agent's
+evidence aged only with the runs of others, towards a pooled mean below the floor, and it could stay held back for
+good beside a capped earner. The rule applies while some agent credibly above the floor has room to run, so when
+no agent is credibly above the floor (a regime change, or every agent losing) the period is a search and the
+draws alone decide, as they did before.
 ``floor_probability = 0`` turns the rule off.
 """
 

@@ -44,8 +44,9 @@ EXPLANATION_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("interval_low", "float", "Lower end of the estimate's 90 % interval."),
     ("interval_high", "float", "Upper end of the estimate's 90 % interval."),
     ("p_above_floor", "float", ("The policy's probability that its mean reward is above the value floor (Thompson "
-                                "policies with a floor; empty otherwise). Below floor_probability it gets no "
-                                "leftover slots beside agents credibly above the floor.")),
+                                "policies with a floor; empty otherwise), on its own rewards. Below floor_probability "
+                                "(less once it has gone unrun for long) it gets no leftover slots beside agents "
+                                "credibly above the floor.")),
     ("rewards_seen", "int", "Rewards the decision observed for it."),
     ("capital_usd", "float", "Capital it sizes orders with this period."),
 )

@@ -14,12 +14,17 @@ to losing agents (true mean below 0 in that period) and the share of the budget 
 
     .venv/bin/python -m benchmarks.allocator_regret                  # full table (a few minutes)
     .venv/bin/python -m benchmarks.allocator_regret --seeds 3 --periods 30 --envs gaussian   # quick look
-    .venv/bin/python -m benchmarks.allocator_regret --envs capped_winners,all_losing --first-seed 200   # held out
+    .venv/bin/python -m benchmarks.allocator_regret --envs capped_winners,all_losing --first-seed 220 --seeds 40
+
+Comparing two versions of a policy seed by seed (the paired difference is far less noisy than two means): run one
+row in each checkout with ``--policy LABEL --per-seed FILE``, then ``--paired BEFORE.json AFTER.json``. The file
+also holds, per seed, the runs given to losing agents in each period (where a losers' share comes from).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -201,6 +206,7 @@ class Outcome:
     # period and after the warm-up
     every_period: Counter = field(default_factory=Counter)
     after_warmup: Counter = field(default_factory=Counter)
+    losing_by_period: list[int] = field(default_factory=list)
     violations: int = 0
     seconds: float = 0.0
     decisions: int = 0
@@ -229,6 +235,7 @@ def run_one(env_name: str, factory, seed: int, periods: int, batch: int, floor: 
         losing = sum(q for a, q in quotas.items() if mu[index[a]] < 0)
         period = Counter(runs=sum(quotas.values()), losing=losing, held=held, budget=env.bounds.budget)
         out.every_period.update(period)
+        out.losing_by_period.append(int(losing))
         if t >= warmup:
             out.after_warmup.update(period)
         pairs = []
@@ -285,9 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=50, help="runs per period")
     ap.add_argument("--envs", default=",".join(ENVS))
     ap.add_argument("--no-mabwiser", action="store_true")
+    ap.add_argument("--policy", action="append", metavar="LABEL",
+                    help="run only the row with this label (repeatable), e.g. 'glr_thompson, value_floor 0.0'")
+    ap.add_argument("--per-seed", metavar="FILE", help="also write each row's per-seed results to this JSON file")
+    ap.add_argument("--paired", nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="print the paired regret difference between two --per-seed files, and run nothing")
     if argv is None:  # run by `python -m benchmarks` (whose own argv is not ours): the defaults
         argv = sys.argv[1:] if __name__ == "__main__" else []
     args = ap.parse_args(argv)
+    if args.paired:
+        print(paired(*(json.loads(open(path, encoding="utf-8").read()) for path in args.paired)))
+        return 0
     envs = [e.strip() for e in args.envs.split(",") if e.strip()]
     with_mab = not args.no_mabwiser and mabwiser_available()
     notes = []
@@ -296,17 +311,45 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     started = time.perf_counter()
     results: dict[str, dict[str, Row]] = {}
+    per_seed: dict[str, dict[str, dict[int, dict]]] = {}
     for env_name in envs:
-        results[env_name] = {}
+        results[env_name], per_seed[env_name] = {}, {}
         for label, factory, floor in policy_factories(with_mab, env_name):
-            row = summarize([run_one(env_name, factory, seed, args.periods, args.batch, floor) for seed in seeds],
-                            floor)
+            if args.policy and label not in args.policy:
+                continue
+            outcomes = [run_one(env_name, factory, seed, args.periods, args.batch, floor) for seed in seeds]
+            row = summarize(outcomes, floor)
             results[env_name][label] = row
+            per_seed[env_name][label] = {seed: {"regret": o.regret, "runs": o.every_period["runs"],
+                                                "losing_by_period": o.losing_by_period}
+                                         for seed, o in zip(seeds, outcomes, strict=True)}
             print(f"# {env_name:14s} {label:42s} regret {row.regret[0]:9.1f} ± {row.regret[1]:6.1f}  "
                   f"captured {_pct(row.captured)}  losing {row.losing_share:6.1%}  held {row.held_share:6.1%}  "
                   f"violations {row.violations}  {row.ms:.2f} ms/alloc", file=sys.stderr, flush=True)
+    if args.policy and not any(results.values()):
+        ap.error(f"no row is labelled {args.policy}; labels: {[label for label, _, _ in policy_factories(with_mab, envs[0])]}")
+    if args.per_seed:
+        with open(args.per_seed, "w", encoding="utf-8") as f:
+            json.dump(per_seed, f)
     print(render(results, envs, args, notes, time.perf_counter() - started))
     return 0
+
+
+def paired(before: dict, after: dict) -> str:
+    """Per environment and row present in both files, mean regret of each and the mean paired difference
+    (after - before) over the seeds both ran, each ± its standard error."""
+    lines = []
+    for env_name, rows in after.items():
+        for label, seeds in rows.items():
+            common = sorted(set(seeds) & set(before.get(env_name, {}).get(label, {})), key=int)
+            if not common:
+                continue
+            b = [before[env_name][label][s]["regret"] for s in common]
+            a = [seeds[s]["regret"] for s in common]
+            (mb, sb), (ma, sa), (md, sd) = _mean_sem(b), _mean_sem(a), _mean_sem([y - x for x, y in zip(b, a, strict=True)])
+            lines.append(f"{env_name} / {label}, {len(common)} seeds: before {mb:.1f} ± {sb:.1f}, after {ma:.1f} ± "
+                         f"{sa:.1f}, paired difference {md:+.1f} ± {sd:.1f}")
+    return "\n".join(lines) or "no row and seed in common"
 
 
 def _pct(pair: tuple[float, float] | None) -> str:
@@ -330,11 +373,11 @@ def render(results, envs, args, notes, elapsed) -> str:
                   ("| policy | floor | regret | vs uniform | captured | value (oracle) | to losers | held back | "
                    "violations | ms / allocation |"),
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        uniform = results[env_name]["uniform"].regret[0] or 1.0
+        uniform = results[env_name]["uniform"].regret[0] or 1.0 if "uniform" in results[env_name] else None
         for label, row in results[env_name].items():
             mark = " **(default)**" if label in (DEFAULT_POLICY, DEFAULT_WITH_FLOOR) else ""
             floor = "none" if row.floor is None else f"{row.floor:g}"
-            vs = f"{row.regret[0] / uniform:.2f}" if row.floor is None else ""
+            vs = f"{row.regret[0] / uniform:.2f}" if row.floor is None and uniform is not None else ""
             lines.append(f"| {label}{mark} | {floor} | {row.regret[0]:.1f} ± {row.regret[1]:.1f} | {vs} | "
                          f"{_pct(row.captured)} | {row.value:.1f} ({row.oracle:.1f}) | {row.losing_share:.1%} "
                          f"({row.losing_share_after:.1%}) | "

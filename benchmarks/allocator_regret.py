@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if __name__ == "__main__" else []
     args = ap.parse_args(argv)
     if args.paired:
-        print(paired(*(json.loads(open(path, encoding="utf-8").read()) for path in args.paired)))
+        print(paired(*(json.loads(Path(path).read_text(encoding="utf-8")) for path in args.paired)))
         return 0
     envs = [e.strip() for e in args.envs.split(",") if e.strip()]
     with_mab = not args.no_mabwiser and mabwiser_available()
@@ -327,10 +328,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"captured {_pct(row.captured)}  losing {row.losing_share:6.1%}  held {row.held_share:6.1%}  "
                   f"violations {row.violations}  {row.ms:.2f} ms/alloc", file=sys.stderr, flush=True)
     if args.policy and not any(results.values()):
-        ap.error(f"no row is labelled {args.policy}; labels: {[label for label, _, _ in policy_factories(with_mab, envs[0])]}")
+        labels = [label for label, _, _ in policy_factories(with_mab, envs[0])]
+        ap.error(f"no row is labelled {args.policy}; labels: {labels}")
     if args.per_seed:
-        with open(args.per_seed, "w", encoding="utf-8") as f:
-            json.dump(per_seed, f)
+        Path(args.per_seed).write_text(json.dumps(per_seed), encoding="utf-8")
     print(render(results, envs, args, notes, time.perf_counter() - started))
     return 0
 
@@ -341,12 +342,14 @@ def paired(before: dict, after: dict) -> str:
     lines = []
     for env_name, rows in after.items():
         for label, seeds in rows.items():
-            common = sorted(set(seeds) & set(before.get(env_name, {}).get(label, {})), key=int)
+            prior = before.get(env_name, {}).get(label, {})
+            common = sorted(set(seeds) & set(prior), key=int)
             if not common:
                 continue
-            b = [before[env_name][label][s]["regret"] for s in common]
+            b = [prior[s]["regret"] for s in common]
             a = [seeds[s]["regret"] for s in common]
-            (mb, sb), (ma, sa), (md, sd) = _mean_sem(b), _mean_sem(a), _mean_sem([y - x for x, y in zip(b, a, strict=True)])
+            difference = [y - x for x, y in zip(b, a, strict=True)]
+            (mb, sb), (ma, sa), (md, sd) = _mean_sem(b), _mean_sem(a), _mean_sem(difference)
             lines.append(f"{env_name} / {label}, {len(common)} seeds: before {mb:.1f} ± {sb:.1f}, after {ma:.1f} ± "
                          f"{sa:.1f}, paired difference {md:+.1f} ± {sd:.1f}")
     return "\n".join(lines) or "no row and seed in common"
@@ -373,7 +376,7 @@ def render(results, envs, args, notes, elapsed) -> str:
                   ("| policy | floor | regret | vs uniform | captured | value (oracle) | to losers | held back | "
                    "violations | ms / allocation |"),
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        uniform = results[env_name]["uniform"].regret[0] or 1.0 if "uniform" in results[env_name] else None
+        uniform = (results[env_name]["uniform"].regret[0] or 1.0) if "uniform" in results[env_name] else None
         for label, row in results[env_name].items():
             mark = " **(default)**" if label in (DEFAULT_POLICY, DEFAULT_WITH_FLOOR) else ""
             floor = "none" if row.floor is None else f"{row.floor:g}"

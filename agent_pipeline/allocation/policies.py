@@ -42,6 +42,14 @@ evidence aged only with the runs of others, towards a pooled mean below the floo
 good beside a capped earner. The rule applies while some agent credibly above the floor has room to run, so when
 no agent is credibly above the floor (a regime change, or every agent losing) the period is a search and the
 draws alone decide, as they did before.
+
+When the caps of the agents credibly above the floor leave slots over (their room is less than the slots beyond
+the minimums), every slot of the period is tested, not only the speculative ones, and an agent not credibly
+above the floor wins at most as many slots in a period as it has rewards (or one): a period may double what is
+known of it, no more. Otherwise its draws beat a capped earner's in the slots before the cap was reached, and its
+fantasized rewards at a lucky mean kept it passing the test slot after slot: an agent on six lucky rewards took
+some 40 of the runs left over in one period. Where the earners have room for the whole budget nothing is left
+over and the draws decide, so an agent whose recent rewards rise is followed, not held to its undiscounted record.
 ``floor_probability = 0`` turns the rule off.
 """
 
@@ -337,7 +345,8 @@ class ThompsonAllocator(BaseAllocator):
         observation at its posterior mean, so its later draws narrow (batched Thompson sampling with fantasized
         outcomes): the period's runs concentrate on agents that are likely best, not merely uncertain. With a
         floor, a slot goes to the best draw above it, or is held back when no open agent's draw exceeds it; a
-        speculative slot only to agents still ``floor_probability`` likely above the floor (module docstring)."""
+        speculative slot only to agents still ``floor_probability`` likely above the floor, and every slot so tested
+        when the earners' caps leave slots over (module docstring)."""
         post = self.posterior(stats, scale)
         agents = list(bounds.agents)
         slots = max(bounds.budget - sum(bounds.lo.values()), 0)
@@ -355,15 +364,19 @@ class ThompsonAllocator(BaseAllocator):
             earners = any(sure[index[a]] and bounds.hi[a] > bounds.lo[a] for a in agents)
             room = sum(bounds.hi[a] - bounds.lo[a] for a in agents if sure[index[a]])
             test = self._speculative_test(agents, floor, scale, min(bounds.budget, sum(bounds.lo.values()) + room))
+            # the earners' caps leave slots over: every slot is a question of whether the others are worth a run
+            capped = earners and room < slots
 
         def pick(slot, open_agents, quotas):
             q = np.fromiter((quotas[a] for a in agents), float, len(agents)) if self.fantasize else 0.0
             sd = self.posterior_scale * np.sqrt(var / (n + q))
             row = mu + sd * z[slot]
             rows.append(row)
-            if floor is not None and earners and not any(sure[index[a]] for a in open_agents):  # a speculative slot
-                above = test.probability(floor, q)  # this period's slots so far count as observations
-                open_agents = [a for a in open_agents if above[index[a]] >= test.needed[index[a]]]
+            if floor is not None and earners and (capped or not any(sure[index[a]] for a in open_agents)) \
+                    and not all(sure[index[a]] for a in open_agents):  # the slot is tested
+                won = np.fromiter((quotas[a] - bounds.lo[a] for a in agents), float, len(agents))
+                admitted = test.admits(floor, q, won)  # this period's slots so far count as observations
+                open_agents = [a for a in open_agents if sure[index[a]] or admitted[index[a]]]
             return best_above(open_agents, {a: float(row[index[a]]) for a in open_agents}, floor)
 
         def samples() -> dict[str, list[float]]:
@@ -399,7 +412,7 @@ class ThompsonAllocator(BaseAllocator):
         var = np.maximum((n * std ** 2 + k * scale ** 2) / (n + k), scale ** 2)
         wait = np.array([self.memory.since_last(a) for a in agents], float) / max(per_period, 1)
         needed = np.minimum(self.floor_probability, 1.0 / np.maximum(wait, 1e-300))
-        return SpeculativeTest((n * mean + k * floor) / (n + k), var, n + k, needed)
+        return SpeculativeTest((n * mean + k * floor) / (n + k), var, n + k, needed, n)
 
 
 @dataclass(frozen=True)
@@ -412,10 +425,17 @@ class SpeculativeTest:
     var: np.ndarray
     count: np.ndarray
     needed: np.ndarray
+    rewards: np.ndarray  # the agent's own remembered rewards
 
     def probability(self, floor: float, fantasized: np.ndarray | float) -> np.ndarray:
         """P(mean > floor) per agent, with ``fantasized`` slots this period counted as observations at ``worth``."""
         return probability_above(self.worth, np.sqrt(self.var / (self.count + fantasized)), floor)
+
+    def admits(self, floor: float, fantasized: np.ndarray | float, won: np.ndarray) -> np.ndarray:
+        """Per agent, whether it may have one more slot: still likely enough above the floor with this period's
+        slots counted, and short of doubling its own evidence this period (``won`` slots beyond its minimum
+        fewer than its rewards, or none yet): what a period teaches about an agent is bounded by what it knew."""
+        return (self.probability(floor, fantasized) >= self.needed) & (won < np.maximum(1.0, self.rewards))
 
 
 class _ChangeDetection:

@@ -289,3 +289,29 @@ def test_an_agent_starved_on_little_evidence_is_revisited_as_time_passes_a_settl
     assert sum(starved[100]) >= sum(starved[50]), starved
     assert max(starved[100]) <= 10, starved  # a revisit, not the 44 slots the cap leaves over
     assert all(n == 0 for runs in loser.values() for n in runs), loser  # 64 rewards at -0.3: still settled
+
+
+def _lucky_beside(policy: str, seed: int, winner_cap: int) -> tuple[int, int]:
+    """Slots won by an agent on six lucky rewards (mean 0.16, not credibly above the floor) beside an agent
+    credibly above it, and the runs held back, with the earner capped at ``winner_cap`` of a budget of 50."""
+    alloc = build(policy, seed=seed)
+    for r in _alternating(0.1, 2000):
+        alloc.observe("win", r)
+    for r in _alternating(0.16, 6):
+        alloc.observe("lucky", r)
+    result = alloc.allocate(["win", "lucky"], max_runs={"win": winner_cap}, total_budget_runs=50, value_floor=0.0)
+    assert result.explanations["win"]["p_above_floor"] > 0.99 > result.explanations["lucky"]["p_above_floor"]
+    return result.explanations["lucky"]["slots_won"], result.held_back
+
+
+@pytest.mark.parametrize("policy", ["glr_thompson", "thompson"])
+def test_beside_capped_earners_an_uncertain_agent_at_most_doubles_its_evidence_in_a_period(policy):
+    """With the earner capped, the slots it leaves over went to the lucky agent one by one (its fantasized
+    rewards at a positive mean kept it passing the test): some 40 runs on six rewards. Now an agent not credibly
+    above the floor wins at most as many slots in a period as it has rewards, and the rest is held back. Beside an
+    earner with room, nothing is left over, and the uncertain agent competes on its draws as before: an agent
+    whose recent rewards rise is followed, not held to its old record."""
+    capped = [_lucky_beside(policy, seed, winner_cap=6) for seed in range(5)]
+    assert all(1 <= won <= 6 and held == 44 - won for won, held in capped), capped
+    open_ = [_lucky_beside(policy, seed, winner_cap=50) for seed in range(5)]
+    assert all(held == 0 for _, held in open_) and sum(won for won, _ in open_) > 5 * 6, open_

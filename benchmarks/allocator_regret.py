@@ -14,7 +14,7 @@ to losing agents (true mean below 0 in that period) and the share of the budget 
 
     .venv/bin/python -m benchmarks.allocator_regret                  # full table (a few minutes)
     .venv/bin/python -m benchmarks.allocator_regret --seeds 3 --periods 30 --envs gaussian   # quick look
-    .venv/bin/python -m benchmarks.allocator_regret --envs capped_winners,all_losing --first-seed 220 --seeds 40
+    .venv/bin/python -m benchmarks.allocator_regret --envs capped_winners,all_losing --first-seed 260 --seeds 100
 
 Comparing two versions of a policy seed by seed (the paired difference is far less noisy than two means): run one
 row in each checkout with ``--policy LABEL --per-seed FILE``, then ``--paired BEFORE.json AFTER.json``. The file

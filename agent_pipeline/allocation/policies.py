@@ -425,7 +425,7 @@ class SpeculativeTest:
     var: np.ndarray
     count: np.ndarray
     needed: np.ndarray
-    rewards: np.ndarray  # the agent's own remembered rewards
+    rewards: np.ndarray  # how many rewards of its own the agent has (remembered, undiscounted)
 
     def probability(self, floor: float, fantasized: np.ndarray | float) -> np.ndarray:
         """P(mean > floor) per agent, with ``fantasized`` slots this period counted as observations at ``worth``."""

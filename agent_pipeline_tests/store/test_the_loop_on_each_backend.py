@@ -57,7 +57,10 @@ def _loop(store: Store, tmp_path) -> dict:
                 "data_age_sec": 1.0, "paper": True, "symbol": "BTC-USD", "side": "buy", "venue": "sim_a",
                 "price": quote.ask, "size": 100.0 / quote.ask, "quote_size": 2.0, "confidence": 0.8,
                 "reference_price": quote.mid, "profit_pct": 0.25}
-    layer = ExecutionLayer(store, market, guardrails=GuardrailConfig(), execution=ExecutionConfig(),
+    # the decision is for AS_OF's period, fixed when this module was imported: in a long suite the hour (and its
+    # grace) may have ended by the time the gate runs, which would deny every order as ALLOCATION_STALE
+    layer = ExecutionLayer(store, market, guardrails=GuardrailConfig(),
+                           execution=ExecutionConfig(allocation_grace_sec=6 * 3600.0),
                            kill_switch=KillSwitch(tmp_path / "ks.json"))
     run = {"agent": funded, "strategy": funded, "event_id": "e001", "output": [proposal, dict(proposal)]}
     first = layer.execute(run, run_id="run-1")

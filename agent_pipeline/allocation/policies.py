@@ -48,8 +48,9 @@ at most as many slots in a period as it has rewards (or one). When the caps of t
 floor leave slots over (their room is less than the slots beyond the minimums), every slot of the period is
 tested, not only the speculative ones. Otherwise its draws beat a capped earner's in the slots before the cap
 was reached, and its fantasized rewards at a lucky mean kept it passing the test slot after slot: an agent on six
-lucky rewards took some 40 of the runs left over in one period. Where the earners have room for the whole budget nothing is left
-over and the draws decide, so an agent whose recent rewards rise is followed, not held to its undiscounted record.
+lucky rewards took some 40 of the runs left over in one period. Where the earners have room for the whole
+budget nothing is left over and the draws decide, so an agent whose recent rewards rise is followed, not held to
+its undiscounted record.
 ``floor_probability = 0`` turns the rule off.
 """
 
